@@ -1,0 +1,28 @@
+# Quickstart: `make demo` and `make test`. Each creates .venv in the repo root on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-unit install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch==2.13.0 is pinned: on the reference CPU machine pip takes the local CPU build
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/econ-ray train search_spaces/quickstart.yaml --lam 0.5 --alpha 1 --beta 0.5
+
+test: $(STAMP)
+	$(BIN)/pytest -q tests
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -q -m "not integration" tests
+
+clean:
+	rm -rf $(VENV) runs mlruns mlflow.db .pytest_cache

@@ -1,0 +1,27 @@
+"""Compute cost of a forward pass: analytic FLOPs (dense and sparsity-aware) and measured latency."""
+
+from econ_ray.compute.flops import (
+    ARCHS,
+    ArchShape,
+    FlopCount,
+    LayerSparsity,
+    count_flops,
+    dense_flops,
+    effective_flops,
+    shape_from_hf_config,
+)
+from econ_ray.compute.latency import Latency, measure_latency, model_latency
+
+__all__ = [
+    "ARCHS",
+    "ArchShape",
+    "FlopCount",
+    "LayerSparsity",
+    "Latency",
+    "count_flops",
+    "dense_flops",
+    "effective_flops",
+    "measure_latency",
+    "model_latency",
+    "shape_from_hf_config",
+]

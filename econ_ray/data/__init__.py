@@ -1,0 +1,23 @@
+"""Task data: built-in generated tasks, Hugging Face hub datasets and local files, a word-level
+tokenizer for the tiny models, and fixed-length tensor encoding."""
+
+from econ_ray.data.builtin import BUILTIN_TASKS, addition_text
+from econ_ray.data.encode import EncodedSplit, encode_split
+from econ_ray.data.sources import HUB_TASKS, DataError, TaskKind, TaskSpec, TextSplits, load_task
+from econ_ray.data.tokenizer import SPECIAL_TOKENS, build_word_tokenizer, word_vocabulary
+
+__all__ = [
+    "BUILTIN_TASKS",
+    "HUB_TASKS",
+    "SPECIAL_TOKENS",
+    "DataError",
+    "EncodedSplit",
+    "TaskKind",
+    "TaskSpec",
+    "TextSplits",
+    "addition_text",
+    "build_word_tokenizer",
+    "encode_split",
+    "load_task",
+    "word_vocabulary",
+]

@@ -1,0 +1,414 @@
+"""Load a task's text examples from a built-in generator, the Hugging Face hub or a local file.
+
+``load_task(source, ...)`` returns ``TextSplits``: train / validation / heldout lists of
+``{"text", "text_pair", "label"}`` dicts (``{"text"}`` only for language modelling). The heldout
+split is carved from the shuffled training split and is never trained on; the constrained
+objective measures CE on it.
+
+Every failure is a ``DataError`` whose message starts with ``data.source '<source>':`` and names
+the missing file, split or column, so a config typo is fixed without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from econ_ray.data import builtin
+
+TaskKind = Literal["classification", "regression", "lm"]
+TASK_KINDS: tuple[str, ...] = ("classification", "regression", "lm")
+Example = dict[str, Any]
+
+# Primary metric per kind for local files (hub and builtin tasks name their own).
+DEFAULT_METRIC = {"classification": "accuracy", "regression": "pearson", "lm": "perplexity"}
+LOCAL_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt")
+# Local files have no validation split of their own; this share (seeded) becomes one.
+LOCAL_VALIDATION_FRACTION = 0.1
+BUILTIN_PREFIX = "builtin:"
+
+# Separate random streams for the different shuffles, so e.g. eval_size never changes train.
+_STREAM_TRAIN, _STREAM_VALIDATION, _STREAM_LOCAL_SPLIT = 10, 11, 12
+
+
+class DataError(ValueError):
+    """A data source that cannot be used; the message names the source and what is wrong."""
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source, self.message = source, message
+        super().__init__(f"data.source '{source}': {message}")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the model is trained for: its kind, label count and primary metric."""
+
+    name: str  # "builtin:majority", "glue/mnli", "wikitext-103", "path/to/file.csv"
+    kind: TaskKind
+    num_labels: int  # classes for classification, 1 for regression, 0 for lm
+    metric_name: str  # "accuracy", "mcc", "pearson" or "perplexity"
+
+
+@dataclass
+class TextSplits:
+    """Text examples of one task; ``heldout`` is disjoint from ``train`` and never trained on."""
+
+    task: TaskSpec
+    train: list[Example]
+    validation: list[Example]
+    heldout: list[Example]
+
+
+@dataclass(frozen=True)
+class HubTask:
+    """A task on the Hugging Face hub: ``load_dataset(path, config)`` and the columns we read."""
+
+    path: str
+    config: str
+    kind: TaskKind
+    num_labels: int
+    metric_name: str
+    text: str
+    text_pair: str | None = None
+    label: str | None = "label"
+    validation_split: str = "validation"
+
+
+# Owner-qualified ids: the bare "glue" / "wikitext" names are only hub redirects to these.
+HUB_TASKS: dict[str, HubTask] = {
+    "glue/mnli": HubTask("nyu-mll/glue", "mnli", "classification", 3, "accuracy", "premise", "hypothesis",
+                         validation_split="validation_matched"),
+    "glue/sst2": HubTask("nyu-mll/glue", "sst2", "classification", 2, "accuracy", "sentence"),
+    "glue/cola": HubTask("nyu-mll/glue", "cola", "classification", 2, "mcc", "sentence"),
+    "glue/stsb": HubTask("nyu-mll/glue", "stsb", "regression", 1, "pearson", "sentence1", "sentence2"),
+    "glue/qnli": HubTask("nyu-mll/glue", "qnli", "classification", 2, "accuracy", "question", "sentence"),
+    "glue/qqp": HubTask("nyu-mll/glue", "qqp", "classification", 2, "accuracy", "question1", "question2"),
+    "glue/mrpc": HubTask("nyu-mll/glue", "mrpc", "classification", 2, "accuracy", "sentence1", "sentence2"),
+    "glue/rte": HubTask("nyu-mll/glue", "rte", "classification", 2, "accuracy", "sentence1", "sentence2"),
+    "wikitext-103": HubTask("Salesforce/wikitext", "wikitext-103-raw-v1", "lm", 0, "perplexity", "text", label=None),
+    "wikitext-2": HubTask("Salesforce/wikitext", "wikitext-2-raw-v1", "lm", 0, "perplexity", "text", label=None),
+}
+
+
+def known_sources() -> str:
+    """One line listing every non-file source, for error messages."""
+    builtins = ", ".join(BUILTIN_PREFIX + n for n in builtin.BUILTIN_TASKS)
+    return f"builtins: {builtins}; hub: {', '.join(HUB_TASKS)}; or a {'/'.join(LOCAL_SUFFIXES)} file"
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _missing_column(column: str, available: Sequence[str]) -> str:
+    return f"column '{column}' not found (columns: {', '.join(map(str, available))})"
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), stream])
+
+
+def _shuffled(rows: list[Example], seed: int, stream: int, cap: int | None = None) -> list[Example]:
+    order = _rng(seed, stream).permutation(len(rows))
+    if cap is not None:
+        order = order[:cap]
+    return [rows[i] for i in order]
+
+
+def _make_example(text: Any, pair: Any, label: Any, kind: str) -> Example:
+    if kind == "lm":
+        return {"text": text}
+    return {"text": text, "text_pair": pair, "label": label}
+
+
+# ---------------------------------------------------------------------------------------------
+# Built-in generated tasks
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_builtin(source: str, seed: int, options: Mapping[str, Any] | None) -> tuple[TaskSpec, list[Example], list[Example]]:
+    name = source[len(BUILTIN_PREFIX):]
+    if name not in builtin.BUILTIN_TASKS:
+        raise DataError(source, f"unknown builtin task '{name}' ({known_sources()})")
+    spec = builtin.BUILTIN_TASKS[name]
+    try:
+        train, validation = builtin.generate(name, seed, options)
+    except ValueError as exc:
+        raise DataError(source, str(exc)) from exc
+    return TaskSpec(source, spec.kind, spec.num_labels, spec.metric_name), train, validation  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face hub
+# ---------------------------------------------------------------------------------------------
+
+
+def _hub_rows(source: str, split: Any, split_name: str, task: HubTask, columns: Mapping[str, str | None]) -> list[Example]:
+    """Rows of one hub split as example dicts (columnar read: fast even for 400k rows)."""
+    available = list(split.column_names)
+    wanted = {role: col for role, col in columns.items() if col is not None}
+    for col in wanted.values():
+        if col not in available:
+            raise DataError(source, f"split '{split_name}': {_missing_column(col, available)}")
+    data = split.select_columns(sorted(set(wanted.values()))).to_dict()
+    texts = data[wanted["text"]]
+    pairs = data[wanted["text_pair"]] if "text_pair" in wanted else [None] * len(texts)
+    labels = data[wanted["label"]] if "label" in wanted else [None] * len(texts)
+    rows: list[Example] = []
+    for t, p, y in zip(texts, pairs, labels):
+        if task.kind == "lm":
+            # wikitext keeps blank separator lines; they carry no tokens to predict.
+            if t is None or not t.strip():
+                continue
+            rows.append({"text": t.strip()})
+            continue
+        if task.kind == "classification" and (y is None or int(y) < 0):
+            continue  # GLUE marks hidden (test) labels with -1
+        label = float(y) if task.kind == "regression" else int(y)
+        rows.append(_make_example(t, p, label, task.kind))
+    return rows
+
+
+def _load_hub(source: str, columns: Mapping[str, str] | None) -> tuple[TaskSpec, list[Example], list[Example]]:
+    task = HUB_TASKS[source]
+    mapping: dict[str, str | None] = {"text": task.text, "text_pair": task.text_pair, "label": task.label}
+    mapping.update(columns or {})
+    try:
+        import datasets  # heavy import, and only hub tasks need it
+
+        dd = datasets.load_dataset(task.path, task.config)
+    except Exception as exc:  # noqa: BLE001 - whatever the loader raised (offline, unknown name), reported with it
+        raise DataError(
+            source, f"could not be loaded (load_dataset('{task.path}', '{task.config}')): {_first_line(exc)}"
+        ) from exc
+    splits = {}
+    for split_name in ("train", task.validation_split):
+        if split_name not in dd:
+            raise DataError(source, f"split '{split_name}' not found (splits: {', '.join(map(str, dd))})")
+        splits[split_name] = _hub_rows(source, dd[split_name], split_name, task, mapping)
+    spec = TaskSpec(source, task.kind, task.num_labels, task.metric_name)
+    return spec, splits["train"], splits[task.validation_split]
+
+
+# ---------------------------------------------------------------------------------------------
+# Local files
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_table(source: str, path: Path) -> Any:
+    """The file as a pandas DataFrame (csv/tsv/json/jsonl/parquet)."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            # keep_default_na=False: the sentence "NA" or "null" is text, not a missing value;
+            # only truly empty cells become NaN (and are rejected below for labels).
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""])
+        # dtype=False: keep values as written (a sentence like "2020-01-01" stays text).
+        if suffix == ".jsonl":
+            return pd.read_json(path, lines=True, dtype=False)
+        if suffix == ".json":
+            try:
+                return pd.read_json(path, dtype=False)
+            except ValueError:
+                return pd.read_json(path, lines=True, dtype=False)  # JSON lines saved with a .json name
+        return pd.read_parquet(path)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(source, "file is empty") from exc
+    except Exception as exc:  # noqa: BLE001 - parse errors of any reader, reported with the file name
+        raise DataError(source, f"could not be read: {_first_line(exc)}") from exc
+
+
+def _infer_kind(source: str, labels: Any, kind: str | None) -> str:
+    import pandas as pd
+
+    if kind is not None:
+        return kind
+    if pd.api.types.is_bool_dtype(labels) or pd.api.types.is_integer_dtype(labels):
+        return "classification"
+    if pd.api.types.is_float_dtype(labels):
+        return "regression"
+    if pd.api.types.is_object_dtype(labels) or pd.api.types.is_string_dtype(labels):
+        return "classification"  # string class names, mapped to ids in sorted order
+    raise DataError(source, f"cannot infer the task kind from label dtype {labels.dtype}; set data.kind")
+
+
+def _class_ids(source: str, column: str, labels: Any) -> tuple[list[int], int]:
+    """Integer class ids and their count. Integers are kept (num_labels = max + 1); strings are
+    numbered in sorted order, so the mapping is deterministic."""
+    import pandas as pd
+
+    values = labels.tolist()
+    if pd.api.types.is_object_dtype(labels) or pd.api.types.is_string_dtype(labels):
+        if all(isinstance(v, str) for v in values):
+            names = sorted(set(values))
+            index = {n: i for i, n in enumerate(names)}
+            return [index[v] for v in values], len(names)
+    ids: list[int] = []
+    for v in values:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise DataError(source, f"column '{column}': classification label {v!r} is not an integer") from None
+        if not f.is_integer() or f < 0:
+            raise DataError(source, f"column '{column}': classification label {v!r} is not a non-negative integer")
+        ids.append(int(f))
+    return ids, max(ids) + 1
+
+
+def _local_rows(source: str, path: Path, columns: Mapping[str, str] | None, kind: str | None) -> tuple[TaskSpec, list[Example]]:
+    if path.suffix.lower() == ".txt":
+        if kind not in (None, "lm"):
+            raise DataError(source, f"a .txt file is a language-modelling corpus (one example per line), not {kind}")
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        rows = [{"text": ln} for ln in lines if ln]
+        if not rows:
+            raise DataError(source, "file is empty (no non-empty lines)")
+        return TaskSpec(source, "lm", 0, "perplexity"), rows
+
+    df = _read_table(source, path)
+    if len(df) == 0:
+        header = f" (header only: {', '.join(map(str, df.columns))})" if len(df.columns) else ""
+        raise DataError(source, f"file is empty{header}")
+    available = [str(c) for c in df.columns]
+    cols = {"text": "text", "label": "label", **(columns or {})}
+    # text_pair is optional: used when mapped, or when the file simply has a "text_pair" column.
+    if "text_pair" not in cols and "text_pair" in available:
+        cols["text_pair"] = "text_pair"
+    if cols["text"] not in available:
+        raise DataError(source, _missing_column(cols["text"], available))
+    if "text_pair" in cols and cols["text_pair"] not in available:
+        raise DataError(source, _missing_column(cols["text_pair"], available))
+    has_label = cols["label"] in available
+    if kind is None and not has_label:
+        kind = "lm"  # no labels at all: a corpus
+    if kind != "lm" and not has_label:
+        raise DataError(source, _missing_column(cols["label"], available))
+    kind = _infer_kind(source, df[cols["label"]], kind) if kind != "lm" else "lm"
+
+    texts = ["" if _is_missing(t) else str(t) for t in df[cols["text"]].tolist()]
+    if kind == "lm":
+        rows = [{"text": t.strip()} for t in texts if t.strip()]
+        if not rows:
+            raise DataError(source, f"column '{cols['text']}' holds no non-empty text")
+        return TaskSpec(source, "lm", 0, "perplexity"), rows
+
+    pairs: list[Any] = [None] * len(texts)
+    if "text_pair" in cols:
+        pairs = ["" if _is_missing(t) else str(t) for t in df[cols["text_pair"]].tolist()]
+    raw = df[cols["label"]]
+    missing = [i for i, v in enumerate(raw.tolist()) if _is_missing(v)]
+    if missing:
+        raise DataError(source, f"column '{cols['label']}' has {len(missing)} missing value(s) (first at row {missing[0]})")
+    if kind == "classification":
+        labels, num_labels = _class_ids(source, cols["label"], raw)
+    else:
+        try:
+            labels = [float(v) for v in raw.tolist()]
+        except (TypeError, ValueError) as exc:
+            raise DataError(source, f"column '{cols['label']}': regression labels must be numbers ({exc})") from None
+        num_labels = 1
+    rows = [_make_example(t, p, y, kind) for t, p, y in zip(texts, pairs, labels)]
+    return TaskSpec(source, kind, num_labels, DEFAULT_METRIC[kind]), rows  # type: ignore[arg-type]
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _load_local(source: str, path: Path, columns: Mapping[str, str] | None, kind: str | None,
+                seed: int) -> tuple[TaskSpec, list[Example], list[Example]]:
+    spec, rows = _local_rows(source, path, columns, kind)
+    if len(rows) < 3:
+        raise DataError(source, f"only {len(rows)} example(s); need at least 3 (train, validation, heldout)")
+    rows = _shuffled(rows, seed, _STREAM_LOCAL_SPLIT)
+    n_val = max(1, round(LOCAL_VALIDATION_FRACTION * len(rows)))
+    return spec, rows[n_val:], rows[:n_val]
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def load_task(
+    source: str,
+    *,
+    columns: dict[str, str] | None = None,
+    kind: TaskKind | None = None,
+    train_size: int | None = None,
+    eval_size: int | None = None,
+    heldout_fraction: float = 0.1,
+    seed: int = 0,
+    builtin_options: dict | None = None,
+) -> TextSplits:
+    """Load ``source`` and split it into train / validation / heldout.
+
+    ``source`` is ``builtin:<name>``, a hub name from ``HUB_TASKS`` or a path to a local file
+    (``columns`` maps ``text`` / ``text_pair`` / ``label`` to its column names; ``kind`` overrides
+    the inferred task kind; 10 % of the rows, seeded, become validation).
+
+    The training split is shuffled with ``seed`` and capped at ``train_size``; ``heldout`` is the
+    first ``heldout_fraction`` of that (at least one example) and is removed from ``train``, so
+    ``len(train) + len(heldout) <= train_size``. ``validation`` is shuffled and capped at
+    ``eval_size``; so is ``heldout``, because it is evaluated in full during training.
+    """
+    if kind is not None and kind not in TASK_KINDS:
+        raise DataError(source, f"kind '{kind}' is not one of {', '.join(TASK_KINDS)}")
+    if not 0.0 < heldout_fraction < 1.0:
+        raise DataError(source, f"heldout_fraction must be in (0, 1) (got {heldout_fraction})")
+    for name, cap in (("train_size", train_size), ("eval_size", eval_size)):
+        if cap is not None and cap < 1:
+            raise DataError(source, f"{name} must be >= 1 (got {cap})")
+    if columns:
+        bad = sorted(set(columns) - {"text", "text_pair", "label"})
+        if bad:
+            raise DataError(source, f"unknown column role(s) {', '.join(bad)}; expected text, text_pair, label")
+
+    if source.startswith(BUILTIN_PREFIX):
+        spec, train, validation = _load_builtin(source, seed, builtin_options)
+    elif source in HUB_TASKS:
+        spec, train, validation = _load_hub(source, columns)
+    else:
+        path = Path(source).expanduser()
+        if path.is_file():
+            if path.suffix.lower() not in LOCAL_SUFFIXES:
+                raise DataError(source, f"unsupported file type '{path.suffix}' (supported: {', '.join(LOCAL_SUFFIXES)})")
+            spec, train, validation = _load_local(source, path, columns, kind, seed)
+        elif path.is_dir():
+            raise DataError(source, f"is a directory, not a file ({known_sources()})")
+        elif path.suffix.lower() in LOCAL_SUFFIXES:
+            raise DataError(source, f"file not found ({known_sources()})")
+        else:
+            # Hub names contain "/" too, so without a file suffix this is most likely a typo'd name.
+            names = [BUILTIN_PREFIX + n for n in builtin.BUILTIN_TASKS] + list(HUB_TASKS)
+            close = difflib.get_close_matches(source, names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise DataError(source, f"unknown source{hint} ({known_sources()})")
+    if kind is not None and kind != spec.kind:
+        raise DataError(source, f"kind '{kind}' was requested but this task is {spec.kind}")
+
+    pool = _shuffled(train, seed, _STREAM_TRAIN, train_size)
+    if len(pool) < 2:
+        raise DataError(source, f"the training split has {len(pool)} example(s); need at least 2 (train + heldout)")
+    n_heldout = min(len(pool) - 1, max(1, round(heldout_fraction * len(pool))))
+    heldout, train = pool[:n_heldout], pool[n_heldout:]
+    if eval_size is not None:
+        heldout = heldout[:eval_size]
+    validation = _shuffled(validation, seed, _STREAM_VALIDATION, eval_size)
+    if not validation:
+        raise DataError(source, "the validation split is empty")
+    return TextSplits(spec, train, validation, heldout)

@@ -1,0 +1,5 @@
+"""Model building: tiny built-ins, the offline MiniLM, and Hugging Face models by name or folder."""
+
+from econ_ray.modeling.build import ModelError, build_model, build_tokenizer, minilm_path, resolve_name
+
+__all__ = ["ModelError", "build_model", "build_tokenizer", "minilm_path", "resolve_name"]

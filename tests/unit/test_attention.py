@@ -1,0 +1,151 @@
+"""econ-ray attention installed in real transformers models: dense equivalence, gates, top-k, budget."""
+
+import pytest
+import torch
+
+from econ_ray.attention import gate_parameters, install
+from econ_ray.attention import kernels
+
+
+@pytest.mark.parametrize("family", ["tiny_bert", "tiny_gpt2"])
+def test_dense_mode_reproduces_the_stock_model(family, batch, request):
+    model = request.getfixturevalue(family)
+    ids, mask = batch
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask).logits
+        install(model, mode="dense")
+        out = model(input_ids=ids, attention_mask=mask).logits
+    assert model.config._attn_implementation == "econ"
+    assert (out - ref).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("family", ["tiny_bert", "tiny_gpt2"])
+def test_install_changes_no_weight(family, request):
+    model = request.getfixturevalue(family)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    install(model, mode="gates")
+    after = model.state_dict()
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), k
+    assert set(after) - set(before) == {k for k in after if k.endswith("econ_gate_bias")}
+
+
+def _open_edges(model, ids, mask):
+    rt = model.econ_runtime
+    rt.reset_stats()
+    rt.collect = True
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask)
+    rt.collect = False
+    return rt.stats
+
+
+def test_gates_respect_causal_and_padding_masks(tiny_gpt2, batch):
+    ids, mask = batch
+    rt = install(tiny_gpt2, mode="gates", gate_bias_init=100.0)  # every gate open
+    stats = _open_edges(tiny_gpt2, ids, mask)
+    heads = 4
+    # valid causal edges over real tokens: n(n+1)/2 per sequence of n real tokens, per head
+    lengths = mask.sum(1).tolist()
+    expected = heads * sum(n * (n + 1) // 2 for n in lengths)
+    assert stats[0].valid == expected
+    assert stats[0].kept == expected
+    assert rt.mode == "gates"
+
+
+def test_gate_closed_everywhere_gives_zero_attention(tiny_bert, batch):
+    ids, mask = batch
+    install(tiny_bert, mode="gates", gate_bias_init=-100.0)
+    stats = _open_edges(tiny_bert, ids, mask)
+    assert all(s.kept == 0 for s in stats.values())
+    assert all(s.empty_rows == s.rows for s in stats.values())
+    assert all(not s.head_open.any() for s in stats.values())
+
+
+def test_gates_are_deterministic_in_eval_and_stochastic_in_training(tiny_bert, batch):
+    ids, mask = batch
+    install(tiny_bert, mode="gates", gate_bias_init=0.0)
+    with torch.no_grad():
+        a = tiny_bert(input_ids=ids, attention_mask=mask).logits
+        b = tiny_bert(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(a, b)
+    tiny_bert.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        c = tiny_bert(input_ids=ids, attention_mask=mask).logits
+        d = tiny_bert(input_ids=ids, attention_mask=mask).logits
+    assert not torch.equal(c, d)
+
+
+def test_attention_cost_has_gradient_wrt_query_key_and_gate_bias(tiny_bert, batch):
+    """A degenerate (constant) attention cost would leave these gradients zero."""
+    ids, mask = batch
+    rt = install(tiny_bert, mode="gates", gate_bias_init=1.0)
+    rt.need_costs = True
+    tiny_bert.train()
+    tiny_bert(input_ids=ids, attention_mask=mask)
+    attn, _ = rt.pop_costs()
+    assert len(attn) == 2
+    torch.stack(attn).mean().backward()
+    sa = tiny_bert.bert.encoder.layer[0].attention.self
+    assert sa.query.weight.grad is not None and sa.query.weight.grad.abs().sum() > 0
+    assert sa.key.weight.grad is not None and sa.key.weight.grad.abs().sum() > 0
+    for p in gate_parameters(tiny_bert):
+        assert p.grad is not None and (p.grad > 0).all()  # more bias -> more open edges -> more cost
+
+
+def test_ffn_cost_has_gradient_and_relu_switch(tiny_gpt2, batch):
+    ids, mask = batch
+    rt = install(tiny_gpt2, mode="dense", ffn_activation="relu")
+    assert tiny_gpt2.config.activation_function == "relu"
+    rt.need_costs = True
+    rt.collect = True
+    tiny_gpt2.train()
+    tiny_gpt2(input_ids=ids, attention_mask=mask)
+    _, ffn = rt.pop_costs()
+    assert len(ffn) == 2 and all(0 <= c.item() <= 1 for c in (x.detach() for x in ffn))
+    torch.stack(ffn).mean().backward()
+    assert tiny_gpt2.transformer.h[0].mlp.c_fc.weight.grad.abs().sum() > 0
+    st = rt.stats[0]
+    assert 0 < st.ffn_nonzero < st.ffn_total  # ReLU makes real zeros
+
+
+def test_topk_keeps_k_per_row(tiny_bert, batch):
+    ids, mask = batch
+    install(tiny_bert, mode="topk", k=2)
+    stats = _open_edges(tiny_bert, ids, mask)
+    for s in stats.values():
+        assert s.kept == 2 * s.rows  # random-init scores have no ties
+
+
+def test_budget_mode_hits_the_mean_budget(tiny_bert, batch):
+    ids, mask = batch
+    install(tiny_bert, mode="budget", budget=3.0)
+    stats = _open_edges(tiny_bert, ids, mask)
+    for s in stats.values():
+        assert s.kept / s.rows == pytest.approx(3.0, abs=0.05)
+
+
+def test_topk_full_equals_dense(tiny_bert, batch):
+    ids, mask = batch
+    with torch.no_grad():
+        ref = tiny_bert(input_ids=ids, attention_mask=mask).logits
+        rt = install(tiny_bert, mode="topk", k=9)
+        out = tiny_bert(input_ids=ids, attention_mask=mask).logits
+    assert (out - ref).abs().max() <= 1e-5
+
+
+def test_straight_through_gate_value_and_gradient():
+    g = torch.tensor([[-2.0, 0.5, 3.0]], requires_grad=True)
+    a = kernels.sample_gates(g, stochastic=True)
+    assert set(a.detach().unique().tolist()) <= {0.0, 1.0}
+    a.sum().backward()
+    assert (g.grad > 0).all()
+    det = kernels.sample_gates(g.detach(), stochastic=False)
+    assert det.tolist() == [[0.0, 1.0, 1.0]]
+
+
+def test_install_twice_is_an_error(tiny_bert):
+    install(tiny_bert)
+    with pytest.raises(ValueError, match="already installed"):
+        install(tiny_bert)

@@ -1,0 +1,71 @@
+"""The typed config: shipped files validate, bad files fail with file, field and expectation."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from econ_ray.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_search_spaces_validate(path):
+    cfg = load_config(path)
+    assert cfg.name
+
+
+def test_quickstart_carries_search_ranges():
+    cfg = load_config(ROOT / "search_spaces" / "quickstart.yaml")
+    assert cfg.search.space.lam is not None and cfg.search.space.lam.log
+
+
+BAD = {
+    "unknown top key": ({"no_such_key": 1}, "no_such_key", "unknown key"),
+    "did you mean": ({"objective": {"lamb": 1.0}}, "objective.lamb", "did you mean 'lam'"),
+    "wrong type": ({"training": {"batch_size": "big"}}, "training.batch_size", "integer"),
+    "negative alpha": ({"objective": {"alpha": -1}}, "objective.alpha", "greater than or equal to 0"),
+    "tau <= 0": ({"objective": {"kind": "constrained", "tau": 0.0}}, "objective.tau", "greater than 0"),
+    "constrained without tau": ({"objective": {"kind": "constrained"}, "attention": {"mode": "gates"}},
+                                "objective", "needs tau or tau_rel"),
+    "tau and tau_rel": ({"objective": {"tau": 1.0, "tau_rel": 0.1}}, "objective", "not both"),
+    "log range with low 0": ({"search": {"space": {"lam": {"low": 0.0, "high": 1.0, "log": True}}}},
+                             "search.space.lam", "log scale needs low > 0"),
+    "reversed range": ({"search": {"space": {"alpha": {"low": 1.0, "high": 0.5}}}}, "search.space.alpha", "reversed"),
+    "unknown sampler": ({"search": {"sampler": "bayes"}}, "search.sampler", "tpe"),
+    "zero trials": ({"search": {"trials": 0}}, "search.trials", "greater than or equal to 1"),
+    "k > seq len": ({"attention": {"mode": "topk", "k": 999}}, "", "larger than data.max_length"),
+    "topk without k": ({"attention": {"mode": "topk"}}, "attention", "needs k"),
+    "unknown mode": ({"attention": {"mode": "sparse"}}, "attention.mode", "dense"),
+    "heads not dividing": ({"model": {"tiny": {"hidden": 30, "heads": 4}}}, "model.tiny", "multiple of heads"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD), ids=str)
+def test_bad_configs_name_file_field_and_expectation(case):
+    data, field, expected = BAD[case]
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "bad.yaml")
+    msg = str(err.value)
+    assert msg.startswith("bad.yaml: ")
+    assert "\n" not in msg
+    assert field in msg
+    assert expected in msg
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "x.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_overrides_apply_dotted_keys(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"objective": {"lam": 0.1}}))
+    cfg = load_config(f, {"objective.lam": 2.0, "training.lr": 1e-4})
+    assert cfg.objective.lam == 2.0 and cfg.training.lr == 1e-4
