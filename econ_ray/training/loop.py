@@ -262,7 +262,7 @@ def train_run(
             raise DivergenceError(f"loss is {float(loss)} at step {step}")
         engine.backward(loss)
         engine.step()
-        rec.update(loss=float(loss), task_loss=float(loss_task), lr=engine.lr)
+        rec.update(loss=float(loss.detach()), task_loss=float(loss_task.detach()), lr=engine.lr)
         if on_step:
             on_step(rec)
         if bar:

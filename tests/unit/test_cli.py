@@ -1,0 +1,85 @@
+"""The econ-ray CLI as a user runs it: help text, validate, flops, train --json."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from econ_ray.cli.main import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
+
+
+def _sub_help(verb: str) -> str:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices[verb].format_help()
+
+
+@pytest.mark.parametrize("verb", ["train", "flops", "validate"])
+def test_every_option_has_help(verb):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[verb]
+    for action in sub._actions:
+        if action.dest != "help":
+            assert action.help, f"{verb} {action.option_strings or action.dest} has no help"
+    assert "usage" in _sub_help(verb)
+
+
+def test_train_help_lists_contract_options():
+    text = _sub_help("train")
+    for opt in ("--lam", "--alpha", "--beta", "--objective", "--tau", "--tau-rel", "--attention", "--k",
+                "--max-steps", "--seed", "--set", "--json"):
+        assert opt in text
+
+
+def test_flops_json(capsys):
+    assert main(["flops", "--arch", "bert-base", "--seq-len", "128", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["dense_gflops"] == pytest.approx(21.744, rel=0.001)
+    assert out["total_gflops"] == pytest.approx(22.348, rel=0.001)
+
+
+def test_validate_good_and_bad(tmp_path, capsys):
+    assert main(["validate", str(QUICKSTART)]) == 0
+    data = yaml.safe_load(QUICKSTART.read_text())
+    data["objective"]["lamda"] = 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert str(bad) in err and "objective.lamda" in err and "did you mean 'lam'" in err
+
+
+def test_validate_missing_data_file(tmp_path, capsys):
+    data = yaml.safe_load(QUICKSTART.read_text())
+    data["data"]["source"] = str(tmp_path / "missing.csv")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    assert main(["validate", str(bad)]) == 2
+    assert "data.source" in capsys.readouterr().err
+
+
+def test_train_bad_override_exits_2_before_work(capsys):
+    assert main(["train", str(QUICKSTART), "--set", "training.batch_size=-3"]) == 2
+    assert "training.batch_size" in capsys.readouterr().err
+
+
+def test_train_json_last_line_subprocess():
+    """The real console entry point, a short run: the last stdout line is the summary JSON."""
+    exe = Path(sys.executable).with_name("econ-ray")
+    cmd = [str(exe), "train", str(QUICKSTART), "--lam", "1", "--max-steps", "20", "--seed", "1",
+           "--set", "objective.dense_steps=20", "--set", "data.builtin.n_train=300", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("task", "metric_name", "metric", "ce", "dense_gflops", "effective_gflops", "seq_len",
+                "attention_density", "ffn_density", "gini", "entropy_bits", "lam", "alpha", "beta", "tau",
+                "objective", "attention"):
+        assert key in summary
+    assert summary["lam"] == 1.0 and summary["steps"] == 20
