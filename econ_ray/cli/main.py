@@ -145,6 +145,105 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- search --------------------------------------------------------------------------------------
+
+PARETO_COLUMNS = ["rank", "trial_id", "metric", "effective_gflops", "lam", "alpha", "beta", "tau", "objective",
+                  "attention_density", "ffn_density", "version"]
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.file, {"search.trials": args.trials} if args.trials else None)
+    except (ConfigError, ValueError) as exc:
+        return _fail(str(exc))
+    from econ_ray.search.driver import SearchError, run_search
+    from econ_ray.tracking import TrackingError
+
+    try:
+        out = run_search(cfg, config_path=args.file, trials=args.trials, concurrency=args.concurrency,
+                         sampler=args.sampler, seed=args.seed, address=args.address, run_dir=args.run_dir,
+                         storage_path=args.storage_path)
+    except (SearchError, TrackingError) as exc:
+        return _fail(f"{args.file}: {exc}")
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, soft_wrap=True)
+    metric_name = out.pareto[0]["metric_name"] if out.pareto else "metric"
+    table = Table(title=f"Pareto set: {metric_name} vs effective GFLOPs ({out.n_trials} trials, "
+                        f"{out.n_failed} failed, hypervolume {out.hypervolume:.4g})")
+    for col in PARETO_COLUMNS:
+        table.add_column(col, justify="right" if col not in ("trial_id", "objective") else "left")
+    for row in out.pareto:
+        table.add_row(*[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c)) for c in PARETO_COLUMNS])
+    console.print(table)
+    for f in out.failures:
+        console.print(f"[yellow]trial {f['trial_id']} {f['status']}[/yellow]: {f['reason']}")
+    console.print(f"run folder: {out.run_dir}\nplot: {out.plot}")
+    if out.registered_model:
+        console.print(f"registered model: {out.registered_model} (aliases rank-1 ... rank-{len(out.pareto)})\n"
+                      f"MLflow UI: mlflow ui --backend-store-uri {_uri_hint()}\n"
+                      f"best under a budget: econ-ray registry best {out.registered_model} --max-gflops X")
+    if args.json:
+        print(_dump(out.to_json()))
+    return 0
+
+
+def _uri_hint() -> str:
+    from econ_ray.tracking import tracking_uri
+
+    return tracking_uri()
+
+
+# ---- registry ------------------------------------------------------------------------------------
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from econ_ray.tracking import TrackingError, best_version, list_versions
+
+    try:
+        if args.registry_command == "list":
+            rows = list_versions(args.name)
+            _print_rows(f"registered model {args.name}", rows,
+                        ["version", "aliases", "metric_name", "metric", "effective_gflops", "lam", "alpha", "beta",
+                         "tau", "objective"])
+            if args.json:
+                print(json.dumps(rows, default=str))
+            return 0
+        if args.registry_command == "best":
+            row = best_version(args.name, max_gflops=args.max_gflops, min_metric=args.min_metric)
+            if row is None:
+                extra = f" and metric >= {args.min_metric}" if args.min_metric is not None else ""
+                print(f"econ-ray: no version of {args.name} within {args.max_gflops} effective GFLOPs{extra}",
+                      file=sys.stderr)
+                return 1
+            _print_rows(f"best {args.name} within {args.max_gflops} GFLOPs", [row],
+                        ["version", "aliases", "metric_name", "metric", "effective_gflops"])
+            if args.json:
+                print(json.dumps({"name": args.name, **row}, default=str))
+            return 0
+        if args.registry_command == "load":
+            from econ_ray.tracking import download_registered
+
+            dst = download_registered(args.ref, args.output)
+            print(f"{args.ref} -> {dst} (load with econ_ray.modeling.load_model)")
+            return 0
+    except TrackingError as exc:
+        return _fail(str(exc))
+    return _fail("unknown registry command")
+
+
+def _print_rows(title: str, rows: list[dict[str, Any]], cols: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols])
+    Console(file=sys.stdout, soft_wrap=True).print(table)
+
+
 # ---- parser --------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +291,41 @@ def build_parser() -> argparse.ArgumentParser:
                        "file, the field and what was expected otherwise.")
     p.add_argument("file", help="search-space YAML")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("search", help="multi-objective search (Ray Tune + Optuna) for the accuracy-vs-FLOPs Pareto set",
+                       description="Search the knobs whose ranges the file gives, training each trial on Ray Train "
+                       "workers with DeepSpeed; print the Pareto set, write the run folder, track in MLflow and "
+                       "register the Pareto models.")
+    p.add_argument("file", help="search-space YAML")
+    p.add_argument("--trials", type=int, help="number of trials (default: search.trials)")
+    p.add_argument("--concurrency", type=int, help="trials at a time (default: search.concurrency)")
+    p.add_argument("--sampler", choices=["tpe", "nsga2", "gp", "random", "grid"], help="Optuna sampler (default: search.sampler)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a new local cluster)")
+    p.add_argument("--run-dir", help="run folder (default: runs/NAME-TIMESTAMP)")
+    p.add_argument("--storage-path", help="Tune storage, e.g. s3://bucket/econ-ray/tune (default: RUN_DIR/tune)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted search (not yet implemented)")
+    p.add_argument("--json", action="store_true", help="print the outcome as one JSON object on the last line")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("registry", help="look up the registered Pareto models in the MLflow Model Registry",
+                       description="List, pick by budget, or download registered Pareto models "
+                       "(tracking store: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db).")
+    rsub = p.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    r = rsub.add_parser("list", help="list the versions of a registered model", description="List versions.")
+    r.add_argument("name", help="registered model name")
+    r.add_argument("--json", action="store_true", help="print the versions as JSON on the last line")
+    r = rsub.add_parser("best", help="best version within a FLOPs budget",
+                        description="The best version whose effective GFLOPs fit the budget; exit 1 if none fits.")
+    r.add_argument("name", help="registered model name")
+    r.add_argument("--max-gflops", type=float, required=True, help="budget in effective GFLOPs per sequence")
+    r.add_argument("--min-metric", type=float, help="also require metric >= this (<= for perplexity)")
+    r.add_argument("--json", action="store_true", help="print the version as one JSON object on the last line")
+    r = rsub.add_parser("load", help="download a version (NAME@ALIAS or NAME/VERSION) as a model folder",
+                        description="Download a registered version; load it with econ_ray.modeling.load_model.")
+    r.add_argument("ref", help="NAME@ALIAS or NAME/VERSION")
+    r.add_argument("--output", default="registered-model", help="destination folder")
+    p.set_defaults(func=cmd_registry)
     return parser
 
 

@@ -4,6 +4,7 @@ from econ_ray.config.load import ConfigError, load_config, parse_config, parse_o
 from econ_ray.config.schema import (
     AttentionConfig,
     DataConfig,
+    DistributedConfig,
     ModelConfig,
     ObjectiveConfig,
     Range,
@@ -15,7 +16,7 @@ from econ_ray.config.schema import (
 )
 
 __all__ = [
-    "AttentionConfig", "ConfigError", "DataConfig", "ModelConfig", "ObjectiveConfig", "Range", "RunConfig",
+    "AttentionConfig", "ConfigError", "DataConfig", "DistributedConfig", "ModelConfig", "ObjectiveConfig", "Range", "RunConfig",
     "SearchConfig", "SearchSpace", "SearchSpaceFile", "TrainingConfig", "load_config", "parse_config",
     "parse_override", "read_yaml", "set_dotted",
 ]

@@ -223,8 +223,21 @@ class SearchConfig(_Strict):
     registered_model: str | None = Field(None, description="MLflow registered-model name for the Pareto models")
 
 
+class DistributedConfig(_Strict):
+    """How one trial trains: Ray Train workers, each wrapping the model with DeepSpeed."""
+
+    workers: int = Field(2, ge=1, description="Ray Train workers per trial (data parallel)")
+    cpus_per_worker: float = Field(1.0, gt=0.0, description="CPUs reserved per worker")
+    gpus_per_worker: float = Field(0.0, ge=0.0, description="GPUs per worker (0 = CPU training with gloo)")
+    deepspeed: bool = Field(True, description="wrap the model with deepspeed.initialize")
+    zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage")
+    gradient_accumulation: int = Field(1, ge=1, description="micro-batches per optimiser step")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU")
+
+
 class SearchSpaceFile(RunConfig):
     """A file in ``search_spaces/``: a full run config plus the search."""
 
     name: str = Field("econ-ray", description="name of this experiment")
     search: SearchConfig = Field(default_factory=SearchConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)

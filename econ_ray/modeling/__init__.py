@@ -3,3 +3,6 @@
 from econ_ray.modeling.build import ModelError, build_model, build_tokenizer, minilm_path, resolve_name
 
 __all__ = ["ModelError", "build_model", "build_tokenizer", "minilm_path", "resolve_name"]
+from econ_ray.modeling.io import load_model, read_meta, save_model  # noqa: E402
+
+__all__ += ["load_model", "read_meta", "save_model"]

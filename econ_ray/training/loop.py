@@ -36,6 +36,9 @@ from econ_ray.objectives import LagrangeController, penalised_loss, relative_tau
 from econ_ray.training.engine import Engine, TorchEngine
 from econ_ray.training.evaluate import evaluate, task_loss_and_outputs
 
+# (model, steps of the phase, phase name "dense" | "main") -> Engine. ``engine.module`` is what the
+# training forward calls (the model itself, or a DeepSpeed engine around it); evaluation, snapshots
+# and saving use the model directly.
 EngineFactory = Callable[[nn.Module, int, str], Engine]
 Record = dict[str, Any]
 
@@ -182,11 +185,10 @@ def train_run(
     rt.need_costs = False
     if dense_steps:
         engine = make_engine(model, dense_steps, "dense")
-        model = engine.module
         bar = _progress(t.progress, dense_steps, "dense")
         model.train()
         for step, idx in zip(range(dense_steps), _batches(len(p.train), t.batch_size, t.seed, shard)):
-            loss = _forward_loss(model, to_dev(idx, p.train))
+            loss = _forward_loss(engine.module, to_dev(idx, p.train))
             if not torch.isfinite(loss):
                 raise DivergenceError(f"dense phase: loss is {float(loss)} at step {step}")
             engine.backward(loss)
@@ -215,7 +217,6 @@ def train_run(
     world = shard[1]
     steps = _steps_for(cfg, len(p.train), world)
     engine = make_engine(model, steps, "main")
-    model = engine.module
     sign = 1.0 if higher_is_better(task.metric_name) else -1.0
     best_score, bad_evals = -math.inf, 0
     best_feasible: tuple[float, dict[str, torch.Tensor]] | None = None
@@ -247,7 +248,7 @@ def train_run(
             rec["multiplier"] = controller.update(ce_det)
             rec["constraint_ce"] = ce_det
             mu_history.append(rec["multiplier"])
-        loss_task = _forward_loss(model, to_dev(idx, p.train))
+        loss_task = _forward_loss(engine.module, to_dev(idx, p.train))
         attn_costs, ffn_costs = rt.pop_costs()
         if constrained:
             attn_cost = torch.stack(attn_costs).mean()
@@ -300,6 +301,9 @@ def train_run(
     ce_heldout, _, _ = task_loss_and_outputs(model, p.heldout, task, batch_size=eval_bs)
     summary: Record = {
         "task": task.name,
+        "task_kind": task.kind,
+        "num_labels": task.num_labels,
+        "vocab_size": len(p.tokenizer),
         **final,
         "ce_heldout": ce_heldout,
         "ce_dense": ce_dense_heldout,

@@ -1,0 +1,319 @@
+"""The search driver: Ray Tune + the constrained Optuna searcher over trials on Ray Train + DeepSpeed,
+MLflow tracking from this one process, the Pareto set, and registration of the Pareto models.
+
+Run folder (everything needed to rebuild the results)::
+
+    config.yaml     the file as resolved (with CLI overrides)
+    trials.json     every trial: knobs, final metrics, status, failure reason, checkpoint path
+    trials.csv      the same as a table
+    pareto.json / pareto.csv, hypervolume.csv, pareto.png, hypervolume.png, summary.json
+    optuna.db       the Optuna study (``optuna-dashboard sqlite:///RUN_DIR/optuna.db``)
+    tune/           Ray Tune's experiment folder (and the trials' Ray Train folders, checkpoints)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from econ_ray.config.schema import SearchSpaceFile
+from econ_ray.metrics.task import higher_is_better
+from econ_ray.search.pareto import (
+    TrialPoint,
+    chance_metric,
+    hypervolume,
+    hypervolume_history,
+    pareto_front,
+    reference_point,
+)
+
+PARETO_FIELDS = ("rank", "trial_id", "metric_name", "metric", "effective_gflops", "dense_gflops", "seq_len", "lam",
+                 "alpha", "beta", "tau", "objective", "attention_density", "ffn_density", "ce")
+
+
+class SearchError(RuntimeError):
+    """A search that cannot start (bad cluster size, storage, tracking)."""
+
+
+@dataclass
+class TrialRecord:
+    """One trial as the run folder keeps it."""
+
+    trial_id: str
+    order: int
+    status: str  # "complete" | "failed" | "stopped"
+    knobs: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    checkpoint: str | None = None
+    feasible: bool = True
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(float(x))
+
+
+def make_constraints(cfg: SearchSpaceFile, maximize: bool) -> list:
+    """Search-level constraints in Optuna's convention (feasible iff value <= 0)."""
+    cons = []
+    pts = cfg.search.min_metric_vs_dense
+    if pts is not None:
+        margin = pts / 100.0  # "points" of a metric reported as a fraction
+
+        def metric_vs_dense(r: dict[str, Any]) -> float:
+            dense = r.get("dense_metric")
+            if not _finite(dense) or not _finite(r.get("metric")):
+                return 1.0
+            return (dense - margin) - r["metric"] if maximize else r["metric"] - (dense + margin)
+
+        cons.append(metric_vs_dense)
+    return cons
+
+
+def points_from(records: list[TrialRecord]) -> list[TrialPoint]:
+    pts = []
+    for r in records:
+        m = r.metrics
+        ok = r.status == "complete" and _finite(m.get("metric")) and _finite(m.get("effective_gflops"))
+        pts.append(TrialPoint(
+            trial_id=r.trial_id,
+            metric=float(m["metric"]) if _finite(m.get("metric")) else float("nan"),
+            gflops=float(m["effective_gflops"]) if _finite(m.get("effective_gflops")) else float("nan"),
+            feasible=r.feasible,
+            complete=ok,
+            order=r.order,
+            params={**r.knobs, **{k: m.get(k) for k in ("lam", "alpha", "beta", "tau", "objective")}},
+        ))
+    return pts
+
+
+@dataclass
+class SearchOutcome:
+    run_dir: str
+    n_trials: int
+    n_failed: int
+    hypervolume: float
+    registered_model: str | None
+    mlflow_parent_run_id: str | None
+    pareto: list[dict[str, Any]]
+    failures: list[dict[str, Any]]
+    reference_point: tuple[float, float]
+    plot: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarise(run_dir: Path, records: list[TrialRecord], *, metric_name: str, maximize: bool,
+              chance: float) -> tuple[list[dict[str, Any]], float, tuple[float, float], list[tuple[int, float]]]:
+    """Compute the Pareto set, hypervolume and its history from trial records; write the files."""
+    from econ_ray.search.plot import plot_hypervolume_history, plot_pareto
+
+    points = points_from(records)
+    front = pareto_front(points, maximize_metric=maximize)
+    by_id = {r.trial_id: r for r in records}
+    complete = [r for r in records if r.status == "complete"]
+    dense_g = next((float(r.metrics["dense_gflops"]) for r in complete if _finite(r.metrics.get("dense_gflops"))), float("nan"))
+    ref = reference_point(dense_gflops=dense_g, chance_metric=chance)
+    hv = hypervolume(points, ref_metric=ref[0], ref_gflops=ref[1], maximize_metric=maximize) if math.isfinite(dense_g) else 0.0
+    history = hypervolume_history(points, ref_metric=ref[0], ref_gflops=ref[1], maximize_metric=maximize) if math.isfinite(dense_g) else []
+    ranked = sorted(front, key=lambda p: (-p.metric if maximize else p.metric, p.gflops))
+    rows = []
+    for rank, p in enumerate(ranked, 1):
+        m = by_id[p.trial_id].metrics
+        rows.append({"rank": rank, "trial_id": p.trial_id, "metric_name": metric_name, "metric": p.metric,
+                     "effective_gflops": p.gflops, **{k: m.get(k) for k in PARETO_FIELDS if k not in
+                                                      ("rank", "trial_id", "metric_name", "metric", "effective_gflops")}})
+    (run_dir / "pareto.json").write_text(json.dumps({"reference_point": ref, "hypervolume": hv, "pareto": rows}, indent=2))
+    with open(run_dir / "pareto.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(PARETO_FIELDS))
+        w.writeheader()
+        w.writerows(rows)
+    with open(run_dir / "hypervolume.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["trials_completed", "hypervolume"])
+        w.writerows(history)
+    dense_metrics = [float(r.metrics["dense_metric"]) for r in complete if _finite(r.metrics.get("dense_metric"))]
+    dense_pt = None
+    if dense_metrics and math.isfinite(dense_g):
+        dense_pt = TrialPoint("dense", sorted(dense_metrics)[len(dense_metrics) // 2], dense_g)
+    seq_len = next((int(r.metrics["seq_len"]) for r in complete if _finite(r.metrics.get("seq_len"))), 0)
+    plot_pareto(points, front, run_dir / "pareto.png", metric_name=metric_name, seq_len=seq_len, dense=dense_pt,
+                maximize_metric=maximize)
+    plot_hypervolume_history(history, run_dir / "hypervolume.png")
+    return rows, hv, ref, history
+
+
+def write_trials(run_dir: Path, records: list[TrialRecord]) -> None:
+    (run_dir / "trials.json").write_text(json.dumps([asdict(r) for r in records], indent=2, default=str))
+    keys = sorted({k for r in records for k in r.metrics})
+    knobs = sorted({k for r in records for k in r.knobs})
+    with open(run_dir / "trials.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["trial_id", "order", "status", "feasible", "reason", *[f"knob_{k}" for k in knobs], *keys])
+        for r in records:
+            w.writerow([r.trial_id, r.order, r.status, r.feasible, r.reason or "", *[r.knobs.get(k) for k in knobs],
+                        *[r.metrics.get(k) for k in keys]])
+
+
+def _start_ray(address: str | None, cfg: SearchSpaceFile, concurrency: int) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    env_address = os.environ.get("RAY_ADDRESS")
+    if address or env_address:
+        ray.init(address=address or env_address, log_to_driver=False)
+    else:
+        # a local cluster; the dashboard is off (issue: safe defaults) and Ray binds to loopback
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    total = ray.cluster_resources()
+    d = cfg.distributed
+    need_cpu = concurrency * d.workers * d.cpus_per_worker
+    if need_cpu > total.get("CPU", 0) + 1e-9 and not (address or env_address):
+        ray.shutdown()
+        raise SearchError(
+            f"concurrency {concurrency} x {d.workers} workers x {d.cpus_per_worker} CPU = {need_cpu:g} CPUs, "
+            f"but the local cluster has {total.get('CPU', 0):g}: lower --concurrency or distributed.cpus_per_worker"
+        )
+
+
+def run_search(
+    cfg: SearchSpaceFile,
+    *,
+    config_path: str,
+    trials: int | None = None,
+    concurrency: int | None = None,
+    sampler: str | None = None,
+    seed: int = 0,
+    address: str | None = None,
+    run_dir: str | None = None,
+    storage_path: str | None = None,
+    tracking_uri: str | None = None,
+) -> SearchOutcome:
+    """Run the whole search and return its outcome (also written to the run folder)."""
+    from ray import tune
+
+    from econ_ray.search.optuna_searcher import ConstrainedOptunaSearch
+    from econ_ray.search.tracking_callback import MlflowTuneCallback
+    from econ_ray.search.trial import trial_fn
+    from econ_ray.tracking import MlflowTracker, check_tracking_uri
+    from econ_ray.tracking import tracking_uri as resolve_uri
+
+    s = cfg.search
+    n_trials = trials or s.trials
+    conc = concurrency or s.concurrency
+    sampler_name = sampler or s.sampler
+    uri = resolve_uri(tracking_uri)
+    check_tracking_uri(uri)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = Path(run_dir) if run_dir else Path(os.environ.get("ECON_RAY_RUN_ROOT", "runs")) / f"{cfg.name}-{stamp}"
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+    _start_ray(address, cfg, conc)
+    metric_name = _metric_name(cfg)
+    maximize = higher_is_better(metric_name)
+    tracker = MlflowTracker(uri, experiment=cfg.name)
+    registered = s.registered_model or f"econ-ray-{cfg.name}"
+    parent = tracker.start_parent(
+        f"search-{stamp}",
+        params={"trials": n_trials, "concurrency": conc, "sampler": sampler_name, "seed": seed,
+                "config_file": config_path, "space": json.dumps(s.space.model_dump(exclude_none=True)),
+                "workers_per_trial": cfg.distributed.workers, "deepspeed": cfg.distributed.deepspeed,
+                "zero_stage": cfg.distributed.zero_stage, "model": cfg.model.name, "data": cfg.data.source,
+                "attention": cfg.attention.mode, "registered_model": registered},
+        tags={"run_dir": str(root), "econ_ray.kind": "search"},
+    )
+    searcher = ConstrainedOptunaSearch(
+        s.space, sampler=sampler_name, seed=seed, n_trials=n_trials,
+        storage=f"sqlite:///{root / 'optuna.db'}", study_name=cfg.name, maximize_metric=maximize,
+        constraints=make_constraints(cfg, maximize),
+    )
+    callback = MlflowTuneCallback(tracker)
+    tune_storage = storage_path or os.environ.get("ECON_RAY_STORAGE_PATH") or str(root / "tune")
+    tuner = tune.Tuner(
+        # the trial function only drives a TorchTrainer: no CPU of its own (its workers reserve theirs)
+        tune.with_resources(trial_fn, {"CPU": 0, "memory": 256 * 1024**2}),
+        param_space={"file": cfg.model_dump(mode="json"), "train_storage": tune_storage.rstrip("/") + "/train"},
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n_trials, max_concurrent_trials=conc),
+        run_config=tune.RunConfig(name="tune", storage_path=tune_storage, callbacks=[callback], verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    grid = tuner.fit()
+
+    records = callback.records(grid)
+    constraints = make_constraints(cfg, maximize)
+    for r in records:
+        r.feasible = r.status == "complete" and all(c(r.metrics) <= 0 for c in constraints)
+    write_trials(root, records)
+    chance = _chance(cfg, metric_name, records)
+    rows, hv, ref, history = summarise(root, records, metric_name=metric_name, maximize=maximize, chance=chance)
+
+    # register every Pareto model, alias by rank
+    from econ_ray.tracking import register_model
+
+    for row in rows:
+        rec = next(r for r in records if r.trial_id == row["trial_id"])
+        tags = {**{k: row.get(k) for k in ("metric", "metric_name", "effective_gflops", "dense_gflops", "seq_len",
+                                           "lam", "alpha", "beta", "tau", "objective")},
+                "parent_run_id": parent, "higher_is_better": str(maximize).lower(), "trial_id": rec.trial_id}
+        row["version"] = register_model(tracker, trial_id=rec.trial_id, model_dir=_model_dir(rec.checkpoint),
+                                        name=registered, tags=tags, alias=f"rank-{row['rank']}")
+    (root / "pareto.json").write_text(json.dumps({"reference_point": ref, "hypervolume": hv, "pareto": rows}, indent=2))
+    for step, (n, value) in enumerate(history):
+        tracker.log_parent_metrics({"hypervolume": value, "trials_completed": n}, step=step)
+    failures = [{"trial_id": r.trial_id, "status": r.status, "reason": r.reason} for r in records if r.status != "complete"]
+    tracker.log_parent_metrics({"hypervolume_final": hv, "n_trials": len(records), "n_failed": len(failures),
+                                "pareto_size": len(rows)})
+    outcome = SearchOutcome(
+        run_dir=str(root), n_trials=len(records), n_failed=len(failures), hypervolume=hv,
+        registered_model=registered if rows else None, mlflow_parent_run_id=parent, pareto=rows,
+        failures=failures, reference_point=ref, plot=str(root / "pareto.png"),
+    )
+    (root / "summary.json").write_text(json.dumps(outcome.to_json(), indent=2, default=str))
+    tracker.log_parent_artifacts([root / n for n in ("pareto.csv", "pareto.json", "pareto.png", "hypervolume.csv",
+                                                     "hypervolume.png", "trials.csv", "summary.json", "config.yaml")])
+    tracker.end_parent("FINISHED")
+    return outcome
+
+
+def _model_dir(checkpoint: str | None) -> str:
+    if not checkpoint:
+        raise SearchError("a Pareto trial has no checkpoint to register")
+    from ray.train import Checkpoint
+
+    ck = Checkpoint(checkpoint)
+    return ck.path if os.path.isdir(ck.path) else ck.to_directory()
+
+
+def _metric_name(cfg: SearchSpaceFile) -> str:
+    src = cfg.data.source
+    from econ_ray.data.builtin import BUILTIN_TASKS
+    from econ_ray.data.sources import HUB_TASKS
+
+    if src.startswith("builtin:") and src.split(":", 1)[1] in BUILTIN_TASKS:
+        return BUILTIN_TASKS[src.split(":", 1)[1]].metric_name
+    if src in HUB_TASKS:
+        return HUB_TASKS[src].metric_name
+    kind = cfg.data.kind
+    return {"lm": "perplexity", "regression": "pearson"}.get(kind or "", "accuracy")
+
+
+def _chance(cfg: SearchSpaceFile, metric_name: str, records: list[TrialRecord]) -> float:
+    if metric_name == "accuracy":
+        labels = next((r.metrics.get("num_labels") for r in records if _finite(r.metrics.get("num_labels"))), 2)
+        return chance_metric("accuracy", num_labels=int(labels))
+    if metric_name == "perplexity":
+        vocab = next((r.metrics.get("vocab_size") for r in records if _finite(r.metrics.get("vocab_size"))), None)
+        return chance_metric("perplexity", vocab_size=int(vocab) if vocab else 50257)
+    return chance_metric(metric_name)

@@ -1,0 +1,132 @@
+"""A Ray Tune ``Searcher`` over an Optuna study, multi-objective *with constraints*.
+
+Ray's ``OptunaSearch`` takes several metrics but passes no constraints to Optuna. This adapter asks
+the study directly (``study.ask``/``study.tell``), stores each trial's constraint values in the
+user attribute Optuna's samplers read through ``constraints_func`` (Optuna's convention: feasible
+when every value is <= 0), and tells Optuna only *complete* results: a failed trial, or one a
+scheduler stopped early, is told as FAIL/PRUNED so a partial result never counts as a finished one.
+The study lives in durable storage (SQLite by default) so ``optuna-dashboard`` can open it and a
+search can resume.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from econ_ray.config.schema import SearchSpace
+from econ_ray.search.space import distributions, lam_grid
+
+CONSTRAINTS_ATTR = "constraints"
+ConstraintFn = Callable[[dict[str, Any]], float]
+
+
+def _constraints_func(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
+    return trial.user_attrs.get(CONSTRAINTS_ATTR, [0.0])
+
+
+def make_sampler(name: str, *, seed: int, space: SearchSpace, n_trials: int, constrained: bool) -> optuna.samplers.BaseSampler:
+    """tpe (multi-objective TPE, default), nsga2, gp, random, or grid (log grid over lambda)."""
+    cf = _constraints_func if constrained else None
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=cf)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf, population_size=max(4, min(50, n_trials // 2)))
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, constraints_func=cf)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler({"lam": lam_grid(space, n_trials)}, seed=seed)
+    raise ValueError(f"unknown sampler {name!r}; expected tpe, nsga2, gp, random or grid")
+
+
+class ConstrainedOptunaSearch(Searcher):
+    """Suggests knob values from an Optuna study; tells it (metric, effective GFLOPs) and constraints."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        sampler: str,
+        seed: int,
+        n_trials: int,
+        storage: str,
+        study_name: str,
+        maximize_metric: bool = True,
+        constraints: Sequence[ConstraintFn] = (),
+        objective_keys: tuple[str, str] = ("metric", "effective_gflops"),
+    ) -> None:
+        super().__init__(metric=None, mode=None)
+        self.space = space
+        self.sampler_name = sampler
+        self.dists = distributions(space) if sampler != "grid" else {"lam": optuna.distributions.FloatDistribution(
+            min(lam_grid(space, n_trials)), max(lam_grid(space, n_trials)), log=True)}
+        self.constraints = list(constraints)
+        self.objective_keys = objective_keys
+        self._study_args = dict(
+            storage=storage,
+            study_name=study_name,
+            directions=["maximize" if maximize_metric else "minimize", "minimize"],
+            sampler=make_sampler(sampler, seed=seed, space=space, n_trials=n_trials, constrained=bool(constraints)),
+            load_if_exists=True,
+        )
+        self.study = optuna.create_study(**self._study_args)
+        self._live: dict[str, optuna.Trial] = {}  # Tune trial id -> running Optuna trial
+
+    # Tune pickles its search algorithm with the experiment state; the study (a database
+    # connection) is reopened from its durable storage instead of being pickled.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["study"] = None
+        state["_live"] = {tid: t.number for tid, t in self._live.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.study = optuna.create_study(**self._study_args)
+        self._live = {tid: optuna.Trial(self.study, self.study._storage.get_trial_id_from_study_id_trial_number(
+            self.study._study_id, n)) for tid, n in state["_live"].items()}
+
+    # -- Searcher API ------------------------------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True  # objectives are fixed: (metric, effective_gflops)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        trial = self.study.ask(self.dists)
+        trial.set_user_attr("tune_trial_id", trial_id)
+        self._live[trial_id] = trial
+        return {"knobs": dict(trial.params), "optuna_trial": trial.number}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        trial = self._live.pop(trial_id, None)
+        if trial is not None:
+            self.tell(trial, result, error=error)
+
+    # -- telling Optuna -------------------------------------------------------------------------------
+    def tell(self, trial: optuna.Trial, result: dict | None, *, error: bool = False) -> None:
+        """Tell a finished trial: complete results with constraints; anything partial as FAIL/PRUNED."""
+        if error or not result:
+            self.study.tell(trial, state=TrialState.FAIL)
+            return
+        if not result.get("final"):
+            # stopped by a scheduler before its final evaluation: not a complete result
+            self.study.tell(trial, state=TrialState.PRUNED)
+            return
+        values = [float(result[k]) for k in self.objective_keys]
+        if not all(math.isfinite(v) for v in values):
+            self.study.tell(trial, state=TrialState.FAIL)
+            return
+        trial.set_user_attr(CONSTRAINTS_ATTR, [float(c(result)) for c in self.constraints] or [0.0])
+        self.study.tell(trial, values)
+
+    def save(self, checkpoint_path: str) -> None:  # the study is already durable in its storage
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass

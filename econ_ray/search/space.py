@@ -1,0 +1,57 @@
+"""The searched knobs: Optuna distributions from the file's ranges, the lambda grid, and how a
+sampled point becomes a run config."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from econ_ray.config.schema import RunConfig, SearchSpace, SearchSpaceFile
+
+KNOBS = ("lam", "alpha", "beta", "tau", "tau_rel")
+
+
+def distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
+    """One Optuna distribution per knob that has a range (lam is log-uniform when ``log``)."""
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
+    for name in KNOBS:
+        r = getattr(space, name)
+        if r is not None:
+            out[name] = optuna.distributions.FloatDistribution(r.low, r.high, log=r.log)
+    if space.objective:
+        out["objective"] = optuna.distributions.CategoricalDistribution(list(space.objective))
+    if not out:
+        raise ValueError("search.space gives no range: nothing to search")
+    return out
+
+
+def lam_grid(space: SearchSpace, n: int) -> list[float]:
+    """The paper's baseline: ``n`` values of lambda evenly spaced on a log scale over the lam range."""
+    r = space.lam
+    if r is None:
+        raise ValueError("the grid sampler searches lam: search.space.lam needs a range")
+    low = r.low if r.low > 0 else r.high * 1e-4
+    if n == 1:
+        return [math.sqrt(low * r.high)]
+    step = (math.log(r.high) - math.log(low)) / (n - 1)
+    return [math.exp(math.log(low) + i * step) for i in range(n)]
+
+
+def apply_knobs(cfg: SearchSpaceFile | RunConfig, knobs: dict[str, Any]) -> RunConfig:
+    """The run config of one trial: the file's run config with the sampled knobs set."""
+    data = cfg.model_dump(exclude={"search", "distributed", "name"})
+    obj = data["objective"]
+    if "objective" in knobs:
+        obj["kind"] = knobs["objective"]
+    for name in ("lam", "alpha", "beta"):
+        if name in knobs:
+            obj[name] = float(knobs[name])
+    if "tau" in knobs:
+        obj["tau"], obj["tau_rel"] = float(knobs["tau"]), None
+    if "tau_rel" in knobs:
+        obj["tau_rel"], obj["tau"] = float(knobs["tau_rel"]), None
+    if obj["kind"] == "constrained" and obj["tau"] is None and obj["tau_rel"] is None:
+        obj["tau_rel"] = 0.05
+    return RunConfig.model_validate(data)

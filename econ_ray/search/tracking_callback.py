@@ -1,0 +1,119 @@
+"""A Ray Tune callback (it runs in the driver) that mirrors trials into MLflow child runs and keeps
+the records the run folder is built from. All MLflow writes come from this one process."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from econ_ray.search.driver import TrialRecord
+from econ_ray.search.trial import HISTORY_FILE
+
+CHECKPOINT_PATH_KEY = "checkpoint_path"  # set by Ray Train's TuneReportCallback
+_SKIP = {"final", CHECKPOINT_PATH_KEY, "step"}
+
+
+def _numeric(d: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in d.items():
+        if k in _SKIP or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if math.isfinite(float(v)):
+            out[k] = float(v)
+    return out
+
+
+class MlflowTuneCallback(Callback):
+    """Child run per trial: knobs as params, every evaluation as step metrics, the final metrics, the
+    multiplier at every step (constrained trials), and FAILED with the reason for a failed trial."""
+
+    def __init__(self, tracker: Any) -> None:
+        self.tracker = tracker
+        self._order: list[str] = []
+        self._final: dict[str, dict[str, Any]] = {}
+        self._knobs: dict[str, dict[str, Any]] = {}
+        self._errors: dict[str, str] = {}
+
+    # Tune pickles callbacks with its experiment state; the tracker (an MLflow client) is not state.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "tracker": None}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        knobs = dict(trial.config.get("knobs", {}))
+        self._knobs[trial.trial_id] = knobs
+        run = trial.config["file"]
+        obj = run["objective"]
+        params = {"lam": obj["lam"], "alpha": obj["alpha"], "beta": obj["beta"], "tau": obj["tau"],
+                  "tau_rel": obj["tau_rel"], "objective": obj["kind"], **knobs,
+                  "optuna_trial": trial.config.get("optuna_trial"), "attention": run["attention"]["mode"]}
+        self.tracker.start_child(trial.trial_id, params=params, tags={"trial_id": trial.trial_id})
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if result.get("final"):
+            self._final[trial.trial_id] = dict(result)
+            return
+        step = int(result.get("step", result.get("training_iteration", 0)))
+        self.tracker.log_metrics(trial.trial_id, {f"eval_{k}": v for k, v in _numeric(result).items()
+                                                  if not k.startswith(("time_", "timestamp", "training_iteration",
+                                                                       "pid", "iterations_since"))}, step=step)
+
+    def _history(self, checkpoint: str | None) -> dict[str, Any]:
+        if checkpoint and Path(checkpoint, HISTORY_FILE).is_file():
+            return json.loads(Path(checkpoint, HISTORY_FILE).read_text())
+        return {}
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._order.append(trial.trial_id)
+        final = self._final.get(trial.trial_id)
+        if not final:
+            reason = "stopped before its final evaluation"
+            self.tracker.finish_child(trial.trial_id, status="KILLED", reason=reason)
+            return
+        hist = self._history(final.get(CHECKPOINT_PATH_KEY))
+        if hist.get("multiplier"):
+            self.tracker.log_series(trial.trial_id, "lagrange_multiplier", hist["multiplier"])
+        self.tracker.finish_child(trial.trial_id, status="FINISHED", metrics=_numeric(final))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._order.append(trial.trial_id)
+        reason = _error_line(trial)
+        self._errors[trial.trial_id] = reason
+        self.tracker.finish_child(trial.trial_id, status="FAILED", reason=reason)
+
+    def records(self, grid: Any) -> list[TrialRecord]:
+        """One record per trial, in completion order."""
+        del grid  # everything needed was seen through the callbacks
+        out = []
+        ids = self._order + [t for t in self._knobs if t not in self._order]
+        for order, tid in enumerate(ids):
+            final = self._final.get(tid)
+            if tid in self._errors:
+                out.append(TrialRecord(tid, order, "failed", self._knobs.get(tid, {}), reason=self._errors[tid]))
+            elif final:
+                out.append(TrialRecord(tid, order, "complete", self._knobs.get(tid, {}),
+                                       metrics={k: v for k, v in final.items() if k not in ("config",)},
+                                       checkpoint=final.get(CHECKPOINT_PATH_KEY)))
+            else:
+                out.append(TrialRecord(tid, order, "stopped", self._knobs.get(tid, {}),
+                                       reason="stopped before its final evaluation"))
+        return out
+
+
+def _error_line(trial: Any) -> str:
+    """The last informative line of a trial's error (for MLflow and the run folder)."""
+    text = ""
+    path = getattr(trial, "error_file", None) or ""
+    try:
+        if path and Path(path).is_file():
+            text = Path(path).read_text()
+    except OSError:
+        pass
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "error" in ln:
+            return ln[:500]
+    return (lines[-1][:500] if lines else "trial failed")

@@ -1,0 +1,116 @@
+"""One search trial: a Ray Tune function trainable that launches a Ray Train ``TorchTrainer``.
+
+Ray 2.60 Train V2 interop (``Tuner(trainer)`` is deprecated): the Tune function builds a
+``TorchTrainer`` whose workers run :func:`train_worker` (the core ``train_run``, with a DeepSpeed
+engine); Ray Train's ``TuneReportCallback`` forwards every worker report to Tune, so Tune (and the
+MLflow callback in the driver) sees per-evaluation metrics live. The last report carries
+``final = 1``, the summary, and a checkpoint: the saved model folder plus ``history.json`` (every
+evaluation, and the Lagrange multiplier at every step).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from econ_ray.config.schema import DistributedConfig, RunConfig, SearchSpaceFile
+from econ_ray.search.space import apply_knobs
+
+HISTORY_FILE = "history.json"
+
+# Summary keys reported to Tune (scalars only; everything else is in the checkpoint folder).
+REPORT_KEYS = (
+    "metric", "metric_name", "ce", "ce_heldout", "ce_dense", "dense_metric", "attention_density", "ffn_density",
+    "gini", "entropy_bits", "empty_row_fraction", "dead_heads", "dead_neurons", "seq_len", "dense_gflops",
+    "effective_gflops", "attention_gflops", "effective_attention_gflops", "dense_total_gflops",
+    "effective_total_gflops", "lam", "alpha", "beta", "tau", "tau_rel", "objective", "attention", "multiplier",
+    "feasible", "steps", "task", "task_kind", "num_labels", "vocab_size",
+)
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker: the core training run with DeepSpeed, reporting to Tune."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    from econ_ray.modeling import save_model
+    from econ_ray.training import train_run
+    from econ_ray.training.deepspeed_engine import DeepSpeedEngine
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    cfg = RunConfig.model_validate(config["run"])
+    dist = DistributedConfig.model_validate(config["distributed"])
+    if dist.gpus_per_worker > 0 and torch.cuda.is_available():
+        cfg.training.device = f"cuda:{ctx.get_local_rank()}"
+    else:
+        cfg.training.device = "cpu"
+    cfg.training.progress = False
+
+    def engine_factory(model, steps, phase):
+        if dist.deepspeed:
+            return DeepSpeedEngine(model, dist=dist, training=cfg.training, total_steps=steps)
+        from econ_ray.training.engine import TorchEngine
+
+        t = cfg.training
+        return TorchEngine(model, lr=t.lr, gate_lr=t.gate_lr, weight_decay=t.weight_decay, total_steps=steps,
+                           warmup_ratio=t.warmup_ratio)
+
+    def on_eval(rec: dict[str, Any]) -> None:
+        ray.train.report({**{k: _scalar(v) for k, v in rec.items() if isinstance(v, (int, float, bool))}, "final": 0})
+
+    result = train_run(cfg, engine_factory=engine_factory, on_eval=on_eval, shard=(rank, world))
+    summary = {k: _scalar(result.summary.get(k)) for k in REPORT_KEYS}
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            p = result.prepared
+            save_model(tmp, p.model, p.tokenizer, task=p.task, config=cfg.model_dump(), summary=result.summary)
+            history = {"evaluations": result.history, "multiplier": result.multiplier_history}
+            Path(tmp, HISTORY_FILE).write_text(json.dumps(history, default=float))
+            checkpoint = Checkpoint.from_directory(tmp)
+        ray.train.report({**summary, "final": 1}, checkpoint=checkpoint)
+
+
+def trial_fn(config: dict[str, Any]) -> None:
+    """The Tune function trainable: the file's run config + this trial's knobs on a TorchTrainer."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    file_cfg = SearchSpaceFile.model_validate(config["file"])
+    run_cfg = apply_knobs(file_cfg, config.get("knobs", {}))
+    dist = file_cfg.distributed
+    use_gpu = dist.gpus_per_worker > 0
+    resources = {"CPU": dist.cpus_per_worker}
+    if use_gpu:
+        resources["GPU"] = dist.gpus_per_worker
+    from ray import tune
+
+    trial_name = tune.get_context().get_trial_name()
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"run": run_cfg.model_dump(), "distributed": dist.model_dump()},
+        scaling_config=ray.train.ScalingConfig(num_workers=dist.workers, use_gpu=use_gpu, resources_per_worker=resources),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        run_config=ray.train.RunConfig(
+            name=trial_name,
+            storage_path=config["train_storage"],
+            callbacks=[TuneReportCallback()],
+            worker_runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
+                                             "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}},
+        ),
+    )
+    trainer.fit()

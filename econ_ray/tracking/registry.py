@@ -1,0 +1,316 @@
+"""Register trained econ-ray models in the MLflow model registry, find and load them back.
+
+A registered version is an MLflow pyfunc model whose single artifact ``econ_model`` is the model
+folder written by :func:`econ_ray.modeling.save_model`. Each version carries the trial's numbers as
+tags (``metric``, ``effective_gflops``, ``higher_is_better``, ...), which is what
+:func:`best_version` selects on: the best metric within a compute budget.
+
+Everything goes through an explicit ``MlflowClient`` on the given URI: the model is saved with
+``mlflow.pyfunc.save_model`` to a temporary folder, uploaded as a LoggedModel linked to the trial's
+child run, and registered from the LoggedModel's storage location (with its ``model_id``). No
+global MLflow state is read or set, so ``MLFLOW_TRACKING_URI`` may point elsewhere.
+"""
+
+
+import contextlib
+import logging
+import math
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+
+from econ_ray.modeling.io import META_FILE
+from econ_ray.tracking.store import MlflowTracker, TrackingError, redact_uri, tracking_uri
+
+ARTIFACT_KEY = "econ_model"
+LOGGED_MODEL_NAME = "model"
+
+
+def _pip_requirements() -> list[str]:
+    try:
+        from importlib.metadata import version
+
+        return [f"econ-ray=={version('econ-ray')}"]
+    except Exception:  # noqa: BLE001 (not installed as a distribution)
+        return ["econ-ray"]
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("string", "text"), ColSpec("string", "text_pair", required=False)]))
+
+
+class _DropPickleNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "CloudPickle" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_save() -> Iterator[None]:
+    """Silence MLflow's advice that does not apply here (CloudPickle of an importable class, no
+    input example although a signature is given) while saving the pyfunc model."""
+    logger, notice = logging.getLogger("mlflow.pyfunc"), _DropPickleNotice()
+    logger.addFilter(notice)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*input example.*", category=UserWarning)
+            yield
+    finally:
+        logger.removeFilter(notice)
+
+
+class EconPyfunc(mlflow.pyfunc.PythonModel):
+    """Serve an econ-ray model folder: a DataFrame with ``text`` (and optional ``text_pair``) in,
+    one prediction per row out: the class id (classification), the score (regression) or the
+    mean per-token cross-entropy in nats (lm)."""
+
+    batch_size = 64
+
+    def load_context(self, context) -> None:
+        import torch
+
+        from econ_ray.modeling import load_model
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model, self.tokenizer, self.meta = load_model(context.artifacts[ARTIFACT_KEY], device=device)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        if "text" not in frame.columns:
+            raise ValueError(f"input needs a 'text' column (got {list(frame.columns)})")
+        texts = ["" if _missing(t) else str(t) for t in frame["text"]]
+        pairs = None
+        if "text_pair" in frame.columns:
+            pairs = [None if _missing(t) else str(t) for t in frame["text_pair"]]
+        return predict_texts(self.model, self.tokenizer, self.meta, texts, pairs, batch_size=self.batch_size)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def predict_texts(model, tokenizer, meta: Mapping[str, Any], texts: list[str], pairs: list[str | None] | None = None,
+                  *, batch_size: int = 64) -> list:
+    """Predictions of a loaded econ-ray model on raw texts, encoded exactly as in training
+    (padded and truncated to the saved ``data.max_length``)."""
+    import torch
+    from torch import nn
+
+    from econ_ray.data import TaskSpec
+    from econ_ray.data.encode import encode_split
+
+    if not texts:
+        return []
+    t = meta["task"]
+    task = TaskSpec(t["name"], t["kind"], int(t["num_labels"]), t["metric_name"])
+    max_length = int(meta["config"]["data"]["max_length"])
+    label = 0.0 if task.kind == "regression" else 0
+    examples = [{"text": x, "text_pair": (pairs[i] if pairs else None), "label": label} for i, x in enumerate(texts)]
+    if task.kind == "lm":
+        examples = [{"text": x} for x in texts]
+    enc = encode_split(examples, task, tokenizer, max_length)
+    device = next(model.parameters()).device
+    out: list = []
+    with torch.no_grad():
+        for start in range(0, len(enc), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(enc)))
+            batch = {k: v.to(device) for k, v in enc.batch(idx).items()}
+            labels = batch.pop("labels")
+            logits = model(**batch).logits.float()
+            if task.kind == "lm":
+                tgt = labels[:, 1:]
+                ce = nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), tgt, ignore_index=-100, reduction="none")
+                n = (tgt != -100).sum(1)
+                mean = ce.sum(1) / n.clamp(min=1)
+                out += [float(m) if int(c) > 0 else float("nan") for m, c in zip(mean.cpu(), n.cpu())]
+            elif task.kind == "regression":
+                out += [float(v) for v in logits.squeeze(-1).cpu()]
+            else:
+                out += [int(v) for v in logits.argmax(-1).cpu()]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Registering
+
+
+def register_model(tracker: MlflowTracker, *, trial_id: str, model_dir: str | Path, name: str,
+                   tags: Mapping[str, Any], alias: str) -> int:
+    """Log ``model_dir`` as a pyfunc model of the trial's child run, register it as a new version
+    of ``name`` with ``tags`` (stringified) and move ``alias`` to it; returns the version."""
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    model_dir = Path(model_dir)
+    if not (model_dir / META_FILE).is_file():
+        raise TrackingError(f"{model_dir}: not an econ-ray model folder (no {META_FILE})")
+    run_id = tracker.child_id(trial_id)
+    if run_id is None:
+        raise TrackingError(f"no child run for trial {trial_id!r}: start_child() before register_model()")
+    client = tracker.client
+    str_tags = {str(k): str(v) for k, v in tags.items() if v is not None}
+    try:
+        logged = client.create_logged_model(tracker.experiment_id, name=LOGGED_MODEL_NAME, source_run_id=run_id,
+                                            tags={"trial_id": str(trial_id)}, model_type="econ-ray")
+        mlflow_model = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id, run_id=run_id,
+                             model_id=logged.model_id)
+        with tempfile.TemporaryDirectory(prefix="econ-ray-pyfunc-") as tmp:
+            local = Path(tmp) / "model"
+            with _quiet_save():
+                mlflow.pyfunc.save_model(
+                    path=str(local), python_model=EconPyfunc(), artifacts={ARTIFACT_KEY: str(model_dir.resolve())},
+                    pip_requirements=_pip_requirements(), signature=_signature(), mlflow_model=mlflow_model,
+                )
+            client.log_model_artifacts(logged.model_id, str(local))
+        client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        # The storage location, not "models:/<model_id>": a local database store resolves the
+        # latter through the *global* tracking URI.
+        mv = client.create_model_version(name, source=logged.artifact_location, run_id=run_id, tags=str_tags,
+                                         model_id=logged.model_id, await_creation_for=0)
+        client.set_registered_model_alias(name, alias, mv.version)
+    except MlflowException as exc:
+        raise TrackingError(f"registering {model_dir} as {name!r}: {exc.message}") from None
+    return int(mv.version)
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding and loading
+
+
+def _client(uri: str | None):
+    from mlflow.tracking import MlflowClient
+
+    u = tracking_uri(uri)
+    return MlflowClient(tracking_uri=u, registry_uri=u), u
+
+
+def _parse_tag(value: str) -> Any:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return value
+    return f
+
+
+def list_versions(name: str, *, uri: str | None = None) -> list[dict[str, Any]]:
+    """Every version of registered model ``name``: name, version, aliases, run_id and its tags
+    (numeric ones as floats), cheapest ``effective_gflops`` first."""
+    from mlflow.exceptions import MlflowException
+
+    client, u = _client(uri)
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise TrackingError(f"registered model {name!r} does not exist at {redact_uri(u)}") from None
+        raise TrackingError(f"registered model {name!r} at {redact_uri(u)}: {exc.message}") from None
+    aliases: dict[int, list[str]] = {}
+    for alias, version in (registered.aliases or {}).items():  # search results carry no aliases
+        aliases.setdefault(int(version), []).append(alias)
+    escaped = name.replace("'", "\\'")
+    rows, token = [], None
+    while True:
+        page = client.search_model_versions(f"name = '{escaped}'", max_results=1000, page_token=token)
+        for mv in page:
+            rows.append({
+                "name": mv.name, "version": int(mv.version), "aliases": sorted(set(mv.aliases or []) | set(aliases.get(int(mv.version), []))),
+                "run_id": mv.run_id, "tags": {k: _parse_tag(v) for k, v in (mv.tags or {}).items()},
+            })
+        token = page.token
+        if not token:
+            break
+
+    def gflops(row: dict[str, Any]) -> float:
+        g = row["tags"].get("effective_gflops")
+        return g if isinstance(g, float) and not math.isnan(g) else math.inf
+
+    return sorted(rows, key=lambda r: (gflops(r), r["version"]))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def best_version(name: str, *, max_gflops: float, min_metric: float | None = None,
+                 uri: str | None = None) -> dict[str, Any] | None:
+    """The version with the best ``metric`` tag among those with ``effective_gflops <= max_gflops``
+    (and ``metric >= min_metric``; ``<=`` where tag ``higher_is_better`` is ``false``, e.g.
+    perplexity); ties go to the cheaper one. None if nothing fits."""
+    best, best_key = None, None
+    for row in list_versions(name, uri=uri):
+        tags = row["tags"]
+        g, m = _number(tags.get("effective_gflops")), _number(tags.get("metric"))
+        if g is None or m is None or g > max_gflops:
+            continue
+        higher = str(tags.get("higher_is_better", "true")).strip().lower() not in ("false", "0", "0.0", "no")
+        if min_metric is not None and (m < min_metric if higher else m > min_metric):
+            continue
+        key = (-m if higher else m, g, -row["version"])
+        if best_key is None or key < best_key:
+            best, best_key = row, key
+    return best
+
+
+def resolve_version(ref: str, *, uri: str | None = None):
+    """The ``ModelVersion`` of ``"NAME@ALIAS"`` or ``"NAME/VERSION"`` (also ``models:/...``)."""
+    from mlflow.exceptions import MlflowException
+
+    client, u = _client(uri)
+    r = ref[len("models:/"):] if ref.startswith("models:/") else ref
+    try:
+        if "@" in r:
+            name, alias = r.rsplit("@", 1)
+            return client.get_model_version_by_alias(name, alias)
+        name, _, version = r.rpartition("/")
+        if not name or not version.isdigit():
+            raise TrackingError(f"model reference {ref!r}: use NAME@ALIAS or NAME/VERSION")
+        return client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise TrackingError(f"model {ref!r} at {redact_uri(u)}: {exc.message}") from None
+
+
+def download_registered(ref: str, dst: str | Path, *, uri: str | None = None) -> Path:
+    """Download the artifacts of a registered version into ``dst``; returns the econ-ray model
+    folder inside (the one holding ``econ.json``)."""
+    from mlflow.artifacts import download_artifacts
+
+    client, u = _client(uri)
+    mv = resolve_version(ref, uri=u)
+    source = client.get_model_version_download_uri(mv.name, mv.version)
+    local = Path(download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=u, registry_uri=u))
+    preferred = local / "artifacts" / ARTIFACT_KEY
+    if (preferred / META_FILE).is_file():
+        return preferred
+    found = sorted(local.rglob(META_FILE))
+    if not found:
+        raise TrackingError(f"model {ref!r}: no {META_FILE} in its artifacts (not an econ-ray model)")
+    return found[0].parent
+
+
+def load_registered(ref: str, *, uri: str | None = None, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
+    """(model, tokenizer, meta) of a registered version, ``"NAME@ALIAS"`` or ``"NAME/VERSION"``."""
+    from econ_ray.modeling import load_model
+
+    tmp = tempfile.mkdtemp(prefix="econ-ray-registered-")
+    try:
+        folder = download_registered(ref, tmp, uri=uri)
+        return load_model(folder, device=device)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

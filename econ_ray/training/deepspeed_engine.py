@@ -1,0 +1,60 @@
+"""DeepSpeed as an :class:`~econ_ray.training.engine.Engine`: ZeRO, micro-batches, accumulation, precision.
+
+Used inside Ray Train workers, where ``torch.distributed`` is already initialised (gloo on CPU,
+NCCL on GPUs); DeepSpeed picks up that process group. On CPU DeepSpeed runs its CPU accelerator,
+whose first start JIT-compiles a communication op (about a minute, cached afterwards).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from econ_ray.config.schema import DistributedConfig, TrainingConfig
+from econ_ray.training.engine import param_groups, warmup_linear
+
+
+def deepspeed_config(dist: DistributedConfig, training: TrainingConfig, *, cuda: bool) -> dict[str, Any]:
+    """The DeepSpeed config dict for one worker (bf16 only on CUDA unless asked for fp32)."""
+    bf16 = dist.precision == "bf16" or (dist.precision == "auto" and cuda)
+    return {
+        "train_micro_batch_size_per_gpu": training.batch_size,
+        "gradient_accumulation_steps": dist.gradient_accumulation,
+        "zero_optimization": {"stage": dist.zero_stage},
+        "bf16": {"enabled": bool(bf16)},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+class DeepSpeedEngine:
+    """``deepspeed.initialize`` around our AdamW groups and warm-up/decay schedule."""
+
+    def __init__(self, model: nn.Module, *, dist: DistributedConfig, training: TrainingConfig, total_steps: int) -> None:
+        import deepspeed
+
+        cuda = torch.cuda.is_available() and dist.gpus_per_worker > 0
+        optimizer = torch.optim.AdamW(
+            param_groups(model, lr=training.lr, gate_lr=training.gate_lr, weight_decay=training.weight_decay)
+        )
+        optimizer_steps = max(1, math.ceil(total_steps / dist.gradient_accumulation))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(optimizer_steps, training.warmup_ratio))
+        self.config = deepspeed_config(dist, training, cuda=cuda)
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=self.config
+        )
+        self.module = self.engine  # training forward goes through the engine (ZeRO hooks, precision)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss)
+
+    def step(self) -> None:
+        # optimiser and scheduler step at accumulation boundaries, gradients zeroed
+        self.engine.step()
+
+    @property
+    def lr(self) -> float:
+        return float(self.engine.get_lr()[0])
