@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit install clean
+.PHONY: demo demo-train test test-unit install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the quickstart search: 8 trials, 2 at a time, each on 2 Ray Train workers with DeepSpeed (CPU)
 demo: $(STAMP)
+	$(BIN)/econ-ray search search_spaces/quickstart.yaml
+
+# one training run of the quickstart with a price on compute
+demo-train: $(STAMP)
 	$(BIN)/econ-ray train search_spaces/quickstart.yaml --lam 0.5 --alpha 1 --beta 0.5
 
 test: $(STAMP)

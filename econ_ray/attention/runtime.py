@@ -56,6 +56,7 @@ class EconRuntime:
     keep_strongest: bool = False
     stochastic: bool = True  # sample gate noise in training mode
     collect: bool = False  # accumulate allocation statistics (evaluation)
+    collect_distribution: bool = True  # with collect: also Gini and entropy (a sort per row: costlier)
     need_costs: bool = False  # record differentiable costs (training with a price or a constraint)
     token_mask: torch.Tensor | None = None  # (B, L) 1 for real tokens, set by a pre-hook
     attn_costs: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -144,14 +145,16 @@ def econ_attention_forward(
         keep = (gate > 0) & valid
 
     if rt.collect:
-        _observe_attention(rt.layer(layer), weights.detach(), keep, valid)
+        _observe_attention(rt.layer(layer), weights.detach(), keep, valid, rt.collect_distribution)
     dropped = nn.functional.dropout(weights, p=dropout, training=module.training)
     out = torch.matmul(dropped.to(value.dtype), value)  # (B, H, Lq, dh)
     return out.transpose(1, 2).contiguous(), weights
 
 
 @torch.no_grad()
-def _observe_attention(st: LayerStats, weights: torch.Tensor, keep: torch.Tensor | None, valid: torch.Tensor) -> None:
+def _observe_attention(
+    st: LayerStats, weights: torch.Tensor, keep: torch.Tensor | None, valid: torch.Tensor, distribution: bool
+) -> None:
     v = valid.expand_as(weights)
     kept = v if keep is None else (keep & v)
     rows = v.any(dim=-1)  # (B, H, Lq) real query rows
@@ -159,6 +162,10 @@ def _observe_attention(st: LayerStats, weights: torch.Tensor, keep: torch.Tensor
     st.valid += int(v.sum())
     st.rows += int(rows.sum())
     st.empty_rows += int((rows & ~kept.any(dim=-1)).sum())
+    head_open = kept.flatten(2).any(dim=-1).any(dim=0)  # (H,)
+    st.head_open = head_open if st.head_open is None else (st.head_open | head_open)
+    if not distribution:
+        return
     g = gini_rows(weights.float(), v)[rows]
     h = entropy_bits_rows(weights.float(), v)[rows]
     g, h = g[~g.isnan()], h[~h.isnan()]
@@ -166,8 +173,6 @@ def _observe_attention(st: LayerStats, weights: torch.Tensor, keep: torch.Tensor
     st.gini_n += g.numel()
     st.entropy_sum += float(h.sum())
     st.entropy_n += h.numel()
-    head_open = kept.flatten(2).any(dim=-1).any(dim=0)  # (H,)
-    st.head_open = head_open if st.head_open is None else (st.head_open | head_open)
 
 
 class ObservedActivation(nn.Module):

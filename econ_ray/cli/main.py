@@ -153,7 +153,11 @@ PARETO_COLUMNS = ["rank", "trial_id", "metric", "effective_gflops", "lam", "alph
 
 def cmd_search(args: argparse.Namespace) -> int:
     try:
-        cfg = load_config(args.file, {"search.trials": args.trials} if args.trials else None)
+        overrides = dict(parse_override(item) for item in args.set or [])
+        for flag, key in (("trials", "search.trials"), ("concurrency", "search.concurrency"), ("sampler", "search.sampler")):
+            if getattr(args, flag) is not None:
+                overrides[key] = getattr(args, flag)
+        cfg = load_config(args.file, overrides)
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc))
     from econ_ray.search.driver import SearchError, run_search
@@ -168,7 +172,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=sys.stdout, soft_wrap=True)
+    console = Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 160))
     metric_name = out.pareto[0]["metric_name"] if out.pareto else "metric"
     table = Table(title=f"Pareto set: {metric_name} vs effective GFLOPs ({out.n_trials} trials, "
                         f"{out.n_failed} failed, hypervolume {out.hypervolume:.4g})")
@@ -304,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a new local cluster)")
     p.add_argument("--run-dir", help="run folder (default: runs/NAME-TIMESTAMP)")
     p.add_argument("--storage-path", help="Tune storage, e.g. s3://bucket/econ-ray/tune (default: RUN_DIR/tune)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted search (not yet implemented)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any config field by dotted path, e.g. --set training.max_steps=100 (repeatable)")
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object on the last line")
     p.set_defaults(func=cmd_search)
 

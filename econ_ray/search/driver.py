@@ -173,7 +173,7 @@ def _start_ray(address: str | None, cfg: SearchSpaceFile, concurrency: int) -> N
     if address or env_address:
         ray.init(address=address or env_address, log_to_driver=False)
     else:
-        # a local cluster; the dashboard is off (issue: safe defaults) and Ray binds to loopback
+        # a new local cluster, without the dashboard (nothing to serve; see README for ray start)
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     total = ray.cluster_resources()
     d = cfg.distributed
@@ -245,7 +245,8 @@ def run_search(
         # the trial function only drives a TorchTrainer: no CPU of its own (its workers reserve theirs)
         tune.with_resources(trial_fn, {"CPU": 0, "memory": 256 * 1024**2}),
         param_space={"file": cfg.model_dump(mode="json"), "train_storage": tune_storage.rstrip("/") + "/train"},
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n_trials, max_concurrent_trials=conc),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n_trials, max_concurrent_trials=conc,
+                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(name="tune", storage_path=tune_storage, callbacks=[callback], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
@@ -285,6 +286,10 @@ def run_search(
                                                      "hypervolume.png", "trials.csv", "summary.json", "config.yaml")])
     tracker.end_parent("FINISHED")
     return outcome
+
+
+def _trial_name(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
 
 
 def _model_dir(checkpoint: str | None) -> str:

@@ -42,7 +42,9 @@ def make_sampler(name: str, *, seed: int, space: SearchSpace, n_trials: int, con
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler({"lam": lam_grid(space, n_trials)}, seed=seed)
+        # the grid points are enqueued by the searcher (Optuna's GridSampler calls study.stop(),
+        # which only works inside study.optimize); anything beyond the grid is sampled at random
+        return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown sampler {name!r}; expected tpe, nsga2, gp, random or grid")
 
 
@@ -77,6 +79,9 @@ class ConstrainedOptunaSearch(Searcher):
             load_if_exists=True,
         )
         self.study = optuna.create_study(**self._study_args)
+        if sampler == "grid" and not self.study.trials:
+            for lam in lam_grid(space, n_trials):
+                self.study.enqueue_trial({"lam": lam})
         self._live: dict[str, optuna.Trial] = {}  # Tune trial id -> running Optuna trial
 
     # Tune pickles its search algorithm with the experiment state; the study (a database

@@ -111,17 +111,21 @@ def flops_for(model: nn.Module, task: TaskSpec, seq_len: int, layers: list[Layer
 
 
 def evaluate(
-    model: nn.Module, rt: EconRuntime, split: EncodedSplit, task: TaskSpec, *, batch_size: int, seq_len: int
+    model: nn.Module, rt: EconRuntime, split: EncodedSplit, task: TaskSpec, *, batch_size: int, seq_len: int,
+    distribution: bool = True,
 ) -> dict[str, Any]:
-    """Every metric of METHOD section 5 plus dense and effective GFLOPs, on ``split`` in eval mode."""
+    """Every metric of METHOD section 5 plus dense and effective GFLOPs, on ``split`` in eval mode.
+
+    ``distribution=False`` skips Gini and entropy (NaN then), for the frequent evaluations in training.
+    """
     was_training = model.training
     model.eval()
     rt.reset_stats()
-    rt.collect = True
+    rt.collect, rt.collect_distribution = True, distribution
     try:
         ce, logits, labels = task_loss_and_outputs(model, split, task, batch_size=batch_size)
     finally:
-        rt.collect = False
+        rt.collect, rt.collect_distribution = False, True
         model.train(was_training)
     metrics = compute_task_metrics(task.kind, logits=logits, labels=labels, mean_ce=ce)
     cfg = model.config

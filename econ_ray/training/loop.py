@@ -200,7 +200,7 @@ def train_run(
             bar.close()
     model.eval()
     ce_dense_heldout, _, _ = task_loss_and_outputs(model, p.heldout, task, batch_size=max(t.batch_size, 64))
-    dense_eval = evaluate(model, rt, p.validation, task, batch_size=max(t.batch_size, 64), seq_len=L)
+    dense_eval = evaluate(model, rt, p.validation, task, batch_size=max(t.batch_size, 64), seq_len=L, distribution=False)
 
     # ---- phase 2: the configured mode and objective -------------------------------------------
     # top-k and budget are inference-time rules (no retraining): train dense, apply them at evaluation
@@ -226,7 +226,7 @@ def train_run(
     def check_feasible(step: int) -> Record:
         """Held-out CE and density with deterministic gates; snapshot if it meets the ceiling."""
         nonlocal best_feasible
-        ev = evaluate(model, rt, p.heldout, task, batch_size=eval_bs, seq_len=L)
+        ev = evaluate(model, rt, p.heldout, task, batch_size=eval_bs, seq_len=L, distribution=False)
         if ev["ce"] <= tau and (best_feasible is None or ev["attention_density"] <= best_feasible[0]):
             best_feasible = (ev["attention_density"], copy.deepcopy(model.state_dict()))
         return {"step": step, "heldout_ce": ev["ce"], "heldout_density": ev["attention_density"],
@@ -270,7 +270,7 @@ def train_run(
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in rec.items() if k in ("task_loss", "cost", "multiplier")})
         if step % t.eval_every == 0 or step == steps:
-            ev = evaluate(model, rt, p.validation, task, batch_size=eval_bs, seq_len=L)
+            ev = evaluate(model, rt, p.validation, task, batch_size=eval_bs, seq_len=L, distribution=False)
             erec = {"step": step, **{k: ev[k] for k in ("metric", "ce", "attention_density", "ffn_density",
                                                          "effective_gflops")}}
             if constrained:

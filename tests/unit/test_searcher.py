@@ -1,0 +1,94 @@
+"""The constrained Optuna searcher and the Pareto bookkeeping of the driver (real Optuna storage)."""
+
+import optuna
+import pytest
+
+from econ_ray.config import parse_config
+from econ_ray.search.driver import TrialRecord, make_constraints, points_from
+from econ_ray.search.optuna_searcher import CONSTRAINTS_ATTR, ConstrainedOptunaSearch, make_sampler
+from econ_ray.search.pareto import pareto_front
+from econ_ray.search.space import apply_knobs, lam_grid
+
+
+def _cfg(**search):
+    return parse_config({
+        "attention": {"mode": "gates"},
+        "search": {"space": {"lam": {"low": 0.01, "high": 10.0, "log": True}, "alpha": {"low": 0.0, "high": 1.0}},
+                   **search},
+    }, "s.yaml")
+
+
+def _searcher(tmp_path, cfg, sampler="tpe", n=6):
+    return ConstrainedOptunaSearch(cfg.search.space, sampler=sampler, seed=0, n_trials=n,
+                                   storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="t",
+                                   constraints=make_constraints(cfg, True))
+
+
+def test_constraint_reaches_optuna_and_infeasible_trial_is_not_best(tmp_path):
+    cfg = _cfg(min_metric_vs_dense=1.0)  # metric >= dense - 1 point
+    s = _searcher(tmp_path, cfg)
+    a, b = s.suggest("a"), s.suggest("b")
+    assert set(a["knobs"]) == {"lam", "alpha"}
+    # b dominates a on both objectives but breaks the constraint (0.80 < 0.90 - 0.01)
+    s.on_trial_complete("a", {"final": 1, "metric": 0.895, "effective_gflops": 2.0, "dense_metric": 0.90})
+    s.on_trial_complete("b", {"final": 1, "metric": 0.80, "effective_gflops": 1.0, "dense_metric": 0.90})
+    trials = {t.user_attrs["tune_trial_id"]: t for t in s.study.trials}
+    assert trials["a"].user_attrs[CONSTRAINTS_ATTR][0] <= 0
+    assert trials["b"].user_attrs[CONSTRAINTS_ATTR][0] > 0
+    assert [t.user_attrs["tune_trial_id"] for t in s.study.best_trials] == ["a"]
+
+
+def test_partial_and_failed_results_are_never_complete(tmp_path):
+    s = _searcher(tmp_path, _cfg())
+    for tid in ("stopped", "failed"):
+        s.suggest(tid)
+    s.on_trial_complete("stopped", {"final": 0, "metric": 0.99, "effective_gflops": 0.1})
+    s.on_trial_complete("failed", None, error=True)
+    states = {t.user_attrs["tune_trial_id"]: t.state for t in s.study.trials}
+    assert states == {"stopped": optuna.trial.TrialState.PRUNED, "failed": optuna.trial.TrialState.FAIL}
+
+
+def test_searcher_pickles_and_reopens_its_study(tmp_path):
+    import pickle
+
+    s = _searcher(tmp_path, _cfg())
+    s.suggest("x")
+    s2 = pickle.loads(pickle.dumps(s))
+    s2.on_trial_complete("x", {"final": 1, "metric": 0.5, "effective_gflops": 1.0})
+    assert s2.study.trials[0].state == optuna.trial.TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random", "grid"])
+def test_every_sampler_suggests_in_range(tmp_path, name):
+    cfg = _cfg()
+    s = _searcher(tmp_path, cfg, sampler=name, n=4)
+    for i in range(4):
+        knobs = s.suggest(str(i))["knobs"]
+        assert 0.01 - 1e-12 <= knobs["lam"] <= 10.0 + 1e-9
+        s.on_trial_complete(str(i), {"final": 1, "metric": 0.5 + 0.01 * i, "effective_gflops": 1.0 + i})
+
+
+def test_grid_is_log_spaced():
+    g = lam_grid(_cfg().search.space, 5)
+    assert g[0] == pytest.approx(0.01) and g[-1] == pytest.approx(10.0)
+    assert g[2] == pytest.approx((0.01 * 10.0) ** 0.5)
+    with pytest.raises(ValueError):
+        make_sampler("bayes", seed=0, space=_cfg().search.space, n_trials=2, constrained=False)
+
+
+def test_apply_knobs_sets_the_run_config():
+    cfg = _cfg()
+    run = apply_knobs(cfg, {"lam": 0.3, "alpha": 0.2, "objective": "constrained", "tau_rel": 0.02})
+    assert run.objective.lam == 0.3 and run.objective.alpha == 0.2
+    assert run.objective.kind == "constrained" and run.objective.tau_rel == 0.02 and run.objective.tau is None
+
+
+def test_infeasible_trial_never_enters_the_pareto_set():
+    recs = [
+        TrialRecord("ok", 0, "complete", {}, {"metric": 0.89, "effective_gflops": 2.0}, feasible=True),
+        TrialRecord("cheat", 1, "complete", {}, {"metric": 0.95, "effective_gflops": 1.0}, feasible=False),
+        TrialRecord("failed", 2, "failed", {}, {}, reason="NaN"),
+        TrialRecord("stopped", 3, "stopped", {}, {"metric": 0.99, "effective_gflops": 0.5}),
+    ]
+    front = pareto_front(points_from(recs))
+    assert [p.trial_id for p in front] == ["ok"]
