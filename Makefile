@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch==2.13.0 is pinned: on the reference CPU machine pip takes the local CPU build
 	$(BIN)/pip install --quiet -e ".[test]"
+	# Ray 2.60's `ray start` turns on token authentication; the ray CLI (ray job submit) sends the
+	# token from ~/.ray/auth_token only in token mode, so the activated venv sets it
+	grep -q RAY_AUTH_MODE $(BIN)/activate || printf '\n# econ-ray: authenticate the ray CLI to token-protected clusters\nexport RAY_AUTH_MODE=token\n' >> $(BIN)/activate
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -206,7 +206,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
     try:
         if args.registry_command == "list":
-            rows = list_versions(args.name)
+            rows = [_flat(r) for r in list_versions(args.name)]
             _print_rows(f"registered model {args.name}", rows,
                         ["version", "aliases", "metric_name", "metric", "effective_gflops", "lam", "alpha", "beta",
                          "tau", "objective"])
@@ -215,6 +215,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
             return 0
         if args.registry_command == "best":
             row = best_version(args.name, max_gflops=args.max_gflops, min_metric=args.min_metric)
+            row = _flat(row) if row is not None else None
             if row is None:
                 extra = f" and metric >= {args.min_metric}" if args.min_metric is not None else ""
                 print(f"econ-ray: no version of {args.name} within {args.max_gflops} effective GFLOPs{extra}",
@@ -236,6 +237,11 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return _fail("unknown registry command")
 
 
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """A registry row with its version tags (metric, effective_gflops, lam, ...) at the top level."""
+    return {**row.get("tags", {}), **{k: v for k, v in row.items() if k != "tags"}}
+
+
 def _print_rows(title: str, rows: list[dict[str, Any]], cols: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -246,6 +252,70 @@ def _print_rows(title: str, rows: list[dict[str, Any]], cols: list[str]) -> None
     for r in rows:
         table.add_row(*[f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols])
     Console(file=sys.stdout, soft_wrap=True).print(table)
+
+
+# ---- topk ----------------------------------------------------------------------------------------
+
+def _model_and_data(target: str, model_dir: str | None, overrides: dict[str, Any]):
+    """(model, runtime, validation split, task, seq_len) for a search-space file or a saved model folder."""
+    from pathlib import Path
+
+    from econ_ray.data import encode_split, load_task
+    from econ_ray.modeling import load_model
+
+    folder = Path(model_dir or target)
+    if folder.is_dir():
+        model, tok, meta = load_model(folder)
+        from econ_ray.config import RunConfig
+
+        cfg = RunConfig.model_validate({k: v for k, v in meta["config"].items() if k in RunConfig.model_fields})
+        d = cfg.data
+        splits = load_task(d.source, columns=d.columns, kind=d.kind, train_size=d.train_size, eval_size=d.eval_size,
+                           heldout_fraction=d.heldout_fraction, seed=cfg.training.seed, builtin_options=d.builtin)
+        return model, model.econ_runtime, encode_split(splits.validation, splits.task, tok, d.max_length), splits.task, d.max_length
+    from econ_ray.training import train_run
+
+    cfg = load_config(target, {"attention.mode": "dense", "attention.k": None, "attention.budget": None,
+                               "objective.kind": "penalised", "objective.lam": 0.0, "objective.tau": None,
+                               "objective.tau_rel": None, **overrides})
+    res = train_run(cfg)  # the dense model of the file: dense phase + dense main phase
+    p = res.prepared
+    return p.model, p.runtime, p.validation, p.task, cfg.data.max_length
+
+
+def cmd_topk(args: argparse.Namespace) -> int:
+    from econ_ray.data import DataError
+    from econ_ray.experiments.topk import sweep, write_sweep
+    from econ_ray.modeling import ModelError
+
+    try:
+        ks = [int(x) for x in args.k.split(",") if x.strip()]
+        budgets = [float(x) for x in args.budget.split(",")] if args.budget else []
+        if not ks or min(ks) < 1 or any(b <= 0 for b in budgets):
+            raise ValueError("--k needs positive integers (e.g. 64,16,4,1); --budget positive numbers")
+        overrides = dict(parse_override(item) for item in args.set or [])
+        model, rt, split, task, seq_len = _model_and_data(args.target, args.model, overrides)
+    except (ConfigError, ValueError, DataError, ModelError, FileNotFoundError) as exc:
+        return _fail(str(exc))
+    rows = sweep(model, rt, split, task, seq_len=seq_len, ks=ks, budgets=budgets)
+    out_dir = args.out or "runs/topk"
+    paths = write_sweep(out_dir, rows)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"top-k / budget sweep (L = {seq_len}, no retraining)")
+    cols = ["mode", "k", "budget", "metric", "effective_gflops", "attention_density", "gini", "entropy_bits"]
+    for c in cols:
+        table.add_column(c, justify="right")
+    for r in rows:
+        table.add_row(*[f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in cols])
+    console = Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 120))
+    console.print(table)
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if args.json:
+        print(json.dumps({"rows": [r for r in rows if r["mode"] != "dense"], "dense": rows[0],
+                          "files": {k: str(v) for k, v in paths.items()}}, default=str))
+    return 0
 
 
 # ---- parser --------------------------------------------------------------------------------------
@@ -312,6 +382,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any config field by dotted path, e.g. --set training.max_steps=100 (repeatable)")
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object on the last line")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("topk", help="sweep top-k (and budget) attention on a trained model, no retraining",
+                       description="Evaluate one trained model with top-k attention for each k (and threshold "
+                       "attention for each budget): metric, GFLOPs, density, Gini, entropy; writes topk.json, "
+                       "accuracy_vs_k.png and allocation_vs_k.png.")
+    p.add_argument("target", help="a search-space file (its dense model is trained first) or a saved model folder")
+    p.add_argument("--k", required=True, help="comma-separated k values, e.g. 64,16,4,1")
+    p.add_argument("--budget", help="comma-separated budgets B (mean attended tokens per query)")
+    p.add_argument("--model", help="a saved econ-ray model folder to sweep instead of training the file's dense model")
+    p.add_argument("--out", help="output folder (default runs/topk)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--json", action="store_true", help="print {rows: [...]} as one JSON object on the last line")
+    p.set_defaults(func=cmd_topk)
 
     p = sub.add_parser("registry", help="look up the registered Pareto models in the MLflow Model Registry",
                        description="List, pick by budget, or download registered Pareto models "

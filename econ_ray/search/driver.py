@@ -174,7 +174,7 @@ def _start_ray(address: str | None, cfg: SearchSpaceFile, concurrency: int) -> N
         ray.init(address=address or env_address, log_to_driver=False)
     else:
         # a new local cluster, without the dashboard (nothing to serve; see README for ray start)
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     total = ray.cluster_resources()
     d = cfg.distributed
     need_cpu = concurrency * d.workers * d.cpus_per_worker

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -23,6 +24,8 @@ def _wait_http(url: str, timeout: float) -> None:
         try:
             urllib.request.urlopen(url, timeout=2)
             return
+        except urllib.error.HTTPError:
+            return  # answering (401 without a token): the dashboard is up
         except Exception:  # noqa: BLE001 - not up yet
             time.sleep(1)
     raise TimeoutError(url)
@@ -31,11 +34,12 @@ def _wait_http(url: str, timeout: float) -> None:
 def test_ray_job_submit_quickstart(tmp_path):
     port = random.randint(20000, 40000)
     dport = port + 1
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_ADDRESS": ""}
-    env.pop("RAY_ADDRESS")
+    # as after `source .venv/bin/activate` (which sets RAY_AUTH_MODE=token, see the Makefile)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dport}", "--num-cpus=2", f"--temp-dir={tmp_path / 'ray'}"],
+         f"--dashboard-port={dport}", "--num-cpus=2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
     )
     try:

@@ -1,0 +1,1 @@
+"""Experiments that reproduce the seeds' claims as commands (top-k sweeps, ...)."""
