@@ -75,8 +75,7 @@ TRAIN_KEYS = [
     "task", "objective", "attention", "lam", "alpha", "beta", "tau", "multiplier", "feasible", "metric_name",
     "metric", "dense_metric", "ce", "ce_heldout", "ce_dense", "attention_density", "ffn_density", "gini",
     "entropy_bits", "empty_row_fraction", "dead_heads", "dead_neurons", "seq_len", "dense_gflops",
-    "effective_gflops", "attention_gflops", "effective_attention_gflops", "dense_total_gflops",
-    "effective_total_gflops", "steps", "stopped_early",
+    "effective_gflops", "attention_gflops", "effective_attention_gflops", "dense_total_gflops", "steps", "stopped_early",
 ]
 
 
@@ -251,7 +250,7 @@ def _print_rows(title: str, rows: list[dict[str, Any]], cols: list[str]) -> None
         table.add_column(c)
     for r in rows:
         table.add_row(*[f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols])
-    Console(file=sys.stdout, soft_wrap=True).print(table)
+    Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 160)).print(table)
 
 
 # ---- topk ----------------------------------------------------------------------------------------
@@ -418,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep CLI output readable
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

@@ -35,7 +35,8 @@ from econ_ray.search.pareto import (
     reference_point,
 )
 
-PARETO_FIELDS = ("rank", "trial_id", "metric_name", "metric", "effective_gflops", "dense_gflops", "seq_len", "lam",
+PARETO_FIELDS = ("rank", "trial_id", "metric_name", "metric", "effective_gflops", "dense_total_gflops", "dense_gflops",
+                 "seq_len", "lam",
                  "alpha", "beta", "tau", "objective", "attention_density", "ffn_density", "ce")
 
 
@@ -121,7 +122,9 @@ def summarise(run_dir: Path, records: list[TrialRecord], *, metric_name: str, ma
     front = pareto_front(points, maximize_metric=maximize)
     by_id = {r.trial_id: r for r in records}
     complete = [r for r in records if r.status == "complete"]
-    dense_g = next((float(r.metrics["dense_gflops"]) for r in complete if _finite(r.metrics.get("dense_gflops"))), float("nan"))
+    # the unmodified model's whole cost: the same count as effective_gflops with nothing skipped
+    dense_g = next((float(r.metrics["dense_total_gflops"]) for r in complete
+                    if _finite(r.metrics.get("dense_total_gflops"))), float("nan"))
     ref = reference_point(dense_gflops=dense_g, chance_metric=chance)
     hv = hypervolume(points, ref_metric=ref[0], ref_gflops=ref[1], maximize_metric=maximize) if math.isfinite(dense_g) else 0.0
     history = hypervolume_history(points, ref_metric=ref[0], ref_gflops=ref[1], maximize_metric=maximize) if math.isfinite(dense_g) else []
@@ -265,7 +268,7 @@ def run_search(
 
     for row in rows:
         rec = next(r for r in records if r.trial_id == row["trial_id"])
-        tags = {**{k: row.get(k) for k in ("metric", "metric_name", "effective_gflops", "dense_gflops", "seq_len",
+        tags = {**{k: row.get(k) for k in ("metric", "metric_name", "effective_gflops", "dense_gflops", "dense_total_gflops", "seq_len",
                                            "lam", "alpha", "beta", "tau", "objective")},
                 "parent_run_id": parent, "higher_is_better": str(maximize).lower(), "trial_id": rec.trial_id}
         row["version"] = register_model(tracker, trial_id=rec.trial_id, model_dir=_model_dir(rec.checkpoint),

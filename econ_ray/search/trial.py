@@ -28,8 +28,7 @@ HISTORY_FILE = "history.json"
 REPORT_KEYS = (
     "metric", "metric_name", "ce", "ce_heldout", "ce_dense", "dense_metric", "attention_density", "ffn_density",
     "gini", "entropy_bits", "empty_row_fraction", "dead_heads", "dead_neurons", "seq_len", "dense_gflops",
-    "effective_gflops", "attention_gflops", "effective_attention_gflops", "dense_total_gflops",
-    "effective_total_gflops", "lam", "alpha", "beta", "tau", "tau_rel", "objective", "attention", "multiplier",
+    "effective_gflops", "attention_gflops", "effective_attention_gflops", "dense_total_gflops", "lam", "alpha", "beta", "tau", "tau_rel", "objective", "attention", "multiplier",
     "feasible", "steps", "task", "task_kind", "num_labels", "vocab_size",
 )
 

@@ -1,21 +1,16 @@
-"""Effective FLOPs: dense minus what the sparsity makes skippable (METHOD section 6)."""
+"""FLOPs in a run's summary (METHOD section 6): effective is the whole cost after skipping."""
 
 import pytest
 
-from econ_ray.compute import FlopCount
-from econ_ray.training.evaluate import effective_gflops
+from econ_ray.training import train_run
+from tests.unit.test_training import tiny_cfg
 
 
-def test_effective_subtracts_skipped_weight_and_edge_work():
-    dense = FlopCount(linear=10e9, attention=2e9)
-    eff = FlopCount(linear=8e9, attention=0.5e9)  # 2 G of weight work and 1.5 G of edge work skipped
-    assert effective_gflops(dense, eff) == pytest.approx(6.5)
-
-
-def test_dense_model_costs_its_dense_count():
-    dense = FlopCount(linear=10e9, attention=2e9)
-    assert effective_gflops(dense, dense) == pytest.approx(10.0)
-
-
-def test_never_negative():
-    assert effective_gflops(FlopCount(linear=1e9, attention=5e9), FlopCount(linear=1e9, attention=0.0)) == 0.0
+def test_flops_fields_are_consistent():
+    cfg = tiny_cfg(attention={"mode": "topk", "k": 2}, kind="penalised", lam=0.0)
+    s = train_run(cfg).summary
+    assert s["dense_total_gflops"] == pytest.approx(s["dense_gflops"] + s["attention_gflops"])
+    # top-2 of up to 24 positions keeps few edges: the attention part shrinks, the weight layers do not
+    assert s["effective_attention_gflops"] == pytest.approx(s["attention_gflops"] * s["attention_density"], rel=0.05)
+    assert s["effective_gflops"] < s["dense_total_gflops"]
+    assert s["effective_gflops"] >= s["effective_attention_gflops"]
