@@ -253,9 +253,9 @@ def run_search(
         run_config=tune.RunConfig(name="tune", storage_path=tune_storage, callbacks=[callback], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
-    grid = tuner.fit()
+    tuner.fit()  # failed trials are recorded by the callback; the others go on
 
-    records = callback.records(grid)
+    records = callback.records()
     constraints = make_constraints(cfg, maximize)
     for r in records:
         r.feasible = r.status == "complete" and all(c(r.metrics) <= 0 for c in constraints)
@@ -273,6 +273,7 @@ def run_search(
                 "parent_run_id": parent, "higher_is_better": str(maximize).lower(), "trial_id": rec.trial_id}
         row["version"] = register_model(tracker, trial_id=rec.trial_id, model_dir=_model_dir(rec.checkpoint),
                                         name=registered, tags=tags, alias=f"rank-{row['rank']}")
+    # rewritten with the registry version of each Pareto model
     (root / "pareto.json").write_text(json.dumps({"reference_point": ref, "hypervolume": hv, "pareto": rows}, indent=2))
     for step, (n, value) in enumerate(history):
         tracker.log_parent_metrics({"hypervolume": value, "trials_completed": n}, step=step)

@@ -84,9 +84,8 @@ class MlflowTuneCallback(Callback):
         self._errors[trial.trial_id] = reason
         self.tracker.finish_child(trial.trial_id, status="FAILED", reason=reason)
 
-    def records(self, grid: Any) -> list[TrialRecord]:
-        """One record per trial, in completion order."""
-        del grid  # everything needed was seen through the callbacks
+    def records(self) -> list[TrialRecord]:
+        """One record per trial, in completion order (everything needed was seen through the callbacks)."""
         out = []
         ids = self._order + [t for t in self._knobs if t not in self._order]
         for order, tid in enumerate(ids):
