@@ -8,29 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
 from econ_ray.config import ConfigError, load_config, parse_override
 
-EXIT_BAD_INPUT = 2
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return str(o)
-
-
-def _dump(obj: dict[str, Any]) -> str:
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in obj.items()}
-    return json.dumps(clean, default=_json_default, sort_keys=True)
-
-
-def _fail(message: str) -> int:
-    print(f"econ-ray: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+from econ_ray.cli.common import EXIT_BAD_INPUT, dump as _dump, fail as _fail, print_rows as _print_rows  # noqa: F401 (EXIT_BAD_INPUT re-exported)
 
 
 # ---- train ---------------------------------------------------------------------------------------
@@ -241,18 +224,6 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
     return {**row.get("tags", {}), **{k: v for k, v in row.items() if k != "tags"}}
 
 
-def _print_rows(title: str, rows: list[dict[str, Any]], cols: list[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for c in cols:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*[f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols])
-    Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 160)).print(table)
-
-
 # ---- topk ----------------------------------------------------------------------------------------
 
 def _model_and_data(target: str, model_dir: str | None, overrides: dict[str, Any]):
@@ -318,6 +289,11 @@ def cmd_topk(args: argparse.Namespace) -> int:
 
 
 # ---- parser --------------------------------------------------------------------------------------
+
+# Verbs that live in their own modules: each module has ``add_parser(subparsers)`` that adds its
+# sub-command and sets ``func``. Keeps this file to the core verbs.
+COMMAND_MODULES: tuple[str, ...] = ()
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -413,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("ref", help="NAME@ALIAS or NAME/VERSION")
     r.add_argument("--output", default="registered-model", help="destination folder")
     p.set_defaults(func=cmd_registry)
+
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 

@@ -1,0 +1,45 @@
+"""Output helpers shared by the CLI's verb modules (exit codes, JSON line, rich tables)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+
+
+def json_default(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return str(o)
+
+
+def dump(obj: dict[str, Any]) -> str:
+    """One JSON object on one line (non-finite floats as null): the CLI's ``--json`` last line."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in obj.items()}
+    return json.dumps(clean, default=json_default, sort_keys=True)
+
+
+def fail(message: str) -> int:
+    """Print ``econ-ray: error: MESSAGE`` on stderr; return the bad-input exit code (2)."""
+    print(f"econ-ray: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+
+
+def print_rows(title: str, rows: list[dict[str, Any]], cols: list[str]) -> None:
+    """A rich table of ``rows`` restricted to ``cols`` on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[fmt(r.get(c)) for c in cols])
+    Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 160)).print(table)
