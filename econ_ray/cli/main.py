@@ -294,6 +294,7 @@ def cmd_topk(args: argparse.Namespace) -> int:
 # sub-command and sets ``func``. Keeps this file to the core verbs.
 COMMAND_MODULES: tuple[str, ...] = (
     "econ_ray.cli.ablation",
+    "econ_ray.cli.report",
 )
 
 
