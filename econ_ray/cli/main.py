@@ -76,7 +76,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (DataError, ModelError) as exc:
         return _fail(f"{args.file}: {exc}")
     s = result.summary
-    _print_table(f"econ-ray train: {cfg.name}", s, TRAIN_KEYS)
+    if args.save:
+        from econ_ray.modeling import save_model
+
+        pr = result.prepared
+        s["saved_to"] = str(save_model(args.save, pr.model, pr.tokenizer, task=pr.task, config=cfg.model_dump(),
+                                       summary=s))
+    _print_table(f"econ-ray train: {cfg.name}", s, TRAIN_KEYS + ["saved_to"])
     if args.json:
         print(_dump(s))
     return 0
@@ -324,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field by dotted path, e.g. --set training.lr=1e-4 (repeatable)")
+    p.add_argument("--save", metavar="DIR", help="save the trained model folder (for topk, prune, export, heatmap --model)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     p.set_defaults(func=cmd_train)
 

@@ -70,11 +70,12 @@ def test_train_bad_override_exits_2_before_work(capsys):
     assert "training.batch_size" in capsys.readouterr().err
 
 
-def test_train_json_last_line_subprocess():
-    """The real console entry point, a short run: the last stdout line is the summary JSON."""
+def test_train_json_last_line_subprocess(tmp_path):
+    """The real console entry point, a short run: the last stdout line is the summary JSON; --save
+    writes a model folder that econ-ray loads back."""
     exe = Path(sys.executable).with_name("econ-ray")
     cmd = [str(exe), "train", str(QUICKSTART), "--lam", "1", "--max-steps", "20", "--seed", "1",
-           "--set", "objective.dense_steps=20", "--set", "data.builtin.n_train=300", "--json"]
+           "--set", "objective.dense_steps=20", "--set", "data.builtin.n_train=300", "--save", str(tmp_path / "m"), "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -83,3 +84,12 @@ def test_train_json_last_line_subprocess():
                 "objective", "attention"):
         assert key in summary
     assert summary["lam"] == 1.0 and summary["steps"] == 20
+    from econ_ray.modeling import load_model
+
+    model, _, meta = load_model(summary["saved_to"])
+    assert meta["summary"]["metric"] == pytest.approx(summary["metric"])
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_search_space_validates(path, capsys):
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
