@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-train test test-unit install clean
+.PHONY: demo demo-train test test-unit bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q -m "not integration" tests
+
+# every benchmark in a short setting, into runs/bench/ (see benchmarks/README.md); under the shared lock
+# of the reference machine when it exists. ~25 min on 2 CPU cores.
+BENCH := runs/bench
+bench: $(STAMP)
+	mkdir -p $(BENCH)
+	$(BIN)/python benchmarks/step_overhead.py --models minilm,gpt2-small --batch 4 --seq 128 --warmup 1 --steps 3 --out $(BENCH)/step_overhead.json
+	$(BIN)/python benchmarks/search_efficiency.py --seeds 2 --trials 6 --out $(BENCH)/search_efficiency.json
+	$(BIN)/python benchmarks/early_stopping.py --seeds 2 --trials 6 --out $(BENCH)/early_stopping.json
+	$(BIN)/python benchmarks/machinery_overhead.py --trials 2 --set training.max_steps=60 --out $(BENCH)/machinery_overhead.json
 
 clean:
 	rm -rf $(VENV) runs mlruns mlflow.db .pytest_cache

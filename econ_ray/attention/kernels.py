@@ -29,10 +29,53 @@ def sample_gates(gate_logits: torch.Tensor, *, stochastic: bool) -> torch.Tensor
     return hard + (soft - soft.detach())  # (B, H, Lq, Lk): value exactly hard, gradient of soft
 
 
+class _GatedSoftmax(torch.autograd.Function):
+    """weights = softmax(masked) * A with A the straight-through gate of ``sample_gates``, fused.
+
+    Unfused, autograd keeps softmax, sigmoid(g + noise), the gate A and their product alive per head
+    (plus the noise temporaries in the forward). Fused, it keeps softmax p, sigmoid(g + noise) and A as
+    a bool tensor: one extra (B, H, Lq, Lk) float tensor over dense attention, plus a bool one.
+    Gradients (A's value is exactly hard, its gradient that of s = sigmoid(g + noise)):
+    d masked = softmax backward of (dW * A); d g = dW * p * s (1 - s).
+    """
+
+    @staticmethod
+    def forward(ctx, masked: torch.Tensor, gate_logits: torch.Tensor, force_open: torch.Tensor | None):
+        p = torch.softmax(masked, dim=-1)
+        u = torch.rand_like(gate_logits).clamp_(1e-6, 1 - 1e-6)
+        noisy = u.logit_().add_(gate_logits)  # g + Logistic(0, 1) noise, in place
+        hard = noisy > 0
+        if force_open is not None:
+            hard |= force_open
+        soft = noisy.sigmoid_()
+        if force_open is not None:
+            soft.masked_fill_(force_open.expand_as(soft), 0.0)  # forced edges: no gradient to g (as torch.where)
+        ctx.save_for_backward(p, soft, hard)
+        return p * hard
+
+    @staticmethod
+    def backward(ctx, grad_w: torch.Tensor):
+        p, soft, hard = ctx.saved_tensors
+        gp = grad_w * hard  # gradient reaching the softmax output
+        grad_masked = p * (gp - (gp * p).sum(dim=-1, keepdim=True))
+        grad_g = grad_w * p * soft * (1 - soft)
+        return grad_masked, grad_g, None
+
+
+def gated_softmax(masked: torch.Tensor, gate_logits: torch.Tensor, force_open: torch.Tensor | None = None) -> torch.Tensor:
+    """Training forward of gated attention weights, ``softmax(masked) * sample_gates(g, stochastic=True)``
+    (``force_open``: bool edges whose gate is 1 regardless), with the memory of one extra NxN per head."""
+    return _GatedSoftmax.apply(masked, gate_logits, force_open)
+
+
 def expected_open_fraction(gate_logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """C_attn = mean sigmoid(g) over valid edges: the expected fraction of open edges (differentiable)."""
-    v = valid.expand_as(gate_logits).to(gate_logits.dtype)
-    return (torch.sigmoid(gate_logits) * v).sum() / v.sum().clamp_min(1.0)
+    """C_attn = mean sigmoid(g) over valid edges: the expected fraction of open edges (differentiable).
+
+    ``valid`` is broadcast, never expanded to the logits' shape (it is (B, 1, Lq, Lk) for all heads).
+    """
+    v = valid.to(gate_logits.dtype)
+    n = v.sum() * (gate_logits.numel() / v.numel())  # each entry of v stands for this many edges
+    return (torch.sigmoid(gate_logits) * v).sum() / n.clamp_min(1.0)
 
 
 def strongest_edge(masked_scores: torch.Tensor) -> torch.Tensor:

@@ -135,14 +135,19 @@ def econ_attention_forward(
     else:  # gates
         bias = module.econ_gate_bias.view(1, -1, 1, 1)
         gate_logits = scores + bias  # g_ij = q_i . k_j / sqrt(d) + b_h
-        gate = kernels.sample_gates(gate_logits, stochastic=rt.stochastic and module.training)
-        if rt.keep_strongest:
-            gate = torch.where(kernels.strongest_edge(masked), torch.ones_like(gate), gate)
         if rt.need_costs:
             rt.attn_costs[layer] = kernels.expected_open_fraction(gate_logits, valid)
         # (A * softmax) V: dropped mass is not renormalised (METHOD section 3)
-        weights = torch.softmax(masked, dim=-1) * gate
-        keep = (gate > 0) & valid
+        if rt.stochastic and module.training and not rt.collect:
+            # training: the fused kernel keeps one extra NxN per head alive for backward, not four
+            force = kernels.strongest_edge(masked) if rt.keep_strongest else None
+            weights = kernels.gated_softmax(masked, gate_logits, force)
+        else:
+            gate = kernels.sample_gates(gate_logits, stochastic=rt.stochastic and module.training)
+            if rt.keep_strongest:
+                gate = torch.where(kernels.strongest_edge(masked), torch.ones_like(gate), gate)
+            weights = torch.softmax(masked, dim=-1) * gate
+            keep = (gate > 0) & valid
 
     if rt.collect:
         _observe_attention(rt.layer(layer), weights.detach(), keep, valid, rt.collect_distribution)

@@ -210,6 +210,18 @@ class SearchSpace(_Strict):
         return self
 
 
+class SchedulerConfig(_Strict):
+    """Early stopping of trials by Ray Tune (``fifo``: none; ``moasha``: multi-objective ASHA)."""
+
+    kind: Literal["fifo", "moasha"] = Field("fifo", description="fifo (run every trial to the end) | moasha")
+    grace_period: float = Field(100.0, gt=0.0, description="first rung, in units of time_attr (training steps)")
+    reduction_factor: float = Field(3.0, gt=1.0, description="eta: keep the top 1/eta at each rung; rungs grow by eta")
+    max_t: float | None = Field(None, gt=0.0, description="no rung at or beyond this time (default: none)")
+    time_attr: Literal["step", "training_iteration"] = Field(
+        "step", description="time axis of the rungs: training step of an evaluation, or the evaluation index"
+    )
+
+
 class SearchConfig(_Strict):
     """How the search runs (used by ``econ-ray search``)."""
 
@@ -221,6 +233,7 @@ class SearchConfig(_Strict):
         None, description="constraint: metric >= dense metric - this many points (e.g. 1.0)"
     )
     registered_model: str | None = Field(None, description="MLflow registered-model name for the Pareto models")
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig, description="early stopping of trials")
 
 
 class DistributedConfig(_Strict):

@@ -223,7 +223,9 @@ def run_search(
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
+    timing: dict[str, float] = {"t_search_start": time.time()}
     _start_ray(address, cfg, conc)
+    timing["t_ray_ready"] = time.time()
     metric_name = _metric_name(cfg)
     maximize = higher_is_better(metric_name)
     tracker = MlflowTracker(uri, experiment=cfg.name)
@@ -234,7 +236,8 @@ def run_search(
                 "config_file": config_path, "space": json.dumps(s.space.model_dump(exclude_none=True)),
                 "workers_per_trial": cfg.distributed.workers, "deepspeed": cfg.distributed.deepspeed,
                 "zero_stage": cfg.distributed.zero_stage, "model": cfg.model.name, "data": cfg.data.source,
-                "attention": cfg.attention.mode, "registered_model": registered},
+                "attention": cfg.attention.mode, "registered_model": registered,
+                "scheduler": s.scheduler.kind},
         tags={"run_dir": str(root), "econ_ray.kind": "search"},
     )
     searcher = ConstrainedOptunaSearch(
@@ -248,12 +251,15 @@ def run_search(
         # the trial function only drives a TorchTrainer: no CPU of its own (its workers reserve theirs)
         tune.with_resources(trial_fn, {"CPU": 0, "memory": 256 * 1024**2}),
         param_space={"file": cfg.model_dump(mode="json"), "train_storage": tune_storage.rstrip("/") + "/train"},
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n_trials, max_concurrent_trials=conc,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(cfg, maximize),
+                                    num_samples=n_trials, max_concurrent_trials=conc,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(name="tune", storage_path=tune_storage, callbacks=[callback], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
+    timing["t_fit_start"] = time.time()
     tuner.fit()  # failed trials are recorded by the callback; the others go on
+    timing["t_fit_end"] = time.time()
 
     records = callback.records()
     constraints = make_constraints(cfg, maximize)
@@ -289,7 +295,22 @@ def run_search(
     tracker.log_parent_artifacts([root / n for n in ("pareto.csv", "pareto.json", "pareto.png", "hypervolume.csv",
                                                      "hypervolume.png", "trials.csv", "summary.json", "config.yaml")])
     tracker.end_parent("FINISHED")
+    timing["t_search_end"] = time.time()
+    (root / "timing.json").write_text(json.dumps(timing))  # benchmarks/machinery_overhead.py
     return outcome
+
+
+def make_scheduler(cfg: SearchSpaceFile, maximize: bool) -> Any:
+    """The Tune trial scheduler of ``search.scheduler``: FIFO (none) or multi-objective ASHA."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    sc = cfg.search.scheduler
+    if sc.kind == "fifo":
+        return FIFOScheduler()
+    from econ_ray.search.moasha import MOASHAScheduler
+
+    return MOASHAScheduler(grace_period=sc.grace_period, reduction_factor=sc.reduction_factor, max_t=sc.max_t,
+                           time_attr=sc.time_attr, maximize=(maximize, False))
 
 
 def _trial_name(trial: Any) -> str:

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from econ_ray.config.schema import DistributedConfig, RunConfig, SearchSpaceFile
 from econ_ray.search.space import apply_knobs
 
 HISTORY_FILE = "history.json"
+TIMING_FILE = "timing.json"  # where a trial's wall time went (benchmarks/machinery_overhead.py)
 
 # Summary keys reported to Tune (scalars only; everything else is in the checkpoint folder).
 REPORT_KEYS = (
@@ -48,6 +50,7 @@ def train_worker(config: dict[str, Any]) -> None:
     from econ_ray.training import train_run
     from econ_ray.training.deepspeed_engine import DeepSpeedEngine
 
+    t_worker = time.time()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     cfg = RunConfig.model_validate(config["run"])
@@ -57,8 +60,19 @@ def train_worker(config: dict[str, Any]) -> None:
     else:
         cfg.training.device = "cpu"
     cfg.training.progress = False
+    # wall-clock split of this worker (seconds); evaluation = time from a step's end to its on_eval
+    timing = {"t_trial_start": config.get("t_trial_start"), "t_worker_start": t_worker, "engine_init_s": 0.0,
+              "eval_s": 0.0, "report_s": 0.0, "n_evals": 0}
+    last = {"step": t_worker}
 
     def engine_factory(model, steps, phase):
+        t0 = time.time()
+        try:
+            return _make_engine(model, steps)
+        finally:
+            timing["engine_init_s"] += time.time() - t0
+
+    def _make_engine(model, steps):
         if dist.deepspeed:
             return DeepSpeedEngine(model, dist=dist, training=cfg.training, total_steps=steps)
         from econ_ray.training.engine import TorchEngine
@@ -67,10 +81,28 @@ def train_worker(config: dict[str, Any]) -> None:
         return TorchEngine(model, lr=t.lr, gate_lr=t.gate_lr, weight_decay=t.weight_decay, total_steps=steps,
                            warmup_ratio=t.warmup_ratio)
 
-    def on_eval(rec: dict[str, Any]) -> None:
-        ray.train.report({**{k: _scalar(v) for k, v in rec.items() if isinstance(v, (int, float, bool))}, "final": 0})
+    def on_step(rec: dict[str, Any]) -> None:
+        last["step"] = time.time()
 
-    result = train_run(cfg, engine_factory=engine_factory, on_eval=on_eval, shard=(rank, world))
+    def on_eval(rec: dict[str, Any]) -> None:
+        now = time.time()
+        timing["eval_s"] += now - last["step"]
+        timing["n_evals"] += 1
+        ray.train.report({**{k: _scalar(v) for k, v in rec.items() if isinstance(v, (int, float, bool))}, "final": 0})
+        last["step"] = time.time()
+        timing["report_s"] += last["step"] - now  # the report is logging, not evaluation or training
+
+    from econ_ray.training.loop import prepare
+
+    prepared = prepare(cfg)
+    timing["prepare_s"] = time.time() - t_worker
+    t_run = time.time()
+    result = train_run(cfg, engine_factory=engine_factory, on_step=on_step, on_eval=on_eval, shard=(rank, world),
+                       prepared=prepared)
+    t_end = time.time()
+    timing["final_eval_s"] = t_end - last["step"]
+    # training = the rest of train_run: dense and main steps (plus the two small dense-reference evaluations)
+    timing["train_s"] = (t_end - t_run) - sum(timing[k] for k in ("eval_s", "report_s", "final_eval_s", "engine_init_s"))
     summary = {k: _scalar(result.summary.get(k)) for k in REPORT_KEYS}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
@@ -79,6 +111,9 @@ def train_worker(config: dict[str, Any]) -> None:
             save_model(tmp, p.model, p.tokenizer, task=p.task, config=cfg.model_dump(), summary=result.summary)
             history = {"evaluations": result.history, "multiplier": result.multiplier_history}
             Path(tmp, HISTORY_FILE).write_text(json.dumps(history, default=float))
+            timing["save_s"] = time.time() - t_end
+            timing["t_final_report"] = time.time()
+            Path(tmp, TIMING_FILE).write_text(json.dumps(timing))
             checkpoint = Checkpoint.from_directory(tmp)
         ray.train.report({**summary, "final": 1}, checkpoint=checkpoint)
 
@@ -89,6 +124,7 @@ def trial_fn(config: dict[str, Any]) -> None:
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    t_trial_start = time.time()
     file_cfg = SearchSpaceFile.model_validate(config["file"])
     run_cfg = apply_knobs(file_cfg, config.get("knobs", {}))
     dist = file_cfg.distributed
@@ -101,7 +137,8 @@ def trial_fn(config: dict[str, Any]) -> None:
     trial_name = tune.get_context().get_trial_name()
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"run": run_cfg.model_dump(), "distributed": dist.model_dump()},
+        train_loop_config={"run": run_cfg.model_dump(), "distributed": dist.model_dump(),
+                           "t_trial_start": t_trial_start},
         scaling_config=ray.train.ScalingConfig(num_workers=dist.workers, use_gpu=use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=ray.train.RunConfig(

@@ -149,3 +149,38 @@ def test_install_twice_is_an_error(tiny_bert):
     install(tiny_bert)
     with pytest.raises(ValueError, match="already installed"):
         install(tiny_bert)
+
+
+def test_fused_gated_softmax_matches_the_unfused_gradients():
+    torch.manual_seed(0)
+    masked = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    masked[..., -1] = torch.finfo(masked.dtype).min  # a masked key
+    g = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    force = kernels.strongest_edge(masked)
+    for f in (None, force):
+        m1, g1 = masked.clone().requires_grad_(), g.clone().requires_grad_()
+        torch.manual_seed(1)
+        w1 = kernels.gated_softmax(m1, g1, f)
+        # the unfused reference with the same noise draw
+        torch.manual_seed(1)
+        u = torch.rand_like(g).clamp_(1e-6, 1 - 1e-6)
+        m2, g2 = masked.clone().requires_grad_(), g.clone().requires_grad_()
+        noisy = g2 + torch.log(u) - torch.log1p(-u)
+        soft = torch.sigmoid(noisy)
+        gate = (noisy > 0).to(g.dtype) + (soft - soft.detach())
+        if f is not None:
+            gate = torch.where(f, torch.ones_like(gate), gate)
+        w2 = torch.softmax(m2, dim=-1) * gate
+        up = torch.randn_like(w1)
+        (w1 * up).sum().backward()
+        (w2 * up).sum().backward()
+        assert torch.allclose(w1, w2.detach())
+        assert torch.allclose(m1.grad, m2.grad, atol=1e-10)
+        assert torch.allclose(g1.grad, g2.grad, atol=1e-10)
+
+
+def test_expected_open_fraction_broadcasts_valid():
+    g = torch.randn(2, 4, 3, 3)
+    valid = torch.rand(2, 1, 3, 3) > 0.3
+    ref = (torch.sigmoid(g) * valid.expand_as(g)).sum() / valid.expand_as(g).sum()
+    assert torch.allclose(kernels.expected_open_fraction(g, valid), ref)
