@@ -32,8 +32,7 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/pytest -q -m "not integration" tests
 
-# every benchmark in a short setting, into runs/bench/ (see benchmarks/README.md); under the shared lock
-# of the reference machine when it exists. ~25 min on 2 CPU cores.
+# every benchmark in a short setting, into runs/bench/ (see benchmarks/README.md); ~25 min on 2 CPU cores
 BENCH := runs/bench
 bench: $(STAMP)
 	mkdir -p $(BENCH)
