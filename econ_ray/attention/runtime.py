@@ -62,6 +62,12 @@ class EconRuntime:
     attn_costs: dict[int, torch.Tensor] = field(default_factory=dict)
     ffn_costs: dict[int, torch.Tensor] = field(default_factory=dict)
     stats: dict[int, LayerStats] = field(default_factory=dict)
+    # Structural masks (model surgery, econ_ray.surgery): layer -> multiplier of each head's output,
+    # (H,) or per example (B, H) (Michel et al. 2019's xi_h), and of each FFN activation, (I,).
+    # A zero entry removes the unit: its edges count as closed and its activations as zero, so the
+    # statistics (dead heads, dead neurons) and hence effective FLOPs see the pruning.
+    head_masks: dict[int, torch.Tensor] = field(default_factory=dict)
+    neuron_masks: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def set_mode(self, mode: str, *, k: int | None = None, budget: float | None = None) -> None:
         if mode not in MODES:
@@ -149,6 +155,13 @@ def econ_attention_forward(
             weights = torch.softmax(masked, dim=-1) * gate
             keep = (gate > 0) & valid
 
+    head_mask = rt.head_masks.get(layer)
+    if head_mask is not None:
+        hm = head_mask[:, :, None, None] if head_mask.dim() == 2 else head_mask.view(1, -1, 1, 1)  # (B|1, H, 1, 1)
+        weights = weights * hm.to(weights.dtype)
+        if valid is not None:
+            keep = (valid if keep is None else keep) & (hm != 0)
+
     if rt.collect:
         _observe_attention(rt.layer(layer), weights.detach(), keep, valid, rt.collect_distribution)
     dropped = nn.functional.dropout(weights, p=dropout, training=module.training)
@@ -197,6 +210,9 @@ class ObservedActivation(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # h: (B, L, I)
         out = self.act(h)
         rt = self.runtime
+        neuron_mask = rt.neuron_masks.get(self.layer)
+        if neuron_mask is not None:
+            out = out * neuron_mask.to(out.dtype)  # (I,) broadcast over (B, L, I)
         if rt.need_costs or rt.collect:
             tm = rt.token_mask
             m = tm[..., None].to(h.dtype) if tm is not None and tm.shape == h.shape[:2] else torch.ones_like(h[..., :1])

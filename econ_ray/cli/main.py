@@ -234,29 +234,10 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
 
 def _model_and_data(target: str, model_dir: str | None, overrides: dict[str, Any]):
     """(model, runtime, validation split, task, seq_len) for a search-space file or a saved model folder."""
-    from pathlib import Path
+    from econ_ray.experiments.targets import load_target
 
-    from econ_ray.data import encode_split, load_task
-    from econ_ray.modeling import load_model
-
-    folder = Path(model_dir or target)
-    if folder.is_dir():
-        model, tok, meta = load_model(folder)
-        from econ_ray.config import RunConfig
-
-        cfg = RunConfig.model_validate({k: v for k, v in meta["config"].items() if k in RunConfig.model_fields})
-        d = cfg.data
-        splits = load_task(d.source, columns=d.columns, kind=d.kind, train_size=d.train_size, eval_size=d.eval_size,
-                           heldout_fraction=d.heldout_fraction, seed=cfg.training.seed, builtin_options=d.builtin)
-        return model, model.econ_runtime, encode_split(splits.validation, splits.task, tok, d.max_length), splits.task, d.max_length
-    from econ_ray.training import train_run
-
-    cfg = load_config(target, {"attention.mode": "dense", "attention.k": None, "attention.budget": None,
-                               "objective.kind": "penalised", "objective.lam": 0.0, "objective.tau": None,
-                               "objective.tau_rel": None, **overrides})
-    res = train_run(cfg)  # the dense model of the file: dense phase + dense main phase
-    p = res.prepared
-    return p.model, p.runtime, p.validation, p.task, cfg.data.max_length
+    t = load_target(target, model_dir, overrides)
+    return t.model, t.runtime, t.validation, t.task, t.seq_len
 
 
 def cmd_topk(args: argparse.Namespace) -> int:
@@ -300,6 +281,8 @@ def cmd_topk(args: argparse.Namespace) -> int:
 # sub-command and sets ``func``. Keeps this file to the core verbs.
 COMMAND_MODULES: tuple[str, ...] = (
     "econ_ray.cli.ablation",
+    "econ_ray.cli.prune",
+    "econ_ray.cli.export",
     "econ_ray.cli.report",
 )
 

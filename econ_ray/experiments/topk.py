@@ -16,7 +16,7 @@ from econ_ray.attention.runtime import EconRuntime
 from econ_ray.data import EncodedSplit, TaskSpec
 from econ_ray.training.evaluate import evaluate
 
-ROW_KEYS = ("k", "budget", "metric_name", "metric", "ce", "effective_gflops", "dense_gflops", "dense_total_gflops", "attention_density", "gini", "entropy_bits", "seq_len")
+ROW_KEYS = ("k", "budget", "metric_name", "metric", "ce", "effective_gflops", "dense_gflops", "dense_total_gflops", "attention_density", "ffn_density", "dead_heads", "dead_neurons", "gini", "entropy_bits", "seq_len")
 
 
 def sweep(

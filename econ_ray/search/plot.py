@@ -8,7 +8,7 @@ threads, and it never leaks figures.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from econ_ray.search.pareto import TrialPoint
 
@@ -43,6 +43,7 @@ def plot_pareto(
     dense: TrialPoint | None = None,
     maximize_metric: bool = True,
     title: str | None = None,
+    extra: Callable[[Any], None] | None = None,
 ) -> Path:
     """Scatter every trial, draw the Pareto set as a staircase, mark the dense model; save a PNG.
 
@@ -59,6 +60,8 @@ def plot_pareto(
         maximize_metric: False when lower is better (perplexity); only changes the legend text
             of the Pareto set.
         title: figure title; optional.
+        extra: called with the axes before the legend is made, to draw more on the same axes
+            (e.g. post-hoc pruning curves, ``econ_ray.experiments.baselines.draw_baselines``).
 
     Returns:
         ``Path(path)``.  The x axis is effective GFLOPs per sequence (batch 1); the y axis is the
@@ -94,6 +97,8 @@ def plot_pareto(
         ax.annotate("dense", (dense.gflops, dense.metric), textcoords="offset points",
                     xytext=(6, 6), fontsize=9)
 
+    if extra is not None:
+        extra(ax)
     ax.set_xlabel(f"effective GFLOPs per sequence (batch 1, L = {seq_len})")
     ax.set_ylabel(metric_name)
     if title:

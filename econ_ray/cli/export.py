@@ -1,0 +1,59 @@
+"""``econ-ray export``: physically prune a saved model (dead heads, never-active FFN neurons), save it as a
+smaller Hugging Face model, check it computes the same, and compare theoretical with realised speedup."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from econ_ray.cli.common import dump, fail, print_rows
+
+KEYS = ["metric_name", "masked_metric", "pruned_metric", "output_abs_diff", "tolerance", "equal", "heads_kept",
+        "heads_total", "neurons_kept", "neurons_total", "params_dense", "params_pruned", "seq_len",
+        "dense_total_gflops", "effective_gflops", "pruned_gflops", "counted_pruned_gflops", "latency_dense_ms",
+        "latency_pruned_ms", "theoretical_speedup", "structural_speedup", "realised_speedup", "threads"]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from econ_ray.data import DataError
+    from econ_ray.modeling import ModelError
+    from econ_ray.modeling.io import META_FILE
+
+    if not (Path(args.model_dir) / META_FILE).is_file():
+        return fail(f"{args.model_dir}: not an econ-ray model folder (no {META_FILE})")
+    if args.repeats < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        return fail("--repeats must be >= 1, --warmup >= 0, --threads >= 1")
+    import torch
+
+    from econ_ray.experiments.targets import load_target
+    from econ_ray.surgery.physical import export
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        t = load_target(args.model_dir)
+        report = export(t.model, t.tokenizer, t.validation, t.task, seq_len=t.seq_len, out=args.out,
+                        batch_size=args.batch_size, warmup=args.warmup, repeats=args.repeats)
+    except (ValueError, DataError, ModelError, FileNotFoundError) as exc:
+        return fail(f"{args.model_dir}: {exc}")
+    print_rows(f"physical pruning of {args.model_dir} -> {report['folder']}", [report], KEYS[:10])
+    print_rows("FLOPs (batch 1) and latency (median, batch 1)", [report], KEYS[10:])
+    print(f"load: AutoModel...from_pretrained({report['folder']!r}, trust_remote_code=True); report in export.json")
+    if args.json:
+        print(dump(report))
+    return 0 if report["equal"] else 1
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="physically prune a saved model and compare theoretical with realised speedup",
+                       description="Remove heads with no open edge and FFN neurons never active on the evaluation "
+                       "set, save a smaller Hugging Face model (loadable with trust_remote_code=True), check its "
+                       "outputs equal the source's within 1e-4, and time both at batch 1. Exit 1 if they differ.")
+    p.add_argument("model_dir", help="a saved econ-ray model folder")
+    p.add_argument("--out", required=True, help="folder for the pruned model")
+    p.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls before timing")
+    p.add_argument("--repeats", type=int, default=50, help="timed calls (median reported)")
+    p.add_argument("--threads", type=int, help="torch CPU threads for the timing (default: torch's)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,275 @@
+"""Physical pruning (issue 4 item 6): remove dead heads and never-active FFN neurons for real, save a
+smaller Hugging Face model, check it computes what the masked model computed, and time both.
+
+What goes (METHOD section 6): heads with no open edge on the evaluation set (all gates closed, or
+masked by a baseline) and FFN neurons never nonzero on it (W1 rows and W2 columns both). A layer
+that would lose every head (or neuron) keeps one whose output projection columns are zeroed, so it
+adds nothing and the stock forward pass still sees a non-empty tensor.
+
+The saved folder is a plain ``transformers`` model with per-layer sizes (``econ_ray.surgery.hf_pruned``
+copied beside the weights as remote code): ``AutoModelForSequenceClassification.from_pretrained(folder,
+trust_remote_code=True)`` (``AutoModelForCausalLM`` for GPT-2). Three speedups are reported:
+theoretical = dense / effective FLOPs (everything skippable, edges and zero activations included),
+structural = dense / FLOPs of the pruned model (what removing heads and neurons alone saves),
+realised = batch-1 latency of the dense model / the pruned one, both plain models in this process.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from econ_ray.attention.runtime import EconRuntime, install
+from econ_ray.compute import LayerSparsity, count_flops, effective_flops, shape_from_hf_config
+from econ_ray.compute.latency import model_latency
+from econ_ray.data import EncodedSplit, TaskSpec
+from econ_ray.surgery import hf_pruned
+from econ_ray.surgery.masks import blocks, n_heads
+from econ_ray.training.evaluate import evaluate, task_loss_and_outputs
+
+TOLERANCE = 1e-4  # abs, on logits (classification/regression), CE (lm) and the metric
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Kept unit indices per layer; ``*_zeroed``: layers whose single kept unit is only a placeholder."""
+
+    heads: list[list[int]]
+    neurons: list[list[int]]
+    heads_zeroed: list[int]
+    neurons_zeroed: list[int]
+
+
+def plan_from_alive(head_alive: list[torch.Tensor], neuron_alive: list[torch.Tensor]) -> Plan:
+    """Keep the alive units of each layer (bool tensors); a layer with none keeps unit 0 as a zeroed placeholder."""
+    heads, neurons, hz, nz = [], [], [], []
+    for i, (h, n) in enumerate(zip(head_alive, neuron_alive)):
+        hk = torch.nonzero(h.cpu()).flatten().tolist()
+        nk = torch.nonzero(n.cpu()).flatten().tolist()
+        if not hk:
+            hk, hz = [0], hz + [i]
+        if not nk:
+            nk, nz = [0], nz + [i]
+        heads.append(hk)
+        neurons.append(nk)
+    return Plan(heads, neurons, hz, nz)
+
+
+def plan_from_runtime(model: nn.Module, rt: EconRuntime) -> Plan:
+    """The plan the last ``evaluate`` observed: heads with an open edge, neurons ever nonzero."""
+    nl, h = len(blocks(model)), n_heads(model)
+    inter = [b.ffn_in.weight.shape[1 if b.conv1d else 0] for b in blocks(model)]
+    head_alive, neuron_alive = [], []
+    for i in range(nl):
+        st = rt.stats.get(i)
+        if st is None or st.head_open is None or st.neuron_active is None:
+            raise ValueError("no evaluation statistics in the runtime: run evaluate() on the model first")
+        head_alive.append(st.head_open)
+        neuron_alive.append(st.neuron_active if st.neuron_active.numel() == inter[i] else torch.ones(inter[i], dtype=torch.bool))
+    return plan_from_alive(head_alive, neuron_alive)
+
+
+def _classes(model: nn.Module) -> tuple[type, type]:
+    from transformers import BertForSequenceClassification, GPT2LMHeadModel
+
+    if isinstance(model, BertForSequenceClassification):
+        return hf_pruned.PrunedBertConfig, hf_pruned.PrunedBertForSequenceClassification
+    if isinstance(model, GPT2LMHeadModel):
+        return hf_pruned.PrunedGPT2Config, hf_pruned.PrunedGPT2LMHeadModel
+    raise ValueError(f"physical pruning supports BertForSequenceClassification and GPT2LMHeadModel, "
+                     f"not {type(model).__name__}")
+
+
+def _config_dict(model: nn.Module) -> dict[str, Any]:
+    d = model.config.to_dict()
+    for key in ("model_type", "architectures", "auto_map", "transformers_version", "_attn_implementation",
+                "heads_per_layer", "intermediate_per_layer"):
+        d.pop(key, None)
+    return d
+
+
+def plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights without econ-ray's gate biases (what a stock model of its class holds)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.endswith("econ_gate_bias")}
+
+
+def plain_copy(model: nn.Module, attn_implementation: str = "sdpa") -> nn.Module:
+    """The same weights in a stock model of the same class (no econ-ray runtime), in eval mode."""
+    cfg = type(model.config).from_dict(_config_dict(model))
+    dense = type(model)(cfg)
+    dense.load_state_dict(plain_state(model))
+    dense.set_attn_implementation(attn_implementation)
+    return dense.to(next(model.parameters()).device).eval()
+
+
+def prune(model: nn.Module, plan: Plan, attn_implementation: str = "sdpa") -> nn.Module:
+    """A new, smaller stock-forward model holding the kept heads and neurons of ``model`` (unchanged)."""
+    cfg_cls, model_cls = _classes(model)
+    cfg = cfg_cls(**_config_dict(model), heads_per_layer=[len(h) for h in plan.heads],
+                  intermediate_per_layer=[len(n) for n in plan.neurons])
+    small = model_cls(cfg)
+    names = {m: n for n, m in model.named_modules()}
+    state = plain_state(model)
+    hd = model.config.hidden_size // n_heads(model)
+    d = model.config.hidden_size
+    for i, b in enumerate(blocks(model)):
+        cols = torch.tensor([h * hd + j for h in plan.heads[i] for j in range(hd)])  # (h_i * hd,)
+        nidx = torch.tensor(plan.neurons[i])
+        o, w1, w2 = names[b.attn_out], names[b.ffn_in], names[b.ffn_out]
+        if b.conv1d:  # GPT-2 Conv1D: weight (in, out); c_attn packs q | k | v along out
+            qkv = torch.cat([cols, cols + d, cols + 2 * d])
+            a = names[b.attn.c_attn]
+            state[f"{a}.weight"], state[f"{a}.bias"] = state[f"{a}.weight"][:, qkv], state[f"{a}.bias"][qkv]
+            state[f"{o}.weight"] = state[f"{o}.weight"][cols]
+            state[f"{w1}.weight"], state[f"{w1}.bias"] = state[f"{w1}.weight"][:, nidx], state[f"{w1}.bias"][nidx]
+            state[f"{w2}.weight"] = state[f"{w2}.weight"][nidx]
+            if i in plan.heads_zeroed:
+                state[f"{o}.weight"].zero_()
+            if i in plan.neurons_zeroed:
+                state[f"{w2}.weight"].zero_()
+        else:  # nn.Linear: weight (out, in)
+            for proj in ("query", "key", "value"):
+                p = f"{names[b.attn]}.{proj}"
+                state[f"{p}.weight"], state[f"{p}.bias"] = state[f"{p}.weight"][cols], state[f"{p}.bias"][cols]
+            state[f"{o}.weight"] = state[f"{o}.weight"][:, cols]
+            state[f"{w1}.weight"], state[f"{w1}.bias"] = state[f"{w1}.weight"][nidx], state[f"{w1}.bias"][nidx]
+            state[f"{w2}.weight"] = state[f"{w2}.weight"][:, nidx]
+            if i in plan.heads_zeroed:
+                state[f"{o}.weight"].zero_()
+            if i in plan.neurons_zeroed:
+                state[f"{w2}.weight"].zero_()
+    small.load_state_dict({k: v.contiguous() for k, v in state.items()})
+    small.set_attn_implementation(attn_implementation)
+    return small.to(next(model.parameters()).device).eval()
+
+
+def save_pruned(small: nn.Module, tokenizer: Any, folder: str | Path) -> Path:
+    """``save_pretrained`` with this module's classes registered as remote code (copied beside the weights)."""
+    folder = Path(folder)
+    auto = "AutoModelForCausalLM" if isinstance(small, hf_pruned.PrunedGPT2LMHeadModel) else "AutoModelForSequenceClassification"
+    small.config.register_for_auto_class()
+    small.register_for_auto_class(auto)
+    small.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    return folder
+
+
+def load_pruned(folder: str | Path) -> nn.Module:
+    """The exported model through plain transformers (``trust_remote_code`` runs the copied hf_pruned.py)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    cfg = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    loader = AutoModelForCausalLM if cfg.model_type == "econ_pruned_gpt2" else AutoModelForSequenceClassification
+    return loader.from_pretrained(folder, trust_remote_code=True).eval()
+
+
+def pruned_flops(model: nn.Module, plan: Plan, task: TaskSpec, seq_len: int) -> float:
+    """Dense FLOPs (batch 1, ``seq_len`` tokens) of the physically pruned model, by the project's formulas."""
+    shape = shape_from_hf_config(model.config, n_labels=None if task.kind == "lm" else task.num_labels,
+                                 lm_head=task.kind == "lm")
+    layers = [LayerSparsity(attention_density=len(h) / shape.n_heads, dead_heads=shape.n_heads - len(h),
+                            ffn_density=len(n) / shape.intermediate, dead_neurons=shape.intermediate - len(n))
+              for h, n in zip(plan.heads, plan.neurons)]
+    return effective_flops(shape, seq_len, layers).total
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if not n.endswith("econ_gate_bias"))
+
+
+def _outputs(model: nn.Module, split: EncodedSplit, task: TaskSpec, batch_size: int) -> tuple[float, torch.Tensor | None]:
+    ce, logits, _ = task_loss_and_outputs(model, split, task, batch_size=batch_size)
+    return ce, logits
+
+
+def _install_like(small: nn.Module, source: nn.Module, plan: Plan) -> EconRuntime:
+    """econ-ray attention on the pruned model in the source's mode, with the kept heads' gate biases."""
+    src: EconRuntime = source.econ_runtime
+    rt = install(small, mode=src.mode, k=src.k, budget=src.budget, keep_strongest=src.keep_strongest)
+    biases = [b.attn.econ_gate_bias.detach() for b in blocks(source)]
+    for i, b in enumerate(blocks(small)):
+        b.attn.econ_gate_bias = nn.Parameter(biases[i][torch.tensor(plan.heads[i], device=biases[i].device)].clone())
+    return rt
+
+
+def export(
+    model: nn.Module, tokenizer: Any, split: EncodedSplit, task: TaskSpec, *, seq_len: int, out: str | Path,
+    batch_size: int = 64, warmup: int = 10, repeats: int = 50, tolerance: float = TOLERANCE,
+) -> dict[str, Any]:
+    """Evaluate the (masked) model, remove what it never used, save, reload, check equality, time both.
+
+    ``model`` has econ-ray attention installed (masks in its runtime are honoured). Returns the report;
+    ``equal`` is True when the reloaded pruned model, run in the source's attention mode, matches the
+    source within ``tolerance`` (abs) on every logit (CE for lm) and on the metric.
+    """
+    rt: EconRuntime = model.econ_runtime
+    ev = evaluate(model, rt, split, task, batch_size=batch_size, seq_len=seq_len, distribution=False)
+    plan = plan_from_runtime(model, rt)
+    model.eval()
+    ce_src, logits_src = _outputs(model, split, task, batch_size)
+    small = prune(model, plan)
+    folder = save_pruned(small, tokenizer, out)
+    loaded = load_pruned(folder).to(next(model.parameters()).device)
+    dense = plain_copy(model)
+
+    ids = split.input_ids[:1].to(next(model.parameters()).device)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}  # full length: the FLOPs' L
+    lat_dense = model_latency(dense, inputs, warmup=warmup, repeats=repeats)
+    lat_small = model_latency(loaded, inputs, warmup=warmup, repeats=repeats)
+    for m in (dense, loaded):
+        m.set_attn_implementation("eager")  # FlopCounterMode counts the attention products only in eager
+    counted_dense, counted_small = count_flops(dense, ids), count_flops(loaded, ids)
+
+    with torch.no_grad():
+        plain_diff = float((small(**inputs).logits - loaded(**inputs).logits).abs().max())
+    rt_small = _install_like(loaded, model, plan)
+    ev_small = evaluate(loaded, rt_small, split, task, batch_size=batch_size, seq_len=seq_len, distribution=False)
+    ce_small, logits_small = _outputs(loaded, split, task, batch_size)
+    out_diff = abs(ce_small - ce_src) if logits_src is None else float((logits_small - logits_src).abs().max())
+    metric_diff = abs(ev_small["metric"] - ev["metric"])
+    small_flops = pruned_flops(model, plan, task, seq_len)
+    report = {
+        "folder": str(folder),
+        "seq_len": seq_len,
+        "metric_name": ev["metric_name"],
+        "attention": rt.mode,
+        "masked_metric": ev["metric"],
+        "pruned_metric": ev_small["metric"],
+        "metric_abs_diff": metric_diff,
+        "output_abs_diff": out_diff,  # max |logit| difference, or |CE| difference for lm
+        "reload_abs_diff": plain_diff,
+        "tolerance": tolerance,
+        "equal": bool(out_diff <= tolerance and metric_diff <= tolerance and plain_diff <= tolerance),
+        "heads_total": len(plan.heads) * n_heads(model),
+        "heads_kept": sum(len(h) for h in plan.heads) - len(plan.heads_zeroed),
+        "neurons_total": sum(b.ffn_in.weight.numel() // model.config.hidden_size for b in blocks(model)),
+        "neurons_kept": sum(len(n) for n in plan.neurons) - len(plan.neurons_zeroed),
+        "heads_per_layer": [len(h) for h in plan.heads],
+        "intermediate_per_layer": [len(n) for n in plan.neurons],
+        "params_dense": _params(dense),
+        "params_pruned": _params(loaded),
+        "dense_total_gflops": ev["dense_total_gflops"],
+        "effective_gflops": ev["effective_gflops"],
+        "pruned_gflops": small_flops / 1e9,
+        "counted_dense_gflops": counted_dense / 1e9,
+        "counted_pruned_gflops": counted_small / 1e9,
+        "latency_dense_ms": lat_dense.median_s * 1e3,
+        "latency_pruned_ms": lat_small.median_s * 1e3,
+        "latency_dense_p10_p90_ms": [lat_dense.p10_s * 1e3, lat_dense.p90_s * 1e3],
+        "latency_pruned_p10_p90_ms": [lat_small.p10_s * 1e3, lat_small.p90_s * 1e3],
+        "latency_repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "device": str(next(model.parameters()).device),
+        "theoretical_speedup": ev["dense_total_gflops"] / ev["effective_gflops"],
+        "structural_speedup": ev["dense_total_gflops"] * 1e9 / small_flops,
+        "realised_speedup": lat_dense.median_s / lat_small.median_s,
+    }
+    (Path(folder) / "export.json").write_text(json.dumps(report, indent=2))
+    return report
+

@@ -1,0 +1,205 @@
+"""Model surgery: pruning scores on constructed cases, masks seen by effective FLOPs, physical export."""
+
+import json
+
+import pytest
+import torch
+
+from econ_ray.attention import install
+from econ_ray.cli.main import main
+from econ_ray.compute import count_flops
+from econ_ray.data import EncodedSplit, TaskSpec
+from econ_ray.experiments.baselines import parse_ratios, run_baselines, topk_k, write_baselines
+from econ_ray.surgery import masks, scores
+from econ_ray.surgery.physical import export, load_pruned
+from econ_ray.training.evaluate import evaluate
+
+L = 10
+CLS = TaskSpec("t", "classification", 2, "accuracy")
+
+
+def _split(n=24, labels=2, lm=False, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 50, (n, L), generator=g)
+    am = torch.ones_like(ids)
+    if lm:
+        return EncodedSplit(ids, am, ids.clone(), None)
+    return EncodedSplit(ids, am, torch.randint(0, labels, (n,), generator=g), None)
+
+
+def _bert():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                     vocab_size=50, max_position_embeddings=64, hidden_act="gelu")
+    return BertForSequenceClassification(cfg).eval()
+
+
+# ---- pure scores -----------------------------------------------------------------------------
+
+def test_keep_lowest_removed_is_global_and_deterministic():
+    s = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.8, 0.1]])
+    keep = scores.keep_lowest_removed(s, 0.5)  # 3 of 6 go: 0.1 (0,1), 0.1 (1,2), 0.2 (1,0)
+    assert keep.tolist() == [[True, False, True], [False, True, False]]
+    assert scores.keep_lowest_removed(s, 0.0).all()
+    assert [k.sum().item() for k in scores.keep_per_layer([s[0], s[1]], 1 / 3)] == [2, 2]
+
+
+def test_michel_normalisation_is_per_layer_l2():
+    imp = torch.tensor([[3.0, 4.0], [0.6, 0.8]])
+    assert torch.allclose(scores.normalise_per_layer(imp), torch.tensor([[0.6, 0.8], [0.6, 0.8]]))
+
+
+def test_magnitude_score_is_invariant_to_relu_rescaling():
+    w1, w2 = torch.tensor([[1.0, 2.0], [0.0, 3.0]]), torch.tensor([[4.0, 1.0], [0.0, 1.0]])
+    s = scores.ffn_magnitude_scores(w1, w2)
+    assert s.tolist() == pytest.approx([5 ** 0.5 * 4, 3 * 2 ** 0.5])
+    w1r, w2r = w1.clone(), w2.clone()
+    w1r[0] *= 10
+    w2r[:, 0] /= 10
+    assert torch.allclose(scores.ffn_magnitude_scores(w1r, w2r), s)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan")])
+def test_bad_ratio_raises(bad):
+    with pytest.raises(ValueError):
+        scores.check_ratio(bad)
+    with pytest.raises(ValueError):
+        parse_ratios(f"0.1,{bad}")
+
+
+def test_topk_k_from_ratio():
+    assert [topk_k(r, 32) for r in (0.0, 0.5, 0.99)] == [32, 16, 1]
+
+
+# ---- head importance and masks on a real model ---------------------------------------------------
+
+def test_head_importance_finds_a_head_that_does_nothing():
+    model = _bert()
+    hd = 8
+    with torch.no_grad():  # head 2 of layer 1 writes nothing: its O-projection input columns are zero
+        model.bert.encoder.layer[1].attention.output.dense.weight[:, 2 * hd:3 * hd] = 0
+    rt = install(model, mode="dense")
+    raw = masks.head_importance(model, rt, _split(), CLS, batch_size=8, n_batches=2)
+    assert raw.shape == (2, 4)
+    assert raw[1, 2] == 0 and (raw.flatten().nonzero().numel() == 7)
+    keep = scores.keep_lowest_removed(scores.normalise_per_layer(raw), 1 / 8)
+    assert keep.tolist() == [[True] * 4, [True, True, False, True]]
+    assert rt.head_masks == {}  # scoring leaves no mask behind
+
+
+def test_masks_change_effective_flops_by_the_pruned_work_and_clear_exactly():
+    model = _bert()
+    rt = install(model, mode="dense")
+    split = _split()
+    dense = evaluate(model, rt, split, CLS, batch_size=8, seq_len=L)
+    assert dense["ffn_density"] == 1.0 and dense["effective_gflops"] == pytest.approx(dense["dense_total_gflops"])
+    d, h = 32, 4
+    heads = torch.tensor([[True, False, True, True], [False, False, True, True]])
+    neurons = [torch.arange(64) >= 16, torch.ones(64, dtype=torch.bool)]
+    with masks.masked(rt, heads=heads, neurons=neurons):
+        ev = evaluate(model, rt, split, CLS, batch_size=8, seq_len=L)
+    assert ev["dead_heads"] == 3 and ev["dead_neurons"] == 16
+    per_head = (4 * 2 * L * d * d + 2 * 2 * L * L * d) / h  # Q, K, V, O slices and both attention products
+    per_neuron = 2 * L * d + 2 * L * d  # W1 row and W2 column
+    saved = (dense["effective_gflops"] - ev["effective_gflops"]) * 1e9
+    assert saved == pytest.approx(3 * per_head + 16 * per_neuron, rel=1e-9)
+    assert ev["metric"] != dense["metric"] or ev["ce"] != dense["ce"]
+    assert rt.head_masks == {} and rt.neuron_masks == {}
+    again = evaluate(model, rt, split, CLS, batch_size=8, seq_len=L)
+    assert again["ce"] == dense["ce"]
+
+
+def test_baselines_rows_and_files(tmp_path):
+    model = _bert()
+    rt = install(model, mode="dense")
+    rows = run_baselines(model, rt, _split(), _split(seed=4), CLS, seq_len=L,
+                         methods=["ffn-magnitude", "ffn-activation", "heads", "topk"], ratios=[0.25, 0.5],
+                         batch_size=8, calib_batches=2)
+    assert [(r["method"], r["ratio"]) for r in rows][:3] == [("dense", 0.0), ("ffn-magnitude", 0.25), ("ffn-magnitude", 0.5)]
+    by = {(r["method"], r["ratio"]): r for r in rows}
+    assert by[("heads", 0.5)]["dead_heads"] == 4 and by[("ffn-activation", 0.25)]["dead_neurons"] == 32
+    assert by[("topk", 0.5)]["k"] == 5
+    for m in ("ffn-magnitude", "ffn-activation", "heads", "topk"):
+        assert by[(m, 0.5)]["effective_gflops"] < by[(m, 0.25)]["effective_gflops"] < by[("dense", 0.0)]["effective_gflops"]
+        for key in ("metric_name", "metric", "effective_gflops", "dense_total_gflops", "attention_density", "ffn_density"):
+            assert by[(m, 0.5)][key] is not None
+    paths = write_baselines(tmp_path, rows)
+    assert json.loads(paths["json"].read_text()) == rows and paths["plot"].stat().st_size > 1000
+
+
+# ---- physical pruning ------------------------------------------------------------------------------
+
+def test_export_bert_round_trip_equals_masked_model(tmp_path):
+    model = _bert()
+    rt = install(model, mode="dense")
+    masks.set_head_keep(rt, torch.tensor([[True, False, True, False], [False] * 4]))
+    masks.set_neuron_keep(rt, [torch.arange(64) % 3 == 0, torch.ones(64, dtype=torch.bool)])
+    rep = export(model, None, _split(), CLS, seq_len=L, out=tmp_path / "small", warmup=1, repeats=3)
+    assert rep["equal"] and rep["output_abs_diff"] <= 1e-4
+    assert rep["heads_per_layer"] == [2, 1] and rep["heads_kept"] == 2  # layer 1 keeps a zeroed placeholder
+    assert rep["intermediate_per_layer"] == [22, 64]
+    assert rep["params_pruned"] < rep["params_dense"]
+    assert rep["counted_pruned_gflops"] == pytest.approx(rep["pruned_gflops"], rel=1e-9)  # formula = FlopCounterMode
+    assert rep["theoretical_speedup"] >= rep["structural_speedup"] > 1
+    from transformers import AutoModelForSequenceClassification
+
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "small", trust_remote_code=True).eval()
+    assert plain.config.heads_per_layer == [2, 1]
+    ids = torch.randint(1, 50, (1, L))
+    assert count_flops(plain, ids) > 0
+    assert json.loads((tmp_path / "small" / "export.json").read_text())["equal"] is True
+
+
+def test_export_gpt2_with_closed_gates(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, n_inner=64, vocab_size=50, n_positions=64,
+                                       bos_token_id=0, eos_token_id=0)).eval()
+    install(model, mode="gates")
+    for b in masks.blocks(model):  # heads 1 and 3 closed everywhere
+        b.attn.econ_gate_bias.data = torch.tensor([3.0, -1e4, 3.0, -1e4])
+    rep = export(model, None, _split(lm=True), TaskSpec("t", "lm", 0, "perplexity"), seq_len=L,
+                 out=tmp_path / "g", warmup=1, repeats=3)
+    assert rep["equal"] and rep["heads_per_layer"] == [2, 2]
+    assert type(load_pruned(tmp_path / "g")).__name__ == "PrunedGPT2LMHeadModel"
+
+
+# ---- CLI -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["prune", "search_spaces/quickstart.yaml", "--ratios", "0.1,1.5"],
+    ["prune", "search_spaces/quickstart.yaml", "--ratios", "a,b"],
+    ["prune", "search_spaces/quickstart.yaml", "--method", "heads,magnitude"],
+    ["prune", "search_spaces/quickstart.yaml", "--overlay", "/nonexistent-run"],
+])
+def test_cli_prune_bad_input_exits_2(argv, capsys):
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("econ-ray: error: ")
+
+
+def test_cli_export_needs_a_model_folder(tmp_path, capsys):
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "not an econ-ray model folder" in capsys.readouterr().err
+
+
+def test_cli_prune_and_export_on_a_saved_model(tmp_path, capsys):
+    from econ_ray.modeling import save_model
+    from econ_ray.training import train_run
+    from tests.unit.test_training import tiny_cfg
+
+    cfg = tiny_cfg(attention={"mode": "dense"}, kind="penalised", lam=0.0)
+    cfg.objective.dense_steps, cfg.training.max_steps, cfg.training.eval_every = 5, 5, 5
+    cfg.data.builtin.update(n_train=120, n_validation=40)
+    res = train_run(cfg)
+    p = res.prepared
+    folder = save_model(tmp_path / "m", p.model, p.tokenizer, task=p.task, config=cfg.model_dump(), summary=res.summary)
+    assert main(["prune", str(folder), "--method", "heads,ffn-activation", "--ratios", "0.5", "--calib-batches", "1",
+                 "--out", str(tmp_path / "out"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [(r["method"], r["ratio"]) for r in out["rows"]] == [("dense", 0.0), ("heads", 0.5), ("ffn-activation", 0.5)]
+    assert main(["export", str(folder), "--out", str(tmp_path / "small"), "--repeats", "2", "--warmup", "0", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rep["equal"] is True and rep["realised_speedup"] > 0
