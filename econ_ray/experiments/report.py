@@ -140,6 +140,24 @@ def _ablation(folder: Path, root: Path) -> Lines:
     return out + _img(folder, root, "ablation.png", "ablation")
 
 
+def _baselines(folder: Path, root: Path) -> Lines:
+    """Baseline rows; drawn over the Pareto plot of the search in the same report tree, if any."""
+    from econ_ray.experiments.baselines import plot_pareto_with_baselines, write_baselines
+
+    rows = _rows(json.loads((folder / "baselines.json").read_text()))
+    write_baselines(folder, rows)
+    search = next((f for f in _folders(root) if (f / "summary.json").exists() and (f / "trials.json").exists()), None)
+    out = md_table(rows, ["method", "ratio", "k", "metric_name", "metric", "effective_gflops", "dense_total_gflops",
+                          "attention_density", "ffn_density", "dead_heads", "dead_neurons"]) + [""]
+    out += _img(folder, root, "baselines.png", "pruning baselines")
+    if search is not None:
+        plot_pareto_with_baselines(search, rows, folder / "pareto_baselines.png")
+        out += [f"The incentive-trained trials of `{search.relative_to(root).as_posix() or '.'}/` with the "
+                "baselines drawn over them:", ""]
+        out += _img(folder, root, "pareto_baselines.png", "Pareto set vs pruning baselines")
+    return out
+
+
 def _generic(name: str, pngs: tuple[str, ...]) -> Callable[[Path, Path], Lines]:
     def render(folder: Path, root: Path) -> Lines:
         out = md_table(_rows(json.loads((folder / name).read_text()))) + [""]
@@ -154,7 +172,7 @@ def _generic(name: str, pngs: tuple[str, ...]) -> Callable[[Path, Path], Lines]:
 SECTIONS: list[tuple[str, str, Callable[[Path, Path], Lines]]] = [
     ("summary.json", "Search: Pareto set of accuracy vs effective GFLOPs", _search),
     ("topk.json", "Top-k and budget sweep (no retraining)", _topk),
-    ("baselines.json", "Post-hoc pruning baselines", _generic("baselines.json", ("baselines.png", "pareto_vs_baselines.png"))),
+    ("baselines.json", "Post-hoc pruning baselines", _baselines),
     ("ablation.json", "Ablation of the compute price", _ablation),
     ("posttrain.json", "Sparse-attention post-training vs top-k", _generic("posttrain.json", ("posttrain.png",))),
     ("export.json", "Physical pruning: counted vs realised speedup (latency)", _generic("export.json", ())),

@@ -33,8 +33,14 @@ def test_report_of_a_search_with_experiments(tmp_path):
         {"variant": "dense", "lam": 0.0, "metric_name": "accuracy", "metric": 0.9123, "effective_gflops": 1.0, "seq_len": 32},
         {"variant": "both", "lam": 2.0, "alpha": 1.0, "beta": 1.0, "metric_name": "accuracy", "metric": 0.8555,
          "effective_gflops": 0.3333, "seq_len": 32}]))
+    (root / "prune").mkdir()
+    (root / "prune" / "baselines.json").write_text(json.dumps([
+        {"method": "dense", "ratio": 0.0, "metric_name": "accuracy", "metric": 0.9, "effective_gflops": 1.0, "seq_len": 32},
+        {"method": "heads", "ratio": 0.5, "metric_name": "accuracy", "metric": 0.6543, "effective_gflops": 0.55, "seq_len": 32}]))
     path = build_report(root)
     text = path.read_text()
+    assert "0.6543" in text and "](prune/pareto_baselines.png)" in text  # baselines over the search's trials
+    assert (root / "prune" / "pareto_baselines.png").stat().st_size > 1000
     assert fmt(hv) in text and "0.8765" in text and "0.91" in text  # hypervolume and the Pareto points
     assert "loss is nan" in text and "| t3 | failed |" in text
     assert "0.8555" in text and "0.3333" in text and "(`abl/`)" in text
