@@ -167,7 +167,18 @@ def write_trials(run_dir: Path, records: list[TrialRecord]) -> None:
                         *[r.metrics.get(k) for k in keys]])
 
 
+def local_ray_options(cfg: SearchSpaceFile) -> dict[str, Any]:
+    """``ray.init`` options of a new local cluster: all cores, and every listening socket on
+    127.0.0.1 unless the config says otherwise (the dashboard and job server only when asked for,
+    on ``distributed.dashboard_host``)."""
+    d = cfg.distributed
+    return {"address": "local", "num_cpus": os.cpu_count(), "include_dashboard": d.dashboard,
+            "dashboard_host": d.dashboard_host, "_node_ip_address": "127.0.0.1", "log_to_driver": False}
+
+
 def _start_ray(address: str | None, cfg: SearchSpaceFile, concurrency: int) -> None:
+    """Connect to ``address`` / ``RAY_ADDRESS``, or start a local cluster. The local cluster's
+    capacity was checked by the pre-flight (``check_search``) before this is called."""
     import ray
 
     if ray.is_initialized():
@@ -176,17 +187,7 @@ def _start_ray(address: str | None, cfg: SearchSpaceFile, concurrency: int) -> N
     if address or env_address:
         ray.init(address=address or env_address, log_to_driver=False)
     else:
-        # a new local cluster, without the dashboard (nothing to serve; see README for ray start)
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    total = ray.cluster_resources()
-    d = cfg.distributed
-    need_cpu = concurrency * d.workers * d.cpus_per_worker
-    if need_cpu > total.get("CPU", 0) + 1e-9 and not (address or env_address):
-        ray.shutdown()
-        raise SearchError(
-            f"concurrency {concurrency} x {d.workers} workers x {d.cpus_per_worker} CPU = {need_cpu:g} CPUs, "
-            f"but the local cluster has {total.get('CPU', 0):g}: lower --concurrency or distributed.cpus_per_worker"
-        )
+        ray.init(**local_ray_options(cfg))
 
 
 def run_search(
@@ -208,15 +209,22 @@ def run_search(
     from econ_ray.search.optuna_searcher import ConstrainedOptunaSearch
     from econ_ray.search.tracking_callback import MlflowTuneCallback
     from econ_ray.search.trial import trial_fn
-    from econ_ray.tracking import MlflowTracker, check_tracking_uri
+    from econ_ray.tracking import MlflowTracker
     from econ_ray.tracking import tracking_uri as resolve_uri
+
+    from econ_ray.config.checks import check_search
 
     s = cfg.search
     n_trials = trials or s.trials
     conc = concurrency or s.concurrency
     sampler_name = sampler or s.sampler
+    # pre-flight with the effective trials / concurrency / sampler: a bad input raises ConfigError
+    # here, before the run folder, Ray or MLflow exist
+    effective = cfg.model_copy(update={"search": s.model_copy(update={"trials": n_trials, "concurrency": conc,
+                                                                      "sampler": sampler_name})})
+    check_search(effective, config_path, address=address, run_dir=run_dir, storage_path=storage_path,
+                 tracking_uri=tracking_uri)
     uri = resolve_uri(tracking_uri)
-    check_tracking_uri(uri)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = Path(run_dir) if run_dir else Path(os.environ.get("ECON_RAY_RUN_ROOT", "runs")) / f"{cfg.name}-{stamp}"
     root = root.resolve()
