@@ -292,7 +292,7 @@ def test_malformed_input_exits_2_before_any_work(name, verb, tmp_path, monkeypat
 
 
 # The installed console script, as a user runs it (a few cases: each process imports the stack).
-SUBPROCESS_CASES = ["missing label column", "unreachable tracking server", "concurrency larger than the local cluster"]
+SUBPROCESS_CASES = ["missing label column", "concurrency larger than the local cluster"]
 
 
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
