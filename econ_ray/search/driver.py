@@ -159,9 +159,12 @@ def write_trials(run_dir: Path, records: list[TrialRecord]) -> None:
     (run_dir / "trials.json").write_text(json.dumps([asdict(r) for r in records], indent=2, default=str))
     keys = sorted({k for r in records for k in r.metrics})
     knobs = sorted({k for r in records for k in r.knobs})
+    fixed = ("trial_id", "order", "status", "feasible", "reason")
     with open(run_dir / "trials.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["trial_id", "order", "status", "feasible", "reason", *[f"knob_{k}" for k in knobs], *keys])
+        # a result key that repeats a fixed column (Tune's trial_id, the run's own feasible) gets a
+        # prefix: one header name per column, so csv readers do not overwrite status or id
+        w.writerow([*fixed, *[f"knob_{k}" for k in knobs], *[f"result_{k}" if k in fixed else k for k in keys]])
         for r in records:
             w.writerow([r.trial_id, r.order, r.status, r.feasible, r.reason or "", *[r.knobs.get(k) for k in knobs],
                         *[r.metrics.get(k) for k in keys]])

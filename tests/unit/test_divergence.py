@@ -87,3 +87,17 @@ def test_failed_trial_reason_and_pareto(tmp_path):
     assert by_id["b"]["status"] == "failed" and by_id["b"]["reason"] == reason
     front = pareto_front(points_from([ok, bad]), maximize_metric=True)
     assert [p.trial_id for p in front] == ["a"]
+
+
+def test_trials_csv_has_one_column_per_name(tmp_path):
+    """Tune's results carry trial_id and the run's feasible: they must not shadow the record's own."""
+    ok = TrialRecord("a", 0, "complete", {"lam": 0.1}, metrics={"metric": 0.8, "trial_id": "a", "feasible": None})
+    bad = TrialRecord("b", 1, "failed", {"lam": 1e39}, reason="training diverged: loss is inf at step 1",
+                      feasible=False)
+    write_trials(tmp_path, [ok, bad])
+    with open(tmp_path / "trials.csv") as f:
+        header = next(csv.reader(f))
+    assert len(header) == len(set(header)) and "result_trial_id" in header and "result_feasible" in header
+    with open(tmp_path / "trials.csv") as f:
+        by_id = {r["trial_id"]: r for r in csv.DictReader(f)}
+    assert set(by_id) == {"a", "b"} and by_id["b"]["status"] == "failed"
