@@ -77,7 +77,7 @@ def test_planted_secrets_never_reach_mlflow(tmp_path, monkeypatch):
 
     tracker = MlflowTracker(f"sqlite:///{db}", experiment=cfg.name)
     flat = cfg.model_dump(mode="json")
-    tracker.start_parent("search", params={**flat, "env": dict(__import__("os").environ), "data": cfg.data.source},
+    parent = tracker.start_parent("search", params={**flat, "env": dict(__import__("os").environ), "source": cfg.data.source},
                          tags={"run_dir": str(tmp_path), "columns": json.dumps(cfg.data.columns)})
 
     callback = MlflowTuneCallback(tracker)
@@ -107,6 +107,9 @@ def test_planted_secrets_never_reach_mlflow(tmp_path, monkeypatch):
 
     assert db.is_file() and any((store / "mlartifacts").rglob("econ.json"))
     assert _scan(store, db) == []
+    params = tracker.client.get_run(parent).data.params
+    assert params["objective.lam"] == "0.0" and params["source"] == "builtin:majority"  # the rest is logged
+    assert "data.columns.text_pair" not in params and "data.columns.text" not in params
     # the local run folder is left as written (the user's own disk), only uploads are redacted
     assert HF_TOKEN in (run_dir / "config.yaml").read_text()
 
