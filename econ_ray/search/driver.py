@@ -171,12 +171,14 @@ def write_trials(run_dir: Path, records: list[TrialRecord]) -> None:
 
 
 def local_ray_options(cfg: SearchSpaceFile) -> dict[str, Any]:
-    """``ray.init`` options of a new local cluster: all cores, and every listening socket on
-    127.0.0.1 unless the config says otherwise (the dashboard and job server only when asked for,
-    on ``distributed.dashboard_host``)."""
+    """``ray.init`` options of a new local cluster: all cores; the dashboard and job server only
+    when asked for (``distributed.dashboard``), listening on ``distributed.dashboard_host``
+    (127.0.0.1 unless the user says otherwise). Ray 2.60's GCS, raylet and worker gRPC ports
+    listen on all interfaces whatever ``ray.init`` is given (measured: docs/reliability.md); run
+    on a trusted network or behind a firewall."""
     d = cfg.distributed
     return {"address": "local", "num_cpus": os.cpu_count(), "include_dashboard": d.dashboard,
-            "dashboard_host": d.dashboard_host, "_node_ip_address": "127.0.0.1", "log_to_driver": False}
+            "dashboard_host": d.dashboard_host, "log_to_driver": False}
 
 
 def _start_ray(address: str | None, cfg: SearchSpaceFile, concurrency: int) -> None:
