@@ -69,7 +69,9 @@ _SECRET_VALUE = re.compile(
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]+$")
 # Environment variables whose names say they hold a secret; their values are never logged.
 _SECRET_ENV_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|AUTH|(^|_)KEY($|_)|API_?KEY|PRIVATE", re.IGNORECASE)
-_MIN_SECRET_LEN = 6  # shorter values ("1", "true") would redact ordinary text
+# ... except settings about secrets, which hold ordinary words or paths (RAY_AUTH_MODE=token, HF_TOKEN_PATH)
+_NOT_SECRET_ENV_SUFFIX = ("_MODE", "_PATH", "_FILE", "_DIR", "_SOCK", "_TYPE", "_ENABLED", "_URL", "_URI")
+_MIN_SECRET_LEN = 8  # shorter values ("1", "true", "token") would redact ordinary text
 # Text files uploaded as artifacts are redacted; other files (weights, images) are copied as they are.
 TEXT_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl", ".csv", ".tsv", ".txt", ".md", ".log", ".cfg", ".ini", ".toml")
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")
@@ -205,7 +207,8 @@ def env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     """Values of the environment variables whose names say they hold a secret (AWS_SECRET_ACCESS_KEY,
     HF_TOKEN, MLFLOW_TRACKING_PASSWORD, ...), longest first."""
     env = os.environ if environ is None else environ
-    vals = {v for k, v in env.items() if _SECRET_ENV_NAME.search(k) and v and len(v) >= _MIN_SECRET_LEN}
+    vals = {v for k, v in env.items() if _SECRET_ENV_NAME.search(k) and not k.upper().endswith(_NOT_SECRET_ENV_SUFFIX)
+            and v and len(v) >= _MIN_SECRET_LEN}
     return sorted(vals, key=len, reverse=True)
 
 

@@ -132,6 +132,9 @@ def test_scan_can_fail(tmp_path, monkeypatch):
 def test_safe_params_and_redact_use_secret_env_values(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ENV_SECRET)
     monkeypatch.setenv("SHORT_TOKEN", "1")  # too short to redact ordinary text
-    out = safe_params({"name": ENV_SECRET, "path": f"/data/{ENV_SECRET}/x", "lam": 1, "n": "1"})
-    assert out == {"lam": "1", "n": "1"}
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled-for-tests")  # a setting about auth, not a secret
+    monkeypatch.setenv("HF_TOKEN_PATH", "/root/.cache/huggingface/token")
+    out = safe_params({"name": ENV_SECRET, "path": f"/data/{ENV_SECRET}/x", "lam": 1, "n": "1",
+                       "mode": "disabled-for-tests", "cache": "/root/.cache/huggingface/token"})
+    assert out == {"lam": "1", "n": "1", "mode": "disabled-for-tests", "cache": "/root/.cache/huggingface/token"}
     assert redact(f"key={ENV_SECRET}; url=https://a:{URL_PASSWORD}@h/x; {HF_TOKEN}") == "key=***; url=***h/x; ***"
