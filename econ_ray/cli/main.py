@@ -63,18 +63,24 @@ TRAIN_KEYS = [
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from econ_ray.config.checks import check_run
+
     try:
         cfg = load_config(args.file, _train_overrides(args))
+        check_run(cfg, args.file)
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc))
     from econ_ray.data import DataError
     from econ_ray.modeling import ModelError
-    from econ_ray.training import train_run
+    from econ_ray.training import DivergenceError, train_run
 
     try:
         result = train_run(cfg)
     except (DataError, ModelError) as exc:
         return _fail(f"{args.file}: {exc}")
+    except DivergenceError as exc:
+        print(f"econ-ray: {exc} (lower training.lr or objective.lam)", file=sys.stderr)
+        return 1
     s = result.summary
     if args.save:
         from econ_ray.modeling import save_model
@@ -114,18 +120,11 @@ def cmd_flops(args: argparse.Namespace) -> int:
 # ---- validate ------------------------------------------------------------------------------------
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from econ_ray.config.checks import check_run
 
     try:
         cfg = load_config(args.file)
-        src = cfg.data.source
-        known_prefix = ("builtin:", "glue/", "wikitext")
-        if not src.startswith(known_prefix):
-            path = Path(src)
-            if not path.exists():
-                raise ConfigError(args.file, "data.source", f"no such file {src!r} (and not a built-in or hub name)")
-            if path.is_file() and path.stat().st_size == 0:
-                raise ConfigError(args.file, "data.source", f"file {src!r} is empty")
+        check_run(cfg, args.file)  # data source, columns and model, without loading them
     except ConfigError as exc:
         return _fail(str(exc))
     print(f"{args.file}: ok ({cfg.name}: model {cfg.model.name}, data {cfg.data.source}, "
@@ -145,7 +144,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         for flag, key in (("trials", "search.trials"), ("concurrency", "search.concurrency"), ("sampler", "search.sampler")):
             if getattr(args, flag) is not None:
                 overrides[key] = getattr(args, flag)
+        if args.dashboard_host is not None:
+            overrides["distributed.dashboard"], overrides["distributed.dashboard_host"] = True, args.dashboard_host
         cfg = load_config(args.file, overrides)
+        from econ_ray.config.checks import check_search
+
+        # before anything starts: no Ray session, MLflow run or run folder for a bad input
+        check_search(cfg, args.file, address=args.address, run_dir=args.run_dir, storage_path=args.storage_path)
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc))
     from econ_ray.search.driver import SearchError, run_search
@@ -155,6 +160,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         out = run_search(cfg, config_path=args.file, trials=args.trials, concurrency=args.concurrency,
                          sampler=args.sampler, seed=args.seed, address=args.address, run_dir=args.run_dir,
                          storage_path=args.storage_path)
+    except ConfigError as exc:
+        return _fail(str(exc))
     except (SearchError, TrackingError) as exc:
         return _fail(f"{args.file}: {exc}")
     from rich.console import Console
@@ -169,12 +176,19 @@ def cmd_search(args: argparse.Namespace) -> int:
     for row in out.pareto:
         table.add_row(*[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c)) for c in PARETO_COLUMNS])
     console.print(table)
+    if out.failures:
+        causes: dict[str, int] = {}
+        for f in out.failures:
+            cause = "diverged" if "diverged" in str(f.get("reason") or "") else f["status"]
+            causes[cause] = causes.get(cause, 0) + 1
+        console.print(f"{len(out.failures)} of {out.n_trials} trials did not complete ("
+                      + ", ".join(f"{n} {c}" for c, n in sorted(causes.items())) + "); they are not in the Pareto set:")
     for f in out.failures:
         console.print(f"[yellow]trial {f['trial_id']} {f['status']}[/yellow]: {f['reason']}")
     console.print(f"run folder: {out.run_dir}\nplot: {out.plot}")
     if out.registered_model:
         console.print(f"registered model: {out.registered_model} (aliases rank-1 ... rank-{len(out.pareto)})\n"
-                      f"MLflow UI: mlflow ui --backend-store-uri {_uri_hint()}\n"
+                      f"MLflow UI: mlflow ui --host 127.0.0.1 --backend-store-uri {_uri_hint()}\n"
                       f"best under a budget: econ-ray registry best {out.registered_model} --max-gflops X")
     if args.json:
         print(_dump(out.to_json()))
@@ -251,6 +265,13 @@ def cmd_topk(args: argparse.Namespace) -> int:
         if not ks or min(ks) < 1 or any(b <= 0 for b in budgets):
             raise ValueError("--k needs positive integers (e.g. 64,16,4,1); --budget positive numbers")
         overrides = dict(parse_override(item) for item in args.set or [])
+        from pathlib import Path
+
+        from econ_ray.config.checks import check_run, check_writable_folder
+
+        check_writable_folder(args.out or "runs/topk", args.target, "--out")
+        if not Path(args.model or args.target).is_dir():  # a search-space file: check it before training
+            check_run(load_config(args.target, overrides), args.target)
         model, rt, split, task, seq_len = _model_and_data(args.target, args.model, overrides)
     except (ConfigError, ValueError, DataError, ModelError, FileNotFoundError) as exc:
         return _fail(str(exc))
@@ -346,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a new local cluster)")
     p.add_argument("--run-dir", help="run folder (default: runs/NAME-TIMESTAMP)")
     p.add_argument("--storage-path", help="Tune storage, e.g. s3://bucket/econ-ray/tune (default: RUN_DIR/tune)")
+    p.add_argument("--dashboard-host", metavar="HOST",
+                   help="start the Ray dashboard and job server of the local cluster, listening on HOST "
+                   "(default: no dashboard; 127.0.0.1 keeps it on this machine, 0.0.0.0 exposes it to the network)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field by dotted path, e.g. --set training.max_steps=100 (repeatable)")
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object on the last line")

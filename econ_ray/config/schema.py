@@ -246,6 +246,11 @@ class DistributedConfig(_Strict):
     zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage")
     gradient_accumulation: int = Field(1, ge=1, description="micro-batches per optimiser step")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU")
+    dashboard: bool = Field(False, description="start the Ray dashboard and job server with a new local cluster")
+    dashboard_host: str = Field(
+        "127.0.0.1", description="address the local cluster's dashboard and job server listen on "
+        "(127.0.0.1: this machine only; 0.0.0.0 exposes them to the network)",
+    )
 
 
 class SearchSpaceFile(RunConfig):

@@ -3,7 +3,7 @@ tokenizer for the tiny models, and fixed-length tensor encoding."""
 
 from econ_ray.data.builtin import BUILTIN_TASKS, addition_text
 from econ_ray.data.encode import EncodedSplit, encode_split
-from econ_ray.data.sources import HUB_TASKS, DataError, TaskKind, TaskSpec, TextSplits, load_task
+from econ_ray.data.sources import HUB_TASKS, DataError, TaskKind, TaskSpec, TextSplits, check_source, load_task
 from econ_ray.data.tokenizer import SPECIAL_TOKENS, build_word_tokenizer, word_vocabulary
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "TextSplits",
     "addition_text",
     "build_word_tokenizer",
+    "check_source",
     "encode_split",
     "load_task",
     "word_vocabulary",

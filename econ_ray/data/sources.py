@@ -412,3 +412,102 @@ def load_task(
     if not validation:
         raise DataError(source, "the validation split is empty")
     return TextSplits(spec, train, validation, heldout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre-flight: is the source usable? (cheap: reads a local file's header, never a whole dataset)
+# ---------------------------------------------------------------------------------------------
+
+_PEEK_ROWS = 20
+
+
+def _peek_table(source: str, path: Path) -> Any:
+    """The first rows of a local table (csv/tsv/jsonl read lazily; json/parquet in full)."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""],
+                               nrows=_PEEK_ROWS)
+        if suffix == ".jsonl":
+            return pd.read_json(path, lines=True, dtype=False, nrows=_PEEK_ROWS)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(source, "file is empty") from exc
+    except Exception as exc:  # noqa: BLE001 - parse errors of any reader, reported with the file name
+        raise DataError(source, f"could not be read: {_first_line(exc)}") from exc
+    return _read_table(source, path)
+
+
+def check_source(
+    source: str,
+    *,
+    columns: Mapping[str, str] | None = None,
+    kind: TaskKind | None = None,
+    builtin_options: Mapping[str, Any] | None = None,
+) -> TaskKind:
+    """Raise :class:`DataError` if ``source`` cannot be loaded as configured; return its task kind.
+
+    The same rules as :func:`load_task` without loading the data: a built-in's name and options, a
+    hub task's name, a local file's existence, type, emptiness and columns (from its first rows).
+    A hub task is not downloaded here (that needs the network); its name is checked.
+    """
+    if source.startswith(BUILTIN_PREFIX):
+        name = source[len(BUILTIN_PREFIX):]
+        if name not in builtin.BUILTIN_TASKS:
+            close = difflib.get_close_matches(name, list(builtin.BUILTIN_TASKS), n=1)
+            hint = f"did you mean '{BUILTIN_PREFIX}{close[0]}'? " if close else ""
+            raise DataError(source, f"unknown builtin task '{name}' ({hint}{known_sources()})")
+        try:
+            builtin.BUILTIN_TASKS[name].options(builtin_options)
+        except ValueError as exc:
+            raise DataError(source, f"data.builtin: {exc}") from None
+        found: str = builtin.BUILTIN_TASKS[name].kind
+    elif source in HUB_TASKS:
+        found = HUB_TASKS[source].kind
+    else:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            raise DataError(source, f"is a directory, not a file ({known_sources()})")
+        if not path.is_file():
+            if path.suffix.lower() in LOCAL_SUFFIXES:
+                raise DataError(source, f"file not found ({known_sources()})")
+            names = [BUILTIN_PREFIX + n for n in builtin.BUILTIN_TASKS] + list(HUB_TASKS)
+            close = difflib.get_close_matches(source, names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise DataError(source, f"unknown source{hint} ({known_sources()})")
+        if path.suffix.lower() not in LOCAL_SUFFIXES:
+            raise DataError(source, f"unsupported file type '{path.suffix}' (supported: {', '.join(LOCAL_SUFFIXES)})")
+        if path.stat().st_size == 0:
+            raise DataError(source, "file is empty")
+        found = _check_local_columns(source, path, columns, kind)
+    if kind is not None and kind != found:
+        raise DataError(source, f"kind '{kind}' was requested but this task is {found}")
+    return found  # type: ignore[return-value]
+
+
+def _check_local_columns(source: str, path: Path, columns: Mapping[str, str] | None, kind: str | None) -> str:
+    """The task kind of a local file whose columns match the config (the rules of ``_local_rows``)."""
+    if path.suffix.lower() == ".txt":
+        if kind not in (None, "lm"):
+            raise DataError(source, f"a .txt file is a language-modelling corpus (one example per line), not {kind}")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            if not any(line.strip() for line in f):
+                raise DataError(source, "file is empty (no non-empty lines)")
+        return "lm"
+    df = _peek_table(source, path)
+    if len(df) == 0:
+        header = f" (header only: {', '.join(map(str, df.columns))})" if len(df.columns) else ""
+        raise DataError(source, f"file is empty{header}")
+    available = [str(c) for c in df.columns]
+    cols = {"text": "text", "label": "label", **(columns or {})}
+    if cols["text"] not in available:
+        raise DataError(source, _missing_column(cols["text"], available))
+    if "text_pair" in (columns or {}) and cols["text_pair"] not in available:
+        raise DataError(source, _missing_column(cols["text_pair"], available))
+    has_label = cols["label"] in available
+    if kind == "lm" or (kind is None and not has_label):
+        return "lm"
+    if not has_label:
+        raise DataError(source, _missing_column(cols["label"], available))
+    return _infer_kind(source, df[cols["label"]], kind)

@@ -36,7 +36,10 @@ def resolve_name(name: str) -> str:
 
 
 def _family(config: Any) -> str:
-    mt = getattr(config, "model_type", "")
+    return _family_of(getattr(config, "model_type", ""))
+
+
+def _family_of(mt: str) -> str:
     if mt == "gpt2":
         return "gpt2"
     if mt in ("bert", "roberta", "distilbert", "electra", "xlm-roberta"):
@@ -121,3 +124,53 @@ def build_model(cfg: ModelConfig, task: TaskSpec, tokenizer: Any, max_length: in
     kwargs = {**head, **_dropout_overrides(cfg, family)}
     loader = AutoModelForCausalLM if lm else AutoModelForSequenceClassification
     return loader.from_pretrained(name, **kwargs)
+
+
+BUILTIN_NAMES = (*TINY, "minilm")
+
+
+def check_model(cfg: ModelConfig, task_kind: str | None) -> None:
+    """Raise :class:`ModelError` if ``cfg.name`` cannot be built for a task of ``task_kind``.
+
+    Pre-flight, without building anything: a built-in's family; the installed MiniLM; a local
+    folder's ``config.json`` (its ``model_type`` must be BERT or GPT-2 family); any other name is
+    resolved by ``AutoConfig.from_pretrained`` (a small config file; offline only from the cache).
+    A name close to a built-in one that is no folder is taken for a typo.
+    """
+    import difflib
+    import json
+
+    name = cfg.name
+    lm = task_kind == "lm"
+    if name == "tiny-bert" and lm:
+        raise ModelError("model.name 'tiny-bert' is an encoder; a language-modelling task needs 'tiny-gpt2'")
+    if name == "tiny-gpt2" and task_kind is not None and not lm:
+        raise ModelError(f"model.name 'tiny-gpt2' is a causal LM; a {task_kind} task needs a BERT-family model")
+    if name in TINY:
+        return
+    folder = minilm_path() if name == "minilm" else Path(name).expanduser()
+    if folder.is_dir():
+        conf_file = folder / "config.json"
+        if not conf_file.is_file():
+            raise ModelError(f"model.name '{name}': folder {folder} has no config.json (not a saved Hugging Face model)")
+        try:
+            model_type = json.loads(conf_file.read_text()).get("model_type", "")
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"model.name '{name}': {conf_file} is not readable JSON ({exc})") from None
+        family = _family_of(str(model_type))
+    else:
+        close = difflib.get_close_matches(name, BUILTIN_NAMES, n=1, cutoff=0.75)
+        if close:
+            raise ModelError(f"model.name '{name}': unknown model (did you mean '{close[0]}'?); expected "
+                             f"{', '.join(BUILTIN_NAMES)}, a Hugging Face name or a local model folder")
+        from transformers import AutoConfig
+
+        try:
+            conf = AutoConfig.from_pretrained(name)
+        except Exception as exc:  # noqa: BLE001 - reported with the name, whatever the loader raised
+            raise ModelError(f"model.name '{name}': could not be loaded ({str(exc).splitlines()[0]})") from None
+        family = _family(conf)
+    if lm and family != "gpt2":
+        raise ModelError(f"model.name '{name}' is a {family} encoder; a language-modelling task needs a GPT-2-family model")
+    if task_kind is not None and not lm and family == "gpt2":
+        raise ModelError(f"model.name '{name}' is a causal LM; classification/regression needs a BERT-family model")

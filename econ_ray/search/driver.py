@@ -159,15 +159,31 @@ def write_trials(run_dir: Path, records: list[TrialRecord]) -> None:
     (run_dir / "trials.json").write_text(json.dumps([asdict(r) for r in records], indent=2, default=str))
     keys = sorted({k for r in records for k in r.metrics})
     knobs = sorted({k for r in records for k in r.knobs})
+    fixed = ("trial_id", "order", "status", "feasible", "reason")
     with open(run_dir / "trials.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["trial_id", "order", "status", "feasible", "reason", *[f"knob_{k}" for k in knobs], *keys])
+        # a result key that repeats a fixed column (Tune's trial_id, the run's own feasible) gets a
+        # prefix: one header name per column, so csv readers do not overwrite status or id
+        w.writerow([*fixed, *[f"knob_{k}" for k in knobs], *[f"result_{k}" if k in fixed else k for k in keys]])
         for r in records:
             w.writerow([r.trial_id, r.order, r.status, r.feasible, r.reason or "", *[r.knobs.get(k) for k in knobs],
                         *[r.metrics.get(k) for k in keys]])
 
 
+def local_ray_options(cfg: SearchSpaceFile) -> dict[str, Any]:
+    """``ray.init`` options of a new local cluster: all cores; the dashboard and job server only
+    when asked for (``distributed.dashboard``), listening on ``distributed.dashboard_host``
+    (127.0.0.1 unless the user says otherwise). Ray 2.60's GCS, raylet and worker gRPC ports
+    listen on all interfaces whatever ``ray.init`` is given (measured: docs/reliability.md); run
+    on a trusted network or behind a firewall."""
+    d = cfg.distributed
+    return {"address": "local", "num_cpus": os.cpu_count(), "include_dashboard": d.dashboard,
+            "dashboard_host": d.dashboard_host, "log_to_driver": False}
+
+
 def _start_ray(address: str | None, cfg: SearchSpaceFile, concurrency: int) -> None:
+    """Connect to ``address`` / ``RAY_ADDRESS``, or start a local cluster. The local cluster's
+    capacity was checked by the pre-flight (``check_search``) before this is called."""
     import ray
 
     if ray.is_initialized():
@@ -176,17 +192,7 @@ def _start_ray(address: str | None, cfg: SearchSpaceFile, concurrency: int) -> N
     if address or env_address:
         ray.init(address=address or env_address, log_to_driver=False)
     else:
-        # a new local cluster, without the dashboard (nothing to serve; see README for ray start)
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    total = ray.cluster_resources()
-    d = cfg.distributed
-    need_cpu = concurrency * d.workers * d.cpus_per_worker
-    if need_cpu > total.get("CPU", 0) + 1e-9 and not (address or env_address):
-        ray.shutdown()
-        raise SearchError(
-            f"concurrency {concurrency} x {d.workers} workers x {d.cpus_per_worker} CPU = {need_cpu:g} CPUs, "
-            f"but the local cluster has {total.get('CPU', 0):g}: lower --concurrency or distributed.cpus_per_worker"
-        )
+        ray.init(**local_ray_options(cfg))
 
 
 def run_search(
@@ -208,15 +214,22 @@ def run_search(
     from econ_ray.search.optuna_searcher import ConstrainedOptunaSearch
     from econ_ray.search.tracking_callback import MlflowTuneCallback
     from econ_ray.search.trial import trial_fn
-    from econ_ray.tracking import MlflowTracker, check_tracking_uri
+    from econ_ray.tracking import MlflowTracker
     from econ_ray.tracking import tracking_uri as resolve_uri
+
+    from econ_ray.config.checks import check_search
 
     s = cfg.search
     n_trials = trials or s.trials
     conc = concurrency or s.concurrency
     sampler_name = sampler or s.sampler
+    # pre-flight with the effective trials / concurrency / sampler: a bad input raises ConfigError
+    # here, before the run folder, Ray or MLflow exist
+    effective = cfg.model_copy(update={"search": s.model_copy(update={"trials": n_trials, "concurrency": conc,
+                                                                      "sampler": sampler_name})})
+    check_search(effective, config_path, address=address, run_dir=run_dir, storage_path=storage_path,
+                 tracking_uri=tracking_uri)
     uri = resolve_uri(tracking_uri)
-    check_tracking_uri(uri)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = Path(run_dir) if run_dir else Path(os.environ.get("ECON_RAY_RUN_ROOT", "runs")) / f"{cfg.name}-{stamp}"
     root = root.resolve()

@@ -112,6 +112,9 @@ def _error_line(trial: Any) -> str:
     except OSError:
         pass
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):  # a diverged trial: the loop's own message, whatever Ray wrapped it in
+        if "DivergenceError" in ln and "training diverged" in ln:
+            return ln[ln.index("training diverged"):][:500]
     for ln in reversed(lines):
         if "Error" in ln or "error" in ln:
             return ln[:500]

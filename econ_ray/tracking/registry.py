@@ -26,7 +26,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 from econ_ray.modeling.io import META_FILE
-from econ_ray.tracking.store import MlflowTracker, TrackingError, redact_uri, tracking_uri
+from econ_ray.tracking.store import MlflowTracker, TrackingError, has_secret, redact_text_files, redact_uri, tracking_uri
 
 ARTIFACT_KEY = "econ_model"
 LOGGED_MODEL_NAME = "model"
@@ -157,7 +157,7 @@ def register_model(tracker: MlflowTracker, *, trial_id: str, model_dir: str | Pa
     if run_id is None:
         raise TrackingError(f"no child run for trial {trial_id!r}: start_child() before register_model()")
     client = tracker.client
-    str_tags = {str(k): str(v) for k, v in tags.items() if v is not None}
+    str_tags = {str(k): str(v) for k, v in tags.items() if v is not None and not has_secret(str(v))}
     try:
         logged = client.create_logged_model(tracker.experiment_id, name=LOGGED_MODEL_NAME, source_run_id=run_id,
                                             tags={"trial_id": str(trial_id)}, model_type="econ-ray")
@@ -170,6 +170,7 @@ def register_model(tracker: MlflowTracker, *, trial_id: str, model_dir: str | Pa
                     path=str(local), python_model=EconPyfunc(), artifacts={ARTIFACT_KEY: str(model_dir.resolve())},
                     pip_requirements=_pip_requirements(), signature=_signature(), mlflow_model=mlflow_model,
                 )
+            redact_text_files(local)  # the copy: econ.json carries the run config
             client.log_model_artifacts(logged.model_id, str(local))
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)

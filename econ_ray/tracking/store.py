@@ -67,6 +67,13 @@ _SECRET_VALUE = re.compile(
     re.IGNORECASE,
 )
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]+$")
+# Environment variables whose names say they hold a secret; their values are never logged.
+_SECRET_ENV_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|AUTH|(^|_)KEY($|_)|API_?KEY|PRIVATE", re.IGNORECASE)
+# ... except settings about secrets, which hold ordinary words or paths (RAY_AUTH_MODE=token, HF_TOKEN_PATH)
+_NOT_SECRET_ENV_SUFFIX = ("_MODE", "_PATH", "_FILE", "_DIR", "_SOCK", "_TYPE", "_ENABLED", "_URL", "_URI")
+_MIN_SECRET_LEN = 8  # shorter values ("1", "true", "token") would redact ordinary text
+# Text files uploaded as artifacts are redacted; other files (weights, images) are copied as they are.
+TEXT_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl", ".csv", ".tsv", ".txt", ".md", ".log", ".cfg", ".ini", ".toml")
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")
 
 
@@ -196,6 +203,44 @@ def _is_secret_key(name: str) -> bool:
     return False
 
 
+def env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Values of the environment variables whose names say they hold a secret (AWS_SECRET_ACCESS_KEY,
+    HF_TOKEN, MLFLOW_TRACKING_PASSWORD, ...), longest first."""
+    env = os.environ if environ is None else environ
+    vals = {v for k, v in env.items() if _SECRET_ENV_NAME.search(k) and not k.upper().endswith(_NOT_SECRET_ENV_SUFFIX)
+            and v and len(v) >= _MIN_SECRET_LEN}
+    return sorted(vals, key=len, reverse=True)
+
+
+def has_secret(text: str) -> bool:
+    """Whether ``text`` looks like a credential or contains a secret environment variable's value."""
+    return bool(_SECRET_VALUE.search(text)) or any(v in text for v in env_secrets())
+
+
+def redact(text: str) -> str:
+    """``text`` with credential-like substrings and secret environment values replaced by ``***``."""
+    for v in env_secrets():
+        text = text.replace(v, "***")
+    return _SECRET_VALUE.sub("***", text)
+
+
+def redact_text_files(folder: str | Path) -> int:
+    """Redact every text file under ``folder`` in place (a copy about to be uploaded); returns how
+    many files changed."""
+    changed = 0
+    for f in Path(folder).rglob("*"):
+        if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES:
+            try:
+                text = f.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            clean = redact(text)
+            if clean != text:
+                f.write_text(clean, encoding="utf-8")
+                changed += 1
+    return changed
+
+
 def clean_key(name: str) -> str:
     """``name`` with characters MLflow rejects replaced by ``_``, cut to MLflow's key length."""
     return _BAD_KEY_CHARS.sub("_", str(name))[:MAX_KEY_LENGTH]
@@ -211,7 +256,7 @@ def safe_params(d: Mapping[str, Any], *, limit: int = MAX_PARAM_VAL_LENGTH) -> d
         if value is None or _is_secret_key(name):
             continue
         text = value if isinstance(value, str) else str(value)
-        if _SECRET_VALUE.search(text):
+        if has_secret(text):
             continue
         out[clean_key(name)] = text[:limit]
     return out
@@ -364,17 +409,28 @@ class MlflowTracker:
         self._log_metrics(self._need_parent(), metrics, step=0 if step is None else int(step))
 
     def log_parent_artifacts(self, paths: Sequence[str | Path], *, artifact_path: str | None = None) -> None:
-        """Upload files (or whole folders) to the parent run, under ``artifact_path``."""
+        """Upload files (or whole folders) to the parent run, under ``artifact_path``. Text files
+        are uploaded as redacted copies (credential-like values and secret environment values
+        replaced by ``***``); the files on disk are left as they are."""
+        import shutil
+        import tempfile
+
         parent = self._need_parent()
         for p in paths:
             p = Path(p)
-            if p.is_dir():
-                dest = f"{artifact_path}/{p.name}" if artifact_path else p.name
-                self.client.log_artifacts(parent, str(p), dest)
-            elif p.is_file():
-                self.client.log_artifact(parent, str(p), artifact_path)
-            else:
+            if not (p.is_dir() or p.is_file()):
                 raise TrackingError(f"cannot log artifact {p}: no such file or folder")
+            with tempfile.TemporaryDirectory(prefix="econ-ray-artifact-") as tmp:
+                copy = Path(tmp) / p.name
+                if p.is_dir():
+                    shutil.copytree(p, copy)
+                    redact_text_files(copy)
+                    dest = f"{artifact_path}/{p.name}" if artifact_path else p.name
+                    self.client.log_artifacts(parent, str(copy), dest)
+                else:
+                    shutil.copyfile(p, copy)
+                    redact_text_files(tmp)
+                    self.client.log_artifact(parent, str(copy), artifact_path)
 
     def end_parent(self, status: str = "FINISHED") -> None:
         with self._lock:
@@ -447,8 +503,7 @@ class MlflowTracker:
             self._log_metrics(run_id, metrics, step=self._last_step.get(str(trial_id), 0))
         if reason:
             text = str(reason)
-            if _SECRET_VALUE.search(text):
-                text = _SECRET_VALUE.sub("***", text)
+            text = redact(text)
             self.client.set_tag(run_id, FAILURE_TAG, text[:MAX_TAG_VAL_LENGTH])
         self.client.set_terminated(run_id, status=status)
 

@@ -44,7 +44,8 @@ Record = dict[str, Any]
 
 
 class DivergenceError(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite. The message starts with "training diverged", which
+    is how a search's failed-trial reason names the cause."""
 
 
 @dataclass
@@ -190,7 +191,7 @@ def train_run(
         for step, idx in zip(range(dense_steps), _batches(len(p.train), t.batch_size, t.seed, shard)):
             loss = _forward_loss(engine.module, to_dev(idx, p.train))
             if not torch.isfinite(loss):
-                raise DivergenceError(f"dense phase: loss is {float(loss)} at step {step}")
+                raise DivergenceError(f"training diverged in the dense phase: loss is {float(loss.detach())} at step {step}")
             engine.backward(loss)
             engine.step()
             if bar:
@@ -260,7 +261,8 @@ def train_run(
         else:
             loss = loss_task
         if not torch.isfinite(loss):
-            raise DivergenceError(f"loss is {float(loss)} at step {step}")
+            # stop at once: a non-finite loss would poison every parameter at the next step
+            raise DivergenceError(f"training diverged: loss is {float(loss.detach())} at step {step}")
         engine.backward(loss)
         engine.step()
         rec.update(loss=float(loss.detach()), task_loss=float(loss_task.detach()), lr=engine.lr)

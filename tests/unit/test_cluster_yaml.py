@@ -73,11 +73,13 @@ def test_dashboard_on_localhost_only(config):
     assert "--autoscaling-config=~/ray_bootstrap_config.yaml" in start
 
 
-def test_mlflow_bound_to_private_ip_with_s3_artifacts(config):
+def test_mlflow_bound_to_localhost_with_s3_artifacts(config):
     cmds = " ".join(config["head_setup_commands"])
     assert "mlflow server" in cmds and "nohup" in cmds
-    assert "--host $(hostname -I" in cmds
-    assert "0.0.0.0" not in cmds
+    assert "--host 127.0.0.1" in cmds
+    assert "0.0.0.0" not in cmds and "hostname -I" not in cmds
+    start = " ".join(config["head_start_ray_commands"])
+    assert "MLFLOW_TRACKING_URI=http://127.0.0.1:5000" in start
     assert "s3://YOUR-BUCKET/econ-ray/mlflow" in cmds
 
 
