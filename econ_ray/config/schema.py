@@ -146,6 +146,9 @@ class TrainingConfig(_Strict):
     eval_every: int = Field(100, ge=1, description="steps between validation evaluations")
     early_stopping_patience: int | None = Field(None, ge=1, description="evaluations without improvement before stopping")
     seed: int = Field(0, description="seed for data, init, noise")
+    checkpoint_every: int | None = Field(
+        None, ge=0, description="steps between training-state checkpoints of a search trial, so a restarted "
+        "worker resumes (default: eval_every; 0 = none)")
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda'")
     progress: bool | None = Field(None, description="progress bar (default: when stderr is a terminal)")
 
@@ -233,6 +236,8 @@ class DistributedConfig(_Strict):
     zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage")
     gradient_accumulation: int = Field(1, ge=1, description="micro-batches per optimiser step")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU")
+    max_failures: int = Field(2, ge=-1, description="worker failures a trial recovers from (Ray Train restarts "
+                              "its workers from the last checkpoint); -1 = unlimited, 0 = none")
 
 
 class SearchSpaceFile(RunConfig):
