@@ -248,7 +248,8 @@ def run_search(
     if not resume:
         (root / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
-    _start_ray(address, cfg, conc)
+    if rs.remaining_trials(n_trials, prior):  # a finished search resumed again needs no cluster
+        _start_ray(address, cfg, conc)
     metric_name = _metric_name(cfg)
     maximize = higher_is_better(metric_name)
     mlflow_tracker = MlflowTracker(uri, experiment=cfg.name)
