@@ -73,7 +73,9 @@ def test_killed_search_resumes(tmp_path, spawner):
                               filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     finished = sorted(k.data.tags["trial_id"] for k in kids if k.info.status == "FINISHED")
     assert finished == sorted(t["trial_id"] for t in trials)
-    assert sum(k.info.status == "KILLED" for k in kids) == running_at_kill
+    # a cut-off trial has a child run only if Tune had started it: that run is ended KILLED
+    assert {k.info.status for k in kids} <= {"FINISHED", "KILLED"}
+    assert sum(k.info.status == "KILLED" for k in kids) <= running_at_kill
 
     def versions():
         return [v for v in client.search_model_versions(f"name = '{out['registered_model']}'")
