@@ -138,7 +138,27 @@ PARETO_COLUMNS = ["rank", "trial_id", "metric", "effective_gflops", "lam", "alph
                   "attention_density", "ffn_density", "version"]
 
 
+def _resume_config(args: argparse.Namespace, overrides: dict[str, Any]):
+    """The config of a resumed search: the run's config.yaml, or FILE if it trains the same thing."""
+    from pathlib import Path
+
+    from econ_ray.search.resume import ResumeError, check_same_config, read_state
+
+    run_dir = Path(args.resume)
+    read_state(run_dir)  # a search run folder?
+    stored = load_config(run_dir / "config.yaml", {k: v for k, v in overrides.items() if k.startswith("search.")})
+    if args.file:
+        given = load_config(args.file, overrides)
+        check_same_config(stored.model_dump(mode="json"), given.model_dump(mode="json"))
+        return given
+    if any(not k.startswith("search.") for k in overrides):
+        raise ResumeError("--set cannot change what a resumed search trains (only search.* keys)")
+    return stored
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    from econ_ray.search.resume import ResumeError
+
     try:
         overrides = dict(parse_override(item) for item in args.set or [])
         for flag, key in (("trials", "search.trials"), ("concurrency", "search.concurrency"), ("sampler", "search.sampler")):
@@ -146,24 +166,32 @@ def cmd_search(args: argparse.Namespace) -> int:
                 overrides[key] = getattr(args, flag)
         if args.dashboard_host is not None:
             overrides["distributed.dashboard"], overrides["distributed.dashboard_host"] = True, args.dashboard_host
-        cfg = load_config(args.file, overrides)
+        if args.resume:
+            if args.run_dir or args.sampler:
+                raise ResumeError("--resume goes on in its own folder with its own sampler: drop --run-dir/--sampler")
+            cfg = _resume_config(args, overrides)
+        elif not args.file:
+            raise ValueError("search needs FILE (or --resume RUN_DIR)")
+        else:
+            cfg = load_config(args.file, overrides)
         from econ_ray.config.checks import check_search
 
         # before anything starts: no Ray session, MLflow run or run folder for a bad input
-        check_search(cfg, args.file, address=args.address, run_dir=args.run_dir, storage_path=args.storage_path)
-    except (ConfigError, ValueError) as exc:
+        check_search(cfg, args.file or f"{args.resume}/config.yaml", address=args.address,
+                     run_dir=args.resume or args.run_dir, storage_path=args.storage_path)
+    except (ConfigError, ValueError, ResumeError) as exc:
         return _fail(str(exc))
     from econ_ray.search.driver import SearchError, run_search
     from econ_ray.tracking import TrackingError
 
     try:
-        out = run_search(cfg, config_path=args.file, trials=args.trials, concurrency=args.concurrency,
-                         sampler=args.sampler, seed=args.seed, address=args.address, run_dir=args.run_dir,
-                         storage_path=args.storage_path)
+        out = run_search(cfg, config_path=args.file or f"{args.resume}/config.yaml", trials=args.trials,
+                         concurrency=args.concurrency, sampler=args.sampler, seed=args.seed, address=args.address,
+                         run_dir=args.run_dir, storage_path=args.storage_path, resume=args.resume)
     except ConfigError as exc:
         return _fail(str(exc))
-    except (SearchError, TrackingError) as exc:
-        return _fail(f"{args.file}: {exc}")
+    except (SearchError, TrackingError, ResumeError) as exc:
+        return _fail(f"{args.file or args.resume}: {exc}")
     from rich.console import Console
     from rich.table import Table
 
@@ -185,6 +213,12 @@ def cmd_search(args: argparse.Namespace) -> int:
                       + ", ".join(f"{n} {c}" for c, n in sorted(causes.items())) + "); they are not in the Pareto set:")
     for f in out.failures:
         console.print(f"[yellow]trial {f['trial_id']} {f['status']}[/yellow]: {f['reason']}")
+    if out.rerun:
+        console.print(f"resumed: {len(out.rerun)} trial(s) cut off by the interruption were re-run with the same knobs")
+    if out.pending_tracking_ops:
+        console.print(f"[yellow]tracking store unavailable[/yellow] ({out.tracking_error}): {out.pending_tracking_ops} "
+                      f"MLflow operation(s) kept in {out.tracking_outbox}\n"
+                      f"upload them when the store is back: econ-ray sync {out.run_dir}")
     console.print(f"run folder: {out.run_dir}\nplot: {out.plot}")
     if out.registered_model:
         console.print(f"registered model: {out.registered_model} (aliases rank-1 ... rank-{len(out.pareto)})\n"
@@ -305,6 +339,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "econ_ray.cli.prune",
     "econ_ray.cli.export",
     "econ_ray.cli.report",
+    "econ_ray.cli.sync",
 )
 
 
@@ -359,7 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Search the knobs whose ranges the file gives, training each trial on Ray Train "
                        "workers with DeepSpeed; print the Pareto set, write the run folder, track in MLflow and "
                        "register the Pareto models.")
-    p.add_argument("file", help="search-space YAML")
+    p.add_argument("file", nargs="?", help="search-space YAML (optional with --resume: the run's config.yaml)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="go on with the interrupted search of RUN_DIR: finished trials are "
+                   "kept, the Optuna study and the MLflow parent run reused, the remaining trials run")
     p.add_argument("--trials", type=int, help="number of trials (default: search.trials)")
     p.add_argument("--concurrency", type=int, help="trials at a time (default: search.concurrency)")
     p.add_argument("--sampler", choices=["tpe", "nsga2", "gp", "random", "grid"], help="Optuna sampler (default: search.sampler)")

@@ -146,6 +146,9 @@ class TrainingConfig(_Strict):
     eval_every: int = Field(100, ge=1, description="steps between validation evaluations")
     early_stopping_patience: int | None = Field(None, ge=1, description="evaluations without improvement before stopping")
     seed: int = Field(0, description="seed for data, init, noise")
+    checkpoint_every: int | None = Field(
+        None, ge=0, description="steps between training-state checkpoints of a search trial, so a restarted "
+        "worker resumes (default: eval_every; 0 = none)")
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda'")
     progress: bool | None = Field(None, description="progress bar (default: when stderr is a terminal)")
 
@@ -251,6 +254,8 @@ class DistributedConfig(_Strict):
         "127.0.0.1", description="address the local cluster's dashboard and job server listen on "
         "(127.0.0.1: this machine only; 0.0.0.0 exposes them to the network)",
     )
+    max_failures: int = Field(2, ge=-1, description="worker failures a trial recovers from (Ray Train restarts "
+                              "its workers from the last checkpoint); -1 = unlimited, 0 = none")
 
 
 class SearchSpaceFile(RunConfig):

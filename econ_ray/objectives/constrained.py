@@ -56,6 +56,17 @@ class LagrangeController:
         self.multiplier.post_step_()
         return self.value
 
+    def state_dict(self) -> dict:
+        """The multiplier and nuPI's memory (tensors only), for resuming a run. nuPI's hyper-parameters
+        come from the config (its param groups hold an enum that a weights-only load refuses)."""
+        return {"multiplier": dict(self.multiplier.state_dict()), "nupi_state": self.optimizer.state_dict()["state"]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.multiplier.load_state_dict(state["multiplier"])
+        sd = self.optimizer.state_dict()
+        sd["state"] = state["nupi_state"]
+        self.optimizer.load_state_dict(sd)
+
     def lagrangian(self, attn_cost: torch.Tensor, task_loss: torch.Tensor) -> torch.Tensor:
         """Primal loss C_attn + mu * (CE / tau - 1); mu is a constant for the primal step."""
         return attn_cost + self.value * (task_loss / self.tau - 1.0)

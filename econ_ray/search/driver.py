@@ -9,6 +9,8 @@ Run folder (everything needed to rebuild the results)::
     pareto.json / pareto.csv, hypervolume.csv, pareto.png, hypervolume.png, summary.json
     optuna.db       the Optuna study (``optuna-dashboard sqlite:///RUN_DIR/optuna.db``)
     tune/           Ray Tune's experiment folder (and the trials' Ray Train folders, checkpoints)
+    search_state.json, trial_records/   what a resumed search goes on from (``econ_ray.search.resume``)
+    tracking_outbox/  MLflow operations kept during a tracking outage (``econ-ray sync RUN_DIR``)
 """
 
 from __future__ import annotations
@@ -108,6 +110,11 @@ class SearchOutcome:
     failures: list[dict[str, Any]]
     reference_point: tuple[float, float]
     plot: str
+    resumed: int = 0  # how many times this run folder's search was resumed
+    rerun: list[dict[str, Any]] = field(default_factory=list)  # trials cut off by a kill, re-run
+    tracking_outbox: str | None = None  # operations the tracking store did not take, kept on disk
+    pending_tracking_ops: int = 0
+    tracking_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,43 +214,70 @@ def run_search(
     run_dir: str | None = None,
     storage_path: str | None = None,
     tracking_uri: str | None = None,
+    resume: str | None = None,
 ) -> SearchOutcome:
-    """Run the whole search and return its outcome (also written to the run folder)."""
+    """Run the whole search and return its outcome (also written to the run folder). With
+    ``resume=RUN_DIR`` go on with the search of that folder (``econ_ray.search.resume``)."""
     from ray import tune
 
     from econ_ray.search.optuna_searcher import ConstrainedOptunaSearch
     from econ_ray.search.tracking_callback import MlflowTuneCallback
     from econ_ray.search.trial import trial_fn
-    from econ_ray.tracking import MlflowTracker
+    from econ_ray.search import resume as rs
+    from econ_ray.tracking import MlflowTracker, check_tracking_uri
     from econ_ray.tracking import tracking_uri as resolve_uri
+    from econ_ray.tracking.outbox import BufferedTracker
+    from econ_ray.tracking.store import redact_uri
 
     from econ_ray.config.checks import check_search
 
     s = cfg.search
-    n_trials = trials or s.trials
-    conc = concurrency or s.concurrency
-    sampler_name = sampler or s.sampler
+    state: dict[str, Any] = {}
+    prior: list[TrialRecord] = []
+    if resume:
+        root = Path(resume).resolve()
+        state = rs.read_state(root)
+        prior = rs.load_records(root)
+        sampler_name, seed = state["sampler"], int(state["seed"])
+        n_trials = trials or int(state["n_trials"])
+        conc = concurrency or int(state["concurrency"])
+        uri = resolve_uri(tracking_uri or state.get("tracking_uri"))
+        stamp = state["stamp"]
+    else:
+        n_trials = trials or s.trials
+        conc = concurrency or s.concurrency
+        sampler_name = sampler or s.sampler
+        uri = resolve_uri(tracking_uri)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        root = Path(run_dir) if run_dir else Path(os.environ.get("ECON_RAY_RUN_ROOT", "runs")) / f"{cfg.name}-{stamp}"
+        root = root.resolve()
     # pre-flight with the effective trials / concurrency / sampler: a bad input raises ConfigError
     # here, before the run folder, Ray or MLflow exist
     effective = cfg.model_copy(update={"search": s.model_copy(update={"trials": n_trials, "concurrency": conc,
                                                                       "sampler": sampler_name})})
-    check_search(effective, config_path, address=address, run_dir=run_dir, storage_path=storage_path,
-                 tracking_uri=tracking_uri)
-    uri = resolve_uri(tracking_uri)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    root = Path(run_dir) if run_dir else Path(os.environ.get("ECON_RAY_RUN_ROOT", "runs")) / f"{cfg.name}-{stamp}"
-    root = root.resolve()
+    check_search(effective, config_path, address=address, run_dir=str(root), storage_path=storage_path,
+                 tracking_uri=uri)
+    check_tracking_uri(uri)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    if not resume:
+        (root / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
     timing: dict[str, float] = {"t_search_start": time.time()}
-    _start_ray(address, cfg, conc)
+    if rs.remaining_trials(n_trials, prior):  # a finished search resumed again needs no cluster
+        _start_ray(address, cfg, conc)
     timing["t_ray_ready"] = time.time()
     metric_name = _metric_name(cfg)
     maximize = higher_is_better(metric_name)
-    tracker = MlflowTracker(uri, experiment=cfg.name)
+    mlflow_tracker = MlflowTracker(uri, experiment=cfg.name)
     registered = s.registered_model or f"econ-ray-{cfg.name}"
-    parent = tracker.start_parent(
+    if resume:
+        mlflow_tracker.resume_parent(state["parent_run_id"])  # the same parent run; children re-found
+        parent = state["parent_run_id"]
+        state["resumes"] = int(state.get("resumes", 0)) + 1
+        state["n_trials"] = n_trials
+        rs.write_state(root, state)
+    else:
+        parent = mlflow_tracker.start_parent(
         f"search-{stamp}",
         params={"trials": n_trials, "concurrency": conc, "sampler": sampler_name, "seed": seed,
                 "config_file": config_path, "space": json.dumps(s.space.model_dump(exclude_none=True)),
@@ -252,29 +286,47 @@ def run_search(
                 "attention": cfg.attention.mode, "registered_model": registered,
                 "scheduler": s.scheduler.kind},
         tags={"run_dir": str(root), "econ_ray.kind": "search"},
-    )
+        )
+        state = {"n_trials": n_trials, "concurrency": conc, "sampler": sampler_name, "seed": seed, "stamp": stamp,
+                 "parent_run_id": parent, "experiment": cfg.name, "registered_model": registered,
+                 "tracking_uri": uri if redact_uri(uri) == uri else None, "config_file": config_path, "resumes": 0}
+        rs.write_state(root, state)
+    tracker = BufferedTracker(mlflow_tracker, root)  # an outage from here on fills RUN_DIR/tracking_outbox
     searcher = ConstrainedOptunaSearch(
         s.space, sampler=sampler_name, seed=seed, n_trials=n_trials,
         storage=f"sqlite:///{root / 'optuna.db'}", study_name=cfg.name, maximize_metric=maximize,
         constraints=make_constraints(cfg, maximize),
     )
-    callback = MlflowTuneCallback(tracker)
-    tune_storage = storage_path or os.environ.get("ECON_RAY_STORAGE_PATH") or str(root / "tune")
-    tuner = tune.Tuner(
-        # the trial function only drives a TorchTrainer: no CPU of its own (its workers reserve theirs)
-        tune.with_resources(trial_fn, {"CPU": 0, "memory": 256 * 1024**2}),
-        param_space={"file": cfg.model_dump(mode="json"), "train_storage": tune_storage.rstrip("/") + "/train"},
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(cfg, maximize),
-                                    num_samples=n_trials, max_concurrent_trials=conc,
-                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(name="tune", storage_path=tune_storage, callbacks=[callback], verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
-    )
-    timing["t_fit_start"] = time.time()
-    tuner.fit()  # failed trials are recorded by the callback; the others go on
-    timing["t_fit_end"] = time.time()
+    rerun: list[dict[str, Any]] = []
+    if resume:
+        # Optuna trials the kill cut off: FAIL, their knobs enqueued again; their child runs KILLED
+        rerun = rs.reconcile_study(searcher.study, prior)
+        for r in rerun:
+            if r["tune_trial_id"] and tracker.child_id(r["tune_trial_id"]):
+                tracker.finish_child(r["tune_trial_id"], status="KILLED",
+                                     reason="the search driver was interrupted; re-run with the same knobs")
+        tracker.set_parent_tag("econ_ray.resumes", state["resumes"])
+    callback = MlflowTuneCallback(tracker, run_dir=root, order_offset=len(prior))
+    remaining = rs.remaining_trials(n_trials, prior)
+    if remaining:
+        tune_storage = storage_path or os.environ.get("ECON_RAY_STORAGE_PATH") or str(root / "tune")
+        tuner = tune.Tuner(
+            # the trial function only drives a TorchTrainer: no CPU of its own (its workers reserve theirs)
+            tune.with_resources(trial_fn, {"CPU": 0, "memory": 256 * 1024**2}),
+            param_space={"file": cfg.model_dump(mode="json"), "train_storage": tune_storage.rstrip("/") + "/train"},
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(cfg, maximize),
+                                        num_samples=remaining, max_concurrent_trials=conc,
+                                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+            # a resumed search runs a new Tune experiment next to the first (see econ_ray.search.resume)
+            run_config=tune.RunConfig(name=f"tune-resume-{state['resumes']}" if resume else "tune",
+                                      storage_path=tune_storage, callbacks=[callback], verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+        timing["t_fit_start"] = time.time()
+        tuner.fit()  # failed trials are recorded by the callback; the others go on
+        timing["t_fit_end"] = time.time()
 
-    records = callback.records()
+    records = prior + callback.records()
     constraints = make_constraints(cfg, maximize)
     for r in records:
         r.feasible = r.status == "complete" and all(c(r.metrics) <= 0 for c in constraints)
@@ -283,15 +335,15 @@ def run_search(
     rows, hv, ref, history = summarise(root, records, metric_name=metric_name, maximize=maximize, chance=chance)
 
     # register every Pareto model, alias by rank
-    from econ_ray.tracking import register_model
-
     for row in rows:
         rec = next(r for r in records if r.trial_id == row["trial_id"])
         tags = {**{k: row.get(k) for k in ("metric", "metric_name", "effective_gflops", "dense_gflops", "dense_total_gflops", "seq_len",
                                            "lam", "alpha", "beta", "tau", "objective")},
                 "parent_run_id": parent, "higher_is_better": str(maximize).lower(), "trial_id": rec.trial_id}
-        row["version"] = register_model(tracker, trial_id=rec.trial_id, model_dir=_model_dir(rec.checkpoint),
-                                        name=registered, tags=tags, alias=f"rank-{row['rank']}")
+        # an existing version of the trial's child run is reused (a resumed search registers nothing twice);
+        # None while the registration waits in the tracking outbox
+        row["version"] = tracker.register(trial_id=rec.trial_id, model_dir=_model_dir(rec.checkpoint),
+                                          name=registered, tags=tags, alias=f"rank-{row['rank']}")
     # rewritten with the registry version of each Pareto model
     (root / "pareto.json").write_text(json.dumps({"reference_point": ref, "hypervolume": hv, "pareto": rows}, indent=2))
     for step, (n, value) in enumerate(history):
@@ -303,11 +355,16 @@ def run_search(
         run_dir=str(root), n_trials=len(records), n_failed=len(failures), hypervolume=hv,
         registered_model=registered if rows else None, mlflow_parent_run_id=parent, pareto=rows,
         failures=failures, reference_point=ref, plot=str(root / "pareto.png"),
+        resumed=int(state.get("resumes", 0)), rerun=rerun,
     )
     (root / "summary.json").write_text(json.dumps(outcome.to_json(), indent=2, default=str))
     tracker.log_parent_artifacts([root / n for n in ("pareto.csv", "pareto.json", "pareto.png", "hypervolume.csv",
                                                      "hypervolume.png", "trials.csv", "summary.json", "config.yaml")])
     tracker.end_parent("FINISHED")
+    if tracker.outbox_file is not None:
+        outcome.tracking_outbox, outcome.pending_tracking_ops = str(tracker.outbox_file), tracker.pending
+        outcome.tracking_error = tracker.offline_reason
+        (root / "summary.json").write_text(json.dumps(outcome.to_json(), indent=2, default=str))
     timing["t_search_end"] = time.time()
     (root / "timing.json").write_text(json.dumps(timing))  # benchmarks/machinery_overhead.py
     return outcome

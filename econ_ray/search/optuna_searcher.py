@@ -79,7 +79,14 @@ class ConstrainedOptunaSearch(Searcher):
             load_if_exists=True,
         )
         self.study = optuna.create_study(**self._study_args)
-        if sampler == "grid" and not self.study.trials:
+        n_old = len(self.study.trials)
+        if n_old:
+            # a resumed study: a sampler seeded as before would draw its first (random start-up)
+            # points again; seed it past the trials already in the study instead
+            self._study_args["sampler"] = make_sampler(sampler, seed=seed + n_old, space=space, n_trials=n_trials,
+                                                       constrained=bool(constraints))
+            self.study.sampler = self._study_args["sampler"]
+        if sampler == "grid" and not n_old:
             for lam in lam_grid(space, n_trials):
                 self.study.enqueue_trial({"lam": lam})
         self._live: dict[str, optuna.Trial] = {}  # Tune trial id -> running Optuna trial

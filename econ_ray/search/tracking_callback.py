@@ -1,5 +1,9 @@
 """A Ray Tune callback (it runs in the driver) that mirrors trials into MLflow child runs and keeps
-the records the run folder is built from. All MLflow writes come from this one process."""
+the records the run folder is built from. All MLflow writes come from this one process.
+
+Each trial's record is also written to ``RUN_DIR/trial_records/`` the moment the trial ends, so a
+search whose driver dies can be resumed without rerunning finished trials (``econ_ray.search.resume``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 from ray.tune import Callback
 
 from econ_ray.search.driver import TrialRecord
-from econ_ray.search.trial import HISTORY_FILE
+from econ_ray.search.trial import CHECKPOINT_FLAG, HISTORY_FILE
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # set by Ray Train's TuneReportCallback
 _SKIP = {"final", CHECKPOINT_PATH_KEY, "step"}
@@ -31,8 +35,10 @@ class MlflowTuneCallback(Callback):
     """Child run per trial: knobs as params, every evaluation as step metrics, the final metrics, the
     multiplier at every step (constrained trials), and FAILED with the reason for a failed trial."""
 
-    def __init__(self, tracker: Any) -> None:
+    def __init__(self, tracker: Any, *, run_dir: str | Path | None = None, order_offset: int = 0) -> None:
         self.tracker = tracker
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.order_offset = order_offset  # trials recorded before a resume come first
         self._order: list[str] = []
         self._final: dict[str, dict[str, Any]] = {}
         self._knobs: dict[str, dict[str, Any]] = {}
@@ -53,6 +59,8 @@ class MlflowTuneCallback(Callback):
         self.tracker.start_child(trial.trial_id, params=params, tags={"trial_id": trial.trial_id})
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if result.get(CHECKPOINT_FLAG):  # a training-state checkpoint, no evaluation
+            return
         if result.get("final"):
             self._final[trial.trial_id] = dict(result)
             return
@@ -66,8 +74,17 @@ class MlflowTuneCallback(Callback):
             return json.loads(Path(checkpoint, HISTORY_FILE).read_text())
         return {}
 
+    def _persist(self, trial_id: str) -> None:
+        if self.run_dir is None:
+            return
+        from econ_ray.search.resume import write_record
+
+        rec = next(r for r in self.records() if r.trial_id == trial_id)
+        write_record(self.run_dir, rec)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._order.append(trial.trial_id)
+        self._persist(trial.trial_id)  # first: the run folder is what a resumed search trusts
         final = self._final.get(trial.trial_id)
         if not final:
             reason = "stopped before its final evaluation"
@@ -82,13 +99,14 @@ class MlflowTuneCallback(Callback):
         self._order.append(trial.trial_id)
         reason = _error_line(trial)
         self._errors[trial.trial_id] = reason
+        self._persist(trial.trial_id)
         self.tracker.finish_child(trial.trial_id, status="FAILED", reason=reason)
 
     def records(self) -> list[TrialRecord]:
         """One record per trial, in completion order (everything needed was seen through the callbacks)."""
         out = []
         ids = self._order + [t for t in self._knobs if t not in self._order]
-        for order, tid in enumerate(ids):
+        for order, tid in enumerate(ids, self.order_offset):
             final = self._final.get(tid)
             if tid in self._errors:
                 out.append(TrialRecord(tid, order, "failed", self._knobs.get(tid, {}), reason=self._errors[tid]))

@@ -6,6 +6,14 @@ engine); Ray Train's ``TuneReportCallback`` forwards every worker report to Tune
 MLflow callback in the driver) sees per-evaluation metrics live. The last report carries
 ``final = 1``, the summary, and a checkpoint: the saved model folder plus ``history.json`` (every
 evaluation, and the Lagrange multiplier at every step).
+
+Worker failures: every ``training.checkpoint_every`` steps (default ``eval_every``) each worker
+reports its training state (``econ_ray.training.checkpoint``: weights, optimiser, multiplier, RNG) as
+a Ray Train checkpoint; the trainer's ``FailureConfig(max_failures=distributed.max_failures)``
+restarts a failed worker group, whose workers load ``ray.train.get_checkpoint()`` and go on from that
+step. The summary then says ``restarts`` and ``resumed_from_step``. Each worker writes its PID to
+``<train storage>/<trial>/worker_pids/rank<r>.pid`` (local storage), so an operator, or a test, can
+find the processes of one trial.
 """
 
 from __future__ import annotations
@@ -31,8 +39,11 @@ REPORT_KEYS = (
     "metric", "metric_name", "ce", "ce_heldout", "ce_dense", "dense_metric", "attention_density", "ffn_density",
     "gini", "entropy_bits", "empty_row_fraction", "dead_heads", "dead_neurons", "seq_len", "dense_gflops",
     "effective_gflops", "attention_gflops", "effective_attention_gflops", "dense_total_gflops", "lam", "alpha", "beta", "tau", "tau_rel", "objective", "attention", "multiplier",
-    "feasible", "steps", "task", "task_kind", "num_labels", "vocab_size",
+    "feasible", "steps", "task", "task_kind", "num_labels", "vocab_size", "restarts", "resumed_from_step",
+    "resumed_from_phase",
 )
+CHECKPOINT_FLAG = "train_checkpoint"  # set on the reports that only carry a training-state checkpoint
+PID_DIR = "worker_pids"
 
 
 def _scalar(v: Any) -> Any:
@@ -48,6 +59,7 @@ def train_worker(config: dict[str, Any]) -> None:
 
     from econ_ray.modeling import save_model
     from econ_ray.training import train_run
+    from econ_ray.training.checkpoint import TrainState, load_state, save_state
     from econ_ray.training.deepspeed_engine import DeepSpeedEngine
 
     t_worker = time.time()
@@ -64,6 +76,25 @@ def train_worker(config: dict[str, Any]) -> None:
     timing = {"t_trial_start": config.get("t_trial_start"), "t_worker_start": t_worker, "engine_init_s": 0.0,
               "eval_s": 0.0, "report_s": 0.0, "n_evals": 0}
     last = {"step": t_worker}
+    if config.get("pid_dir"):
+        Path(config["pid_dir"]).mkdir(parents=True, exist_ok=True)
+        Path(config["pid_dir"], f"rank{rank}.pid").write_text(str(os.getpid()))
+
+    resume = None
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:  # a restart after a worker failure: go on from the last training state
+        with ckpt.as_directory() as folder:
+            resume = load_state(folder, rank=rank)
+    every = cfg.training.checkpoint_every if cfg.training.checkpoint_every is not None else cfg.training.eval_every
+    if dist.deepspeed and dist.zero_stage == 3:
+        every = 0  # ZeRO-3 partitions the weights themselves: model.state_dict() is not the model
+
+    def on_checkpoint(state: TrainState) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            save_state(tmp, state, rank=rank)  # every rank: its optimiser partition and RNG; rank 0 the rest
+            ray.train.report({"final": 0, CHECKPOINT_FLAG: 1, "checkpoint_step": state.step},
+                             checkpoint=Checkpoint.from_directory(tmp),
+                             checkpoint_dir_name=f"state-{state.phase}-{state.step:07d}")
 
     def engine_factory(model, steps, phase):
         t0 = time.time()
@@ -98,7 +129,7 @@ def train_worker(config: dict[str, Any]) -> None:
     timing["prepare_s"] = time.time() - t_worker
     t_run = time.time()
     result = train_run(cfg, engine_factory=engine_factory, on_step=on_step, on_eval=on_eval, shard=(rank, world),
-                       prepared=prepared)
+                       prepared=prepared, checkpoint_every=every, on_checkpoint=on_checkpoint, resume=resume)
     t_end = time.time()
     timing["final_eval_s"] = t_end - last["step"]
     # training = the rest of train_run: dense and main steps (plus the two small dense-reference evaluations)
@@ -109,7 +140,9 @@ def train_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             p = result.prepared
             save_model(tmp, p.model, p.tokenizer, task=p.task, config=cfg.model_dump(), summary=result.summary)
-            history = {"evaluations": result.history, "multiplier": result.multiplier_history}
+            history = {"evaluations": result.history, "multiplier": result.multiplier_history,
+                       "restarts": result.summary.get("restarts", 0),
+                       "resumed_from_step": result.summary.get("resumed_from_step")}
             Path(tmp, HISTORY_FILE).write_text(json.dumps(history, default=float))
             timing["save_s"] = time.time() - t_end
             timing["t_final_report"] = time.time()
@@ -135,9 +168,12 @@ def trial_fn(config: dict[str, Any]) -> None:
     from ray import tune
 
     trial_name = tune.get_context().get_trial_name()
+    storage = str(config["train_storage"])
+    local = "://" not in storage or storage.startswith("file://")
+    pid_dir = str(Path(storage.removeprefix("file://"), trial_name, PID_DIR)) if local else None
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"run": run_cfg.model_dump(), "distributed": dist.model_dump(),
+        train_loop_config={"run": run_cfg.model_dump(), "distributed": dist.model_dump(), "pid_dir": pid_dir,
                            "t_trial_start": t_trial_start},
         scaling_config=ray.train.ScalingConfig(num_workers=dist.workers, use_gpu=use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
@@ -145,6 +181,9 @@ def trial_fn(config: dict[str, Any]) -> None:
             name=trial_name,
             storage_path=config["train_storage"],
             callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=dist.max_failures),
+            # the newest two: the last training state, and the final model once reported
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             worker_runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
                                              "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}},
         ),

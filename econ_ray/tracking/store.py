@@ -377,8 +377,9 @@ class MlflowTracker:
             self._log_params(self._parent, params)
             return self._parent
 
-    def resume_parent(self, run_id: str) -> None:
-        """Re-attach to an existing parent run, set it RUNNING and re-discover its children."""
+    def resume_parent(self, run_id: str, *, set_running: bool = True) -> None:
+        """Re-attach to an existing parent run, set it RUNNING (unless ``set_running`` is False: an
+        upload of operations kept during an outage) and re-discover its children."""
         from mlflow.exceptions import MlflowException
 
         with self._lock:
@@ -389,7 +390,8 @@ class MlflowTracker:
             if run.info.experiment_id != self.experiment_id:
                 raise TrackingError(f"run {run_id} belongs to experiment {run.info.experiment_id}, "
                                     f"not {self.experiment_name!r} ({self.experiment_id})")
-            self.client.update_run(run_id, status="RUNNING")
+            if set_running:
+                self.client.update_run(run_id, status="RUNNING")
             self._parent = run_id
             self._children.clear()
             self._last_step.clear()

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from econ_ray.config.schema import DistributedConfig, TrainingConfig
-from econ_ray.training.engine import param_groups, warmup_linear
+from econ_ray.training.engine import param_groups, restore_schedule, warmup_linear
 
 
 def deepspeed_config(dist: DistributedConfig, training: TrainingConfig, *, cuda: bool) -> dict[str, Any]:
@@ -47,6 +47,10 @@ class DeepSpeedEngine:
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=self.config
         )
         self.module = self.engine  # training forward goes through the engine (ZeRO hooks, precision)
+        # DeepSpeed keeps our AdamW as its basic optimiser, over this rank's (ZeRO-partitioned) fp32
+        # parameters: its state_dict holds tensors and plain values only, loadable with weights_only
+        self.basic_optimizer = optimizer
+        self.lr_scheduler = scheduler
 
     def backward(self, loss: torch.Tensor) -> None:
         self.engine.backward(loss)
@@ -58,3 +62,13 @@ class DeepSpeedEngine:
     @property
     def lr(self) -> float:
         return float(self.engine.get_lr()[0])
+
+    def state_dict(self) -> dict:
+        """This rank's AdamW moments (over its ZeRO partition) and the LR schedule's position. The
+        fp32 master weights are rebuilt from the model's weights when the engine is created, so a
+        restart loads the model first, then this (exact in fp32; bf16 keeps the bf16-rounded weights)."""
+        return {"optimizer": self.basic_optimizer.state_dict(), "scheduler": self.lr_scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.basic_optimizer.load_state_dict(state["optimizer"])
+        restore_schedule(self.basic_optimizer, self.lr_scheduler, state["scheduler"])

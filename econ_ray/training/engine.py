@@ -23,6 +23,19 @@ class Engine(Protocol):
     @property
     def lr(self) -> float: ...
 
+    def state_dict(self) -> dict:
+        """Optimiser and LR-schedule state of this process (tensors and plain values only)."""
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def restore_schedule(optimizer: torch.optim.Optimizer, scheduler, state: dict) -> None:
+    """Load a LambdaLR's position and put its current LR back into the optimiser's groups (a loaded
+    scheduler only changes the LR at its next step)."""
+    scheduler.load_state_dict(state)
+    for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
+        group["lr"] = lr
+
 
 def warmup_linear(total_steps: int, warmup_ratio: float):
     """LR multiplier: linear warm-up over ``warmup_ratio`` of the steps, then linear decay to 0."""
@@ -77,3 +90,10 @@ class TorchEngine:
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        restore_schedule(self.optimizer, self.scheduler, state["scheduler"])

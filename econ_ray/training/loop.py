@@ -11,6 +11,12 @@
 The optimiser comes from an ``engine_factory`` (plain AdamW by default, DeepSpeed in a Ray Train
 worker); ``on_step`` and ``on_eval`` receive records for trackers; ``shard`` = (rank, world size)
 splits the training batches between data-parallel workers.
+
+With ``checkpoint_every`` = N and ``on_checkpoint``, the run hands a :class:`TrainState` (weights,
+optimiser, multiplier, RNG, histories) to ``on_checkpoint`` every N steps of either phase; a run
+given ``resume=`` such a state goes on from its phase and step (the data order is fast-forwarded,
+the dense phase is not redone once the main phase has begun) and lists the restart in
+``summary["restarts"]`` / ``summary["resumed_from_step"]``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from econ_ray.data import EncodedSplit, TaskSpec, encode_split, load_task
 from econ_ray.metrics.task import higher_is_better
 from econ_ray.modeling import build_model, build_tokenizer
 from econ_ray.objectives import LagrangeController, penalised_loss, relative_tau
+from econ_ray.training.checkpoint import TrainState, rng_state, set_rng_state
 from econ_ray.training.engine import Engine, TorchEngine
 from econ_ray.training.evaluate import evaluate, task_loss_and_outputs
 
@@ -167,6 +174,9 @@ def train_run(
     on_eval: Callable[[Record], None] | None = None,
     shard: tuple[int, int] = (0, 1),
     prepared: Prepared | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[TrainState], None] | None = None,
+    resume: TrainState | None = None,
 ) -> RunResult:
     """Train one point of the config and evaluate it. See the module docstring for the phases."""
     p = prepared or prepare(cfg)
@@ -176,6 +186,14 @@ def train_run(
     L = cfg.data.max_length
     history: list[Record] = []
     mu_history: list[float] = []
+    restarts: list[dict[str, Any]] = list(resume.meta.get("restarts", [])) if resume else []
+    if resume is not None:
+        restarts.append({"phase": resume.phase, "step": resume.step})
+    every = checkpoint_every if (checkpoint_every and on_checkpoint) else 0
+
+    def state(phase: str, step: int, engine: Engine, **meta: Any) -> TrainState:
+        return TrainState(phase=phase, step=step, model=model.state_dict(), engine=engine.state_dict(),
+                          rng=rng_state(), meta={"restarts": restarts, **meta})
 
     def to_dev(idx: torch.Tensor, split: EncodedSplit) -> dict[str, torch.Tensor]:
         return {k: v.to(dev) for k, v in split.batch(idx).items()}
@@ -184,12 +202,27 @@ def train_run(
     dense_steps = o.dense_steps if o.dense_reference == "warmup" else 0
     rt.set_mode("dense")
     rt.need_costs = False
-    if dense_steps:
+    in_main = resume is not None and resume.phase == "main"
+    if dense_steps and not in_main:
+        start = 0
+        if resume is not None:  # resume.phase == "dense"
+            model.load_state_dict(resume.model)
+            start = resume.step
         engine = make_engine(model, dense_steps, "dense")
+        batches = _batches(len(p.train), t.batch_size, t.seed, shard)
+        for _ in range(start):  # the same data order as an uninterrupted run
+            next(batches)
+        if resume is not None:
+            if resume.engine is not None:
+                engine.load_state_dict(resume.engine)
+            if resume.rng is not None:
+                set_rng_state(resume.rng)
         bar = _progress(t.progress, dense_steps, "dense")
+        if bar and start:
+            bar.update(start)
         model.train()
-        for step, idx in zip(range(dense_steps), _batches(len(p.train), t.batch_size, t.seed, shard)):
-            loss = _forward_loss(engine.module, to_dev(idx, p.train))
+        for step in range(start, dense_steps):
+            loss = _forward_loss(engine.module, to_dev(next(batches), p.train))
             if not torch.isfinite(loss):
                 raise DivergenceError(f"training diverged in the dense phase: loss is {float(loss.detach())} at step {step}")
             engine.backward(loss)
@@ -197,11 +230,18 @@ def train_run(
             if bar:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss):.3f}")
+            if every and (step + 1) % every == 0 and step + 1 < dense_steps:
+                on_checkpoint(state("dense", step + 1, engine))
         if bar:
             bar.close()
-    model.eval()
-    ce_dense_heldout, _, _ = task_loss_and_outputs(model, p.heldout, task, batch_size=max(t.batch_size, 64))
-    dense_eval = evaluate(model, rt, p.validation, task, batch_size=max(t.batch_size, 64), seq_len=L, distribution=False)
+    if in_main:
+        model.load_state_dict(resume.model)
+        ce_dense_heldout = float(resume.meta["ce_dense"])
+        dense_eval = {"metric": float(resume.meta["dense_metric"])}
+    else:
+        model.eval()
+        ce_dense_heldout, _, _ = task_loss_and_outputs(model, p.heldout, task, batch_size=max(t.batch_size, 64))
+        dense_eval = evaluate(model, rt, p.validation, task, batch_size=max(t.batch_size, 64), seq_len=L, distribution=False)
 
     # ---- phase 2: the configured mode and objective -------------------------------------------
     # top-k and budget are inference-time rules (no retraining): train dense, apply them at evaluation
@@ -233,12 +273,42 @@ def train_run(
         return {"step": step, "heldout_ce": ev["ce"], "heldout_density": ev["attention_density"],
                 "feasible": ev["ce"] <= tau}
 
-    if constrained:
+    batches = _batches(len(p.train), t.batch_size, t.seed + 1, shard)
+    start = 0
+    if in_main:
+        start = resume.step
+        m = resume.meta
+        history, mu_history = list(m.get("history", [])), [float(x) for x in m.get("mu_history", [])]
+        best_score, bad_evals = float(m.get("best_score", -math.inf)), int(m.get("bad_evals", 0))
+        best_feasible = resume.best_feasible
+        if controller is not None and resume.controller is not None:
+            controller.load_state_dict(resume.controller)
+        if resume.engine is not None:
+            engine.load_state_dict(resume.engine)
+        for _ in range(start):  # the same data (and held-out batches) as an uninterrupted run
+            next(batches)
+            if controller is not None:
+                next(heldout_batches)
+        if resume.rng is not None:
+            set_rng_state(resume.rng)
+    elif constrained:
         history.append(check_feasible(0))  # the starting point may already meet the ceiling
+
+    def main_state(step: int) -> TrainState:
+        st = state("main", step, engine, history=history, mu_history=mu_history, best_score=best_score,
+                   bad_evals=bad_evals, ce_dense=ce_dense_heldout, dense_metric=dense_eval["metric"])
+        st.controller = controller.state_dict() if controller is not None else None
+        st.best_feasible = best_feasible
+        return st
+
     bar = _progress(t.progress, steps, a.mode)
+    if bar and start:
+        bar.update(start)
     model.train()
     stopped_early = False
-    for step, idx in zip(range(1, steps + 1), _batches(len(p.train), t.batch_size, t.seed + 1, shard)):
+    step = start
+    for step in range(start + 1, steps + 1):
+        idx = next(batches)
         rec: Record = {"step": step}
         if controller is not None:
             # drive mu with the CE of deterministic gates on held-out data, measured before the update
@@ -289,6 +359,8 @@ def train_run(
                 stopped_early = True
                 break
             model.train()
+        if every and step % every == 0 and step < steps:
+            on_checkpoint(main_state(step))
     if bar:
         bar.close()
 
@@ -324,6 +396,9 @@ def train_run(
         "steps": step if steps else 0,
         "dense_steps": dense_steps,
         "stopped_early": stopped_early,
+        "restarts": len(restarts),
+        "resumed_from_step": restarts[-1]["step"] if restarts else None,
+        "resumed_from_phase": restarts[-1]["phase"] if restarts else None,
         "seed": t.seed,
         "model": cfg.model.name,
     }
