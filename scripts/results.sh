@@ -15,8 +15,8 @@ log() { printf '\n== %s  %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 # start from the dense fine-tuned model: its weights, no second dense phase
 FROM_DENSE=(--set "model.name=$OUT/dense/model" --set objective.dense_reference=model --set objective.dense_steps=0)
 
-log "1/8 dense fine-tuning of MiniLM (GELU -> ReLU, 200 + 100 dense steps)"
-[[ -f $OUT/dense/econ.json ]] || $ECON train $FILE --attention dense --lam 0 --save "$OUT/dense" --json > "$OUT/dense.log"
+log "1/8 dense fine-tuning of MiniLM (GELU -> ReLU, 300 + 300 dense steps)"
+[[ -f $OUT/dense/econ.json ]] || $ECON train $FILE --attention dense --lam 0 --max-steps 300 --save "$OUT/dense" --json > "$OUT/dense.log"
 
 log "2/8 top-k and budget sweep on the dense model (no retraining)"
 $ECON topk "$OUT/dense" --k 24,16,8,4,2,1 --budget 8,4,2,1 --out "$OUT/topk" --json > "$OUT/topk.log"
