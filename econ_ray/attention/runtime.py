@@ -62,6 +62,10 @@ class EconRuntime:
     attn_costs: dict[int, torch.Tensor] = field(default_factory=dict)
     ffn_costs: dict[int, torch.Tensor] = field(default_factory=dict)
     stats: dict[int, LayerStats] = field(default_factory=dict)
+    # Off by default. Set to a dict to capture attention: every layer then stores the probabilities it
+    # applies to V, (B, H, Lq, Lk) detached, under its layer index (the gated / top-k weights, not the
+    # raw softmax). Used by the heatmaps (econ_ray.experiments.heatmap); set back to None after use.
+    capture: dict[int, torch.Tensor] | None = None
 
     def set_mode(self, mode: str, *, k: int | None = None, budget: float | None = None) -> None:
         if mode not in MODES:
@@ -144,6 +148,8 @@ def econ_attention_forward(
         weights = torch.softmax(masked, dim=-1) * gate
         keep = (gate > 0) & valid
 
+    if rt.capture is not None:
+        rt.capture[layer] = weights.detach()
     if rt.collect:
         _observe_attention(rt.layer(layer), weights.detach(), keep, valid, rt.collect_distribution)
     dropped = nn.functional.dropout(weights, p=dropout, training=module.training)
