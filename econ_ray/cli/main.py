@@ -292,7 +292,7 @@ def cmd_topk(args: argparse.Namespace) -> int:
 
 # Verbs that live in their own modules: each module has ``add_parser(subparsers)`` that adds its
 # sub-command and sets ``func``. Keeps this file to the core verbs.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("econ_ray.cli.posttrain", "econ_ray.cli.heatmap")
 
 
 def build_parser() -> argparse.ArgumentParser:
