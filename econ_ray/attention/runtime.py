@@ -68,6 +68,10 @@ class EconRuntime:
     # statistics (dead heads, dead neurons) and hence effective FLOPs see the pruning.
     head_masks: dict[int, torch.Tensor] = field(default_factory=dict)
     neuron_masks: dict[int, torch.Tensor] = field(default_factory=dict)
+    # Off by default. Set to a dict to capture attention: every layer then stores the probabilities it
+    # applies to V, (B, H, Lq, Lk) detached, under its layer index (the gated / top-k weights, not the
+    # raw softmax). Used by the heatmaps (econ_ray.experiments.heatmap); set back to None after use.
+    capture: dict[int, torch.Tensor] | None = None
 
     def set_mode(self, mode: str, *, k: int | None = None, budget: float | None = None) -> None:
         if mode not in MODES:
@@ -162,6 +166,8 @@ def econ_attention_forward(
         if valid is not None:
             keep = (valid if keep is None else keep) & (hm != 0)
 
+    if rt.capture is not None:
+        rt.capture[layer] = weights.detach()
     if rt.collect:
         _observe_attention(rt.layer(layer), weights.detach(), keep, valid, rt.collect_distribution)
     dropped = nn.functional.dropout(weights, p=dropout, training=module.training)

@@ -338,6 +338,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "econ_ray.cli.ablation",
     "econ_ray.cli.prune",
     "econ_ray.cli.export",
+    "econ_ray.cli.posttrain",
+    "econ_ray.cli.heatmap",
     "econ_ray.cli.report",
     "econ_ray.cli.sync",
 )

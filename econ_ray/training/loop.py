@@ -371,6 +371,7 @@ def train_run(
         if best_feasible is not None:
             model.load_state_dict(best_feasible[1])  # the sparsest snapshot that met the ceiling
     rt.set_mode(a.mode, k=a.k, budget=a.budget)
+    model.eval()  # deterministic gates for ce_heldout too (evaluate restores the training flag it found)
     final = evaluate(model, rt, p.validation, task, batch_size=eval_bs, seq_len=L)
     ce_heldout, _, _ = task_loss_and_outputs(model, p.heldout, task, batch_size=eval_bs)
     summary: Record = {

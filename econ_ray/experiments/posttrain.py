@@ -1,0 +1,312 @@
+"""Sparse-attention post-training of a causal LM against top-k at the same budget (seed 003).
+
+Protocol (METHOD sections 3 and 7), for one search-space file and a list of eps:
+
+1. **The dense model.** A saved econ-ray model folder (``model_dir``), a pretrained model named by
+   ``model.name`` with ``objective.dense_reference: model``, or the file's model trained dense for
+   ``objective.dense_steps`` steps (``train_run`` with the dense mode and no objective terms). Its
+   held-out CE is CE_dense.
+2. **Post-training, once per eps.** From the same dense weights (gate biases back at
+   ``attention.gate_bias_init``, so every gate starts open), ``train_run`` in ``mode="gates"`` with
+   the constrained objective ``CE <= tau = (1 + eps) * CE_dense`` for ``training.max_steps`` steps:
+   the multiplier reads held-out CE under deterministic gates, and the sparsest held-out-feasible
+   snapshot is kept (see ``econ_ray.training.loop``). All weights train, as in seed 003, where the
+   gate logit is q_i . k_j itself (``freeze_weights=True`` trains only the per-head gate biases: a
+   learned logit threshold per head, an ablation).
+3. **Dense continued.** The dense model trained ``training.max_steps`` more steps with the same
+   optimiser, dense: post-training is also extra training, so part of a met ceiling may be paid by it.
+4. **Top-k on the dense model** (no retraining, the seed's comparison) at the same mean number of
+   kept edges per query as each gated point.
+
+**Kept fraction and edges per query.** Kept fraction = kept / valid edges over all layers, heads and
+validation tokens, where valid = causal and not padding (``attention_density``). Edges per query =
+kept edges / valid query rows (one row per layer, head and real token) = kept fraction x the mean
+number of valid keys per query, which depends only on the data (a causal query at position i has
+i + 1 valid keys), not on the attention mode.
+
+**How top-k is matched.** Top-k keeps min(k, i + 1) edges at position i, so its edges per query is
+not k: it is ``sum_rows min(k, n_row) / rows``, computed exactly from the validation attention masks
+(``topk_edges_per_query``). For a gated point with E edges per query we evaluate the two integers
+k_lo <= k_hi whose top-k edges per query bracket E (k_lo is absent when E is below top-1's count,
+k_hi when E is above the dense count), and report the top-k CE linearly interpolated in edges per
+query between them (``topk_ce_at_match``). Ties at the k-th logit may keep a few more edges; the
+measured edges per query of each top-k row are reported beside the computed ones. We also evaluate
+``mode="budget"`` with B = max(E, 1): one logit threshold per layer and batch found by bisection so
+that the mean kept edges per query row is B (each row keeps its strongest edge, hence B >= 1).
+
+Everything is measured on the validation split with deterministic gates; CE is nats per predicted
+token. ``posttrain.json`` holds the rows, ``posttrain.png`` plots CE against kept fraction.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from econ_ray.attention.runtime import EconRuntime, gate_parameters
+from econ_ray.config.schema import RunConfig
+from econ_ray.data import EncodedSplit, encode_split, load_task
+from econ_ray.experiments.topk import sweep
+from econ_ray.training.evaluate import evaluate
+from econ_ray.training.loop import Prepared, prepare, resolve_device, seed_everything, train_run
+
+ROW_KEYS = ("method", "eps", "tau", "k", "budget", "ce", "ce_heldout", "perplexity", "kept_fraction",
+            "edges_per_query", "edges_per_query_expected", "empty_row_fraction", "effective_gflops",
+            "feasible", "multiplier", "steps", "matched_eps", "match")
+
+
+# ---- counting edges --------------------------------------------------------------------------------
+
+def valid_keys_per_row(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(rows,) valid keys of every real query position of a causal LM: the real tokens up to and
+    including it (position i of an unpadded sequence has i + 1)."""
+    m = attention_mask.long()
+    return torch.cumsum(m, dim=-1)[m.bool()]
+
+
+def topk_edges_per_query(attention_mask: torch.Tensor, k: int) -> float:
+    """Mean edges per query that top-k keeps on a causal LM: mean of min(k, valid keys), ties aside."""
+    n = valid_keys_per_row(attention_mask).double()
+    return float(n.clamp(max=k).mean())
+
+
+def bracket_ks(attention_mask: torch.Tensor, edges: float, max_k: int) -> tuple[int | None, int | None]:
+    """(k_lo, k_hi): the largest k whose top-k edges per query is <= ``edges`` and the smallest whose is
+    >= it; None where no k qualifies (below top-1, above dense). Only k up to the longest row's valid
+    keys are candidates: beyond it top-k is dense, and below it the count rises strictly with k."""
+    max_k = min(max_k, int(valid_keys_per_row(attention_mask).max()))
+    counts = {k: topk_edges_per_query(attention_mask, k) for k in range(1, max_k + 1)}
+    lo = [k for k, c in counts.items() if c <= edges + 1e-9]
+    hi = [k for k, c in counts.items() if c >= edges - 1e-9]
+    return (max(lo) if lo else None), (min(hi) if hi else None)
+
+
+def mean_valid_keys(rt: EconRuntime) -> float:
+    """Valid edges / valid query rows of the last ``evaluate`` (its per-layer sums stay in ``rt.stats``)."""
+    valid = sum(st.valid for st in rt.stats.values())
+    rows = sum(st.rows for st in rt.stats.values())
+    if not rows:
+        raise ValueError("no attention statistics: run evaluate() first")
+    return valid / rows
+
+
+# ---- the dense model ---------------------------------------------------------------------------------
+
+def prepare_from_folder(cfg: RunConfig, folder: str | Path) -> Prepared:
+    """A ``Prepared`` whose model and tokenizer come from a saved econ-ray folder and whose data come
+    from ``cfg`` (encoded with the folder's tokenizer); the model is set to dense attention."""
+    from econ_ray.modeling import load_model
+
+    seed_everything(cfg.training.seed)
+    device = resolve_device(cfg.training.device)
+    model, tokenizer, meta = load_model(folder, device=device)
+    if meta["task"]["kind"] != "lm":
+        raise ValueError(f"{folder}: post-training needs a causal LM, this model is for {meta['task']['kind']}")
+    d = cfg.data
+    splits = load_task(d.source, columns=d.columns, kind=d.kind, train_size=d.train_size, eval_size=d.eval_size,
+                       heldout_fraction=d.heldout_fraction, seed=cfg.training.seed, builtin_options=d.builtin)
+    enc = {name: encode_split(getattr(splits, name), splits.task, tokenizer, d.max_length)
+           for name in ("train", "validation", "heldout")}
+    rt: EconRuntime = model.econ_runtime
+    rt.set_mode("dense")
+    rt.keep_strongest = cfg.attention.keep_strongest
+    return Prepared(cfg, splits.task, tokenizer, model, rt, enc["train"], enc["validation"], enc["heldout"], device)
+
+
+def _variant(cfg: RunConfig, **changes: Any) -> RunConfig:
+    """A copy of ``cfg`` with dotted-path changes, validated."""
+    data = {k: v for k, v in cfg.model_dump().items() if k in RunConfig.model_fields}
+    for key, value in changes.items():
+        node = data
+        *head, last = key.split(".")
+        for part in head:
+            node = node[part]
+        node[last] = value
+    return RunConfig.model_validate(data)
+
+
+def _dense_cfg(cfg: RunConfig, steps: int) -> RunConfig:
+    """Plain dense training for ``steps`` steps, no objective terms, one evaluation at the end."""
+    return _variant(cfg, **{"attention.mode": "dense", "attention.k": None, "attention.budget": None,
+                            "objective.kind": "penalised", "objective.lam": 0.0, "objective.tau": None,
+                            "objective.tau_rel": None, "objective.dense_reference": "model",
+                            "training.max_steps": steps, "training.eval_every": steps,
+                            "training.early_stopping_patience": None})
+
+
+def _reset_gates(model: torch.nn.Module, value: float) -> None:
+    with torch.no_grad():
+        for p in gate_parameters(model):
+            p.fill_(value)
+
+
+# ---- the experiment --------------------------------------------------------------------------------
+
+def _row(method: str, ev: dict[str, Any], valid_keys: float, **extra: Any) -> dict[str, Any]:
+    row = {key: None for key in ROW_KEYS}
+    row.update(method=method, ce=ev["ce"], perplexity=ev.get("perplexity", ev.get("metric")),
+               kept_fraction=ev["attention_density"], edges_per_query=ev["attention_density"] * valid_keys,
+               empty_row_fraction=ev.get("empty_row_fraction"), effective_gflops=ev.get("effective_gflops"))
+    row.update(extra)
+    return row
+
+
+def run_posttrain(
+    cfg: RunConfig, eps_values: list[float], *, model_dir: str | Path | None = None, freeze_weights: bool = False,
+    continued: bool = True, extra_ks: list[int] | None = None,
+) -> dict[str, Any]:
+    """The experiment of the module docstring; returns {"rows": [...], "seq_len", "ce_dense", ...}."""
+    if not eps_values or any(e < 0 for e in eps_values):
+        raise ValueError(f"eps values must be >= 0 and at least one, got {eps_values}")
+    p = prepare_from_folder(cfg, model_dir) if model_dir else prepare(cfg)
+    if p.task.kind != "lm":
+        raise ValueError(f"post-training compares causal-LM cross-entropy; {p.task.name} is a {p.task.kind} task")
+    model, rt, L = p.model, p.runtime, cfg.data.max_length
+    eval_bs = max(cfg.training.batch_size, 64)
+    post_steps = cfg.training.max_steps or max(1, len(p.train) // cfg.training.batch_size)
+
+    # 1. the dense model
+    dense_steps = 0
+    if model_dir is None and cfg.objective.dense_reference == "warmup" and cfg.objective.dense_steps > 0:
+        dense_steps = cfg.objective.dense_steps
+        seed_everything(cfg.training.seed)
+        train_run(_dense_cfg(cfg, dense_steps), prepared=p)
+    _reset_gates(model, cfg.attention.gate_bias_init)
+    dense_state = copy.deepcopy(model.state_dict())
+    rt.set_mode("dense")
+    ev = evaluate(model, rt, p.validation, p.task, batch_size=eval_bs, seq_len=L, distribution=False)
+    valid_keys = mean_valid_keys(rt)
+    from econ_ray.training.evaluate import task_loss_and_outputs
+
+    ce_dense_heldout, _, _ = task_loss_and_outputs(model, p.heldout, p.task, batch_size=eval_bs)
+    rows = [_row("dense", ev, valid_keys, ce_heldout=ce_dense_heldout, steps=dense_steps)]
+
+    # 2. post-training per eps
+    requires = {n: q.requires_grad for n, q in model.named_parameters()}
+    if freeze_weights:
+        for n, q in model.named_parameters():
+            q.requires_grad_(n.endswith("econ_gate_bias"))
+    gated = []
+    try:
+        for eps in eps_values:
+            model.load_state_dict(dense_state)
+            c = _variant(cfg, **{"attention.mode": "gates", "objective.kind": "constrained", "objective.tau": None,
+                                 "objective.tau_rel": float(eps), "objective.dense_reference": "model",
+                                 "training.max_steps": post_steps})
+            seed_everything(cfg.training.seed)
+            res = train_run(c, prepared=dataclasses.replace(p, cfg=c))
+            ev = evaluate(model, rt, p.validation, p.task, batch_size=eval_bs, seq_len=L, distribution=False)
+            s = res.summary
+            row = _row("gates", ev, valid_keys, eps=float(eps), tau=s["tau"], ce_heldout=s["ce_heldout"],
+                       feasible=s["feasible"], multiplier=s["multiplier"], steps=s["steps"])
+            row["edges_per_query"] = sum(st.kept for st in rt.stats.values()) / sum(st.rows for st in rt.stats.values())
+            gated.append(row)
+    finally:
+        for n, q in model.named_parameters():
+            q.requires_grad_(requires[n])
+    rows += gated
+
+    # 3. the dense model continued for the same steps (nothing to continue when weights are frozen)
+    if continued and not freeze_weights:
+        model.load_state_dict(dense_state)
+        seed_everything(cfg.training.seed)
+        res = train_run(_dense_cfg(cfg, post_steps), prepared=p)
+        ev = evaluate(model, rt, p.validation, p.task, batch_size=eval_bs, seq_len=L, distribution=False)
+        rows.append(_row("dense_continued", ev, valid_keys, ce_heldout=res.summary["ce_heldout"], steps=post_steps))
+
+    # 4. top-k and budget on the dense model, matched to each gated point
+    model.load_state_dict(dense_state)
+    rt.set_mode("dense")
+    mask = p.validation.attention_mask
+    ks = {k for k in (2 ** i for i in range(L.bit_length())) if k <= L} | set(extra_ks or [])
+    brackets = {}
+    for row in gated:
+        lo, hi = bracket_ks(mask, row["edges_per_query"], L)
+        brackets[row["eps"]] = (lo, hi)
+        ks |= {k for k in (lo, hi) if k is not None}
+    budgets = sorted({max(row["edges_per_query"], 1.0) for row in gated})
+    swept = sweep(model, rt, p.validation, p.task, seq_len=L, ks=sorted(ks), budgets=budgets, batch_size=eval_bs)
+    by_k = {r["k"]: r for r in swept if r["mode"] == "topk"}
+    by_b = {r["budget"]: r for r in swept if r["mode"] == "budget"}
+
+    def ev_of(r: dict[str, Any]) -> dict[str, Any]:
+        return {"ce": r["ce"], "metric": r["metric"], "attention_density": r["attention_density"],
+                "effective_gflops": r["effective_gflops"]}
+
+    curve = [_row("topk", ev_of(by_k[k]), valid_keys, k=k, edges_per_query_expected=topk_edges_per_query(mask, k))
+             for k in sorted(by_k)]
+    for row in gated:
+        lo, hi = brackets[row["eps"]]
+        for tag, k in (("k_lo", lo), ("k_hi", hi)):
+            if k is not None:
+                match = next(r for r in curve if r["k"] == k)
+                rows.append({**match, "matched_eps": row["eps"], "match": tag})
+        b = max(row["edges_per_query"], 1.0)
+        rows.append(_row("budget", ev_of(by_b[b]), valid_keys, budget=b, matched_eps=row["eps"], match="budget"))
+        row["topk_ce_at_match"] = _interpolate(curve, row["edges_per_query"], lo, hi)
+    return {"rows": rows, "topk_curve": curve, "seq_len": L, "mean_valid_keys_per_query": valid_keys,
+            "ce_dense": rows[0]["ce"], "ce_dense_heldout": ce_dense_heldout, "dense_steps": dense_steps,
+            "posttrain_steps": post_steps, "freeze_weights": freeze_weights, "task": p.task.name,
+            "model": cfg.model.name if model_dir is None else str(model_dir)}
+
+
+def _interpolate(curve: list[dict[str, Any]], edges: float, lo: int | None, hi: int | None) -> float | None:
+    """Top-k CE at ``edges`` per query, linear in edges per query between k_lo and k_hi; None outside."""
+    if lo is None or hi is None:
+        return None
+    a = next(r for r in curve if r["k"] == lo)
+    b = next(r for r in curve if r["k"] == hi)
+    xa, xb = a["edges_per_query_expected"], b["edges_per_query_expected"]
+    if xb - xa < 1e-12:
+        return a["ce"]
+    t = (edges - xa) / (xb - xa)
+    return a["ce"] + t * (b["ce"] - a["ce"])
+
+
+# ---- output ----------------------------------------------------------------------------------------
+
+def write_posttrain(out_dir: str | Path, result: dict[str, Any]) -> dict[str, Path]:
+    """``posttrain.json`` (the whole result) and ``posttrain.png`` (CE against kept fraction)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "posttrain.json").write_text(json.dumps(result, indent=2, default=str))
+    rows = result["rows"]
+    fig = Figure(figsize=(6.8, 4.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    curve = sorted(result["topk_curve"], key=lambda r: r["kept_fraction"])
+    ax.plot([r["kept_fraction"] for r in curve], [r["ce"] for r in curve], "o-", color="tab:blue",
+            label="top-k on the dense model")
+    for r in curve:
+        ax.annotate(f"k={r['k']}", (r["kept_fraction"], r["ce"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    budget = [r for r in rows if r["method"] == "budget"]
+    if budget:
+        ax.plot([r["kept_fraction"] for r in budget], [r["ce"] for r in budget], "^", color="tab:purple",
+                label="threshold budget (same edges/query)")
+    gates = sorted((r for r in rows if r["method"] == "gates"), key=lambda r: r["kept_fraction"])
+    ax.plot([r["kept_fraction"] for r in gates], [r["ce"] for r in gates], "s-", color="tab:orange",
+            label="gates post-trained, CE <= (1+eps) CE_dense")
+    for r in gates:
+        ax.annotate(f"eps={r['eps']:g}", (r["kept_fraction"], r["ce"]), fontsize=7, xytext=(3, -10),
+                    textcoords="offset points")
+    ax.axhline(result["ce_dense"], color="grey", ls="--", label="dense")
+    cont = next((r for r in rows if r["method"] == "dense_continued"), None)
+    if cont:
+        ax.axhline(cont["ce"], color="grey", ls=":", label=f"dense continued {cont['steps']} steps")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"fraction of causal attention edges kept (L = {result['seq_len']})")
+    ax.set_ylabel("validation cross-entropy (nats / token)")
+    ax.set_title(f"sparse-attention post-training: {result['task']}", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "posttrain.png", dpi=150)
+    return {"json": out / "posttrain.json", "plot": out / "posttrain.png"}

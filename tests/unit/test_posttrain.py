@@ -1,0 +1,114 @@
+"""Sparse-attention post-training on a tiny GPT-2 (few steps): rows, matching to top-k, files, CLI errors."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from econ_ray.cli.main import main
+from econ_ray.config import parse_config
+from econ_ray.experiments.posttrain import bracket_ks, run_posttrain, topk_edges_per_query, write_posttrain
+
+
+def tiny_lm_cfg(**training):
+    return parse_config({
+        "model": {"name": "tiny-gpt2", "tiny": {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64},
+                  "dropout": 0.0},
+        "data": {"source": "builtin:addition", "max_length": 16, "heldout_fraction": 0.2,
+                 "builtin": {"n_train": 400, "n_validation": 64}},
+        "attention": {"mode": "gates"},
+        "objective": {"kind": "constrained", "tau_rel": 0.05, "dense_steps": 40, "constraint_batch_size": 64,
+                      "multiplier": {"lr": 0.5}},
+        "training": {"lr": 3e-3, "gate_lr": 5e-2, "batch_size": 32, "max_steps": 20, "eval_every": 10,
+                     "seed": 0, "progress": False, **training},
+    }, "tiny_lm.yaml")
+
+
+def test_topk_edges_per_query_counts_causal_keys():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])  # rows have 1, 2, 3 and 1, 2 valid keys
+    assert topk_edges_per_query(mask, 1) == pytest.approx(1.0)
+    assert topk_edges_per_query(mask, 2) == pytest.approx((1 + 2 + 2 + 1 + 2) / 5)
+    assert topk_edges_per_query(mask, 4) == pytest.approx((1 + 2 + 3 + 1 + 2) / 5)  # dense
+    assert bracket_ks(mask, 1.5, 4) == (1, 2)
+    assert bracket_ks(mask, 0.5, 4) == (None, 1)  # below top-1: no k_lo
+    assert bracket_ks(mask, 1.6, 4) == (2, 2)  # k = 2 keeps exactly 1.6
+    assert bracket_ks(mask, 1.8, 4) == (3, 3)  # k = 3 is dense (the longest row has 3 keys)
+    assert bracket_ks(mask, 2.0, 4) == (3, None)  # above dense: no k_hi
+
+
+@pytest.fixture(scope="module")
+def result():
+    return run_posttrain(tiny_lm_cfg(), [0.05, 0.5])
+
+
+def test_rows_have_kept_fraction_and_ce(result):
+    rows = result["rows"]
+    methods = [r["method"] for r in rows]
+    assert methods.count("dense") == 1 and methods.count("gates") == 2 and methods.count("dense_continued") == 1
+    for r in rows:
+        assert 0 < r["kept_fraction"] <= 1, r
+        assert math.isfinite(r["ce"]) and r["ce"] > 0, r
+    dense = rows[0]
+    assert dense["kept_fraction"] == 1.0
+    assert dense["edges_per_query"] == pytest.approx(result["mean_valid_keys_per_query"])
+    gates = [r for r in rows if r["method"] == "gates"]
+    assert [g["eps"] for g in gates] == [0.05, 0.5]
+    for g in gates:
+        assert g["tau"] == pytest.approx((1 + g["eps"]) * result["ce_dense_heldout"])
+        if g["feasible"]:
+            assert g["ce_heldout"] <= g["tau"] + 1e-9  # the kept snapshot met the ceiling on held-out data
+        assert g["edges_per_query"] == pytest.approx(g["kept_fraction"] * result["mean_valid_keys_per_query"])
+
+
+def test_topk_rows_match_the_gated_edges_per_query(result):
+    rows = result["rows"]
+    for g in (r for r in rows if r["method"] == "gates"):
+        matched = {r["match"]: r for r in rows if r.get("matched_eps") == g["eps"]}
+        assert "budget" in matched and ("k_lo" in matched or "k_hi" in matched)
+        if "k_lo" in matched:
+            assert matched["k_lo"]["edges_per_query_expected"] <= g["edges_per_query"] + 1e-9
+        if "k_hi" in matched:
+            assert matched["k_hi"]["edges_per_query_expected"] >= g["edges_per_query"] - 1e-9
+        if "k_lo" in matched and "k_hi" in matched:
+            assert matched["k_hi"]["k"] - matched["k_lo"]["k"] <= 1
+            lo, hi = sorted((matched["k_lo"]["ce"], matched["k_hi"]["ce"]))
+            assert lo - 1e-9 <= g["topk_ce_at_match"] <= hi + 1e-9
+        for tag in ("k_lo", "k_hi"):
+            if tag in matched:  # top-k really keeps the counted edges (ties aside)
+                t = matched[tag]
+                assert t["edges_per_query"] == pytest.approx(t["edges_per_query_expected"], rel=1e-3)
+        b = matched["budget"]
+        assert b["budget"] == pytest.approx(max(g["edges_per_query"], 1.0))
+        assert b["edges_per_query"] == pytest.approx(b["budget"], rel=0.1)  # threshold per layer and batch
+
+
+def test_writes_json_and_plot(result, tmp_path):
+    paths = write_posttrain(tmp_path, result)
+    data = json.loads(paths["json"].read_text())
+    assert data["rows"][0]["method"] == "dense"
+    assert paths["plot"].stat().st_size > 5000
+
+
+def test_freeze_weights_trains_only_gate_biases():
+    cfg = tiny_lm_cfg(max_steps=10)
+    out = run_posttrain(cfg, [0.5], freeze_weights=True)
+    assert [r["method"] for r in out["rows"] if r["method"].startswith("dense")] == ["dense"]  # no continued run
+    assert out["freeze_weights"] is True
+
+
+@pytest.mark.parametrize("eps", ["-0.1", "abc", ",", "nan"])
+def test_cli_bad_eps_exits_2(eps, capsys):
+    assert main(["posttrain", "search_spaces/posttrain_gpt2.yaml", "--eps", eps]) == 2
+    assert "--eps" in capsys.readouterr().err
+
+
+def test_cli_rejects_a_classification_task(tmp_path, capsys):
+    assert main(["posttrain", "search_spaces/quickstart.yaml", "--eps", "0.1",
+                 "--set", "objective.dense_steps=1"]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_library_rejects_negative_eps():
+    with pytest.raises(ValueError):
+        run_posttrain(tiny_lm_cfg(), [-0.01])
