@@ -176,6 +176,7 @@ SECTIONS: list[tuple[str, str, Callable[[Path, Path], Lines]]] = [
     ("ablation.json", "Ablation of the compute price", _ablation),
     ("posttrain.json", "Sparse-attention post-training vs top-k", _generic("posttrain.json", ("posttrain.png",))),
     ("export.json", "Physical pruning: counted vs realised speedup (latency)", _generic("export.json", ())),
+    ("heatmap.png", "Attention heatmaps: dense vs sparse", lambda folder, root: _img(folder, root, "heatmap.png", "heatmaps")),
 ]
 
 
