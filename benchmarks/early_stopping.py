@@ -33,9 +33,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--grace-period", type=float, default=40.0, help="first rung (training steps)")
     ap.add_argument("--reduction-factor", type=float, default=3.0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override of the fast setting, e.g. training.max_steps=360 (longer trials)")
     ap.add_argument("--out", default="runs/bench/early_stopping.json")
     a = ap.parse_args(argv)
-    cfg = fastsearch.load_fast(a.config)
+    from econ_ray.config import parse_override
+
+    cfg = fastsearch.load_fast(a.config, dict(parse_override(x) for x in a.set))
     maximize = higher_is_better(_metric_name(cfg))
     runs, ref, t_start = [], None, time.time()
     for seed in range(a.seeds):
@@ -62,8 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
     hv_med = statistics.median(hv_ratios) if hv_ratios else None
     steps_med = statistics.median(p["steps_ratio"] for p in pairs)
     met = hv_med is not None and hv_med >= 0.98 and steps_med <= 0.5
-    result = {"config": a.config, "overrides": fastsearch.FAST_OVERRIDES, "sampler": a.sampler, "trials": a.trials,
-              "seeds": a.seeds, "grace_period": a.grace_period, "reduction_factor": a.reduction_factor,
+    result = {"config": a.config, "fast_overrides": fastsearch.FAST_OVERRIDES, "sampler": a.sampler, "trials": a.trials,
+              "seeds": a.seeds, "overrides": a.set, "grace_period": a.grace_period, "reduction_factor": a.reduction_factor,
               "reference_point": ref, "pairs": pairs, "hv_ratio_median": hv_med, "steps_ratio_median": steps_med,
               "target_met": met, "runs": runs, "seconds": time.time() - t_start}
     out = Path(a.out)

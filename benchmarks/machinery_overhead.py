@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--trials", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--run-dir", help="split a finished search's run folder instead of running a new search")
     ap.add_argument("--out", default="runs/bench/machinery_overhead.json")
     a = ap.parse_args(argv)
     from econ_ray.config import load_config
@@ -37,16 +38,22 @@ def main(argv: list[str] | None = None) -> dict:
 
     import yaml
 
-    cfg = load_config(a.config, overrides={k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)})
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="machinery-", dir=out.parent.resolve()))
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    t0 = time.time()
-    outcome = run_search(cfg, config_path=a.config, trials=a.trials, concurrency=a.concurrency, run_dir=str(tmp / "run"))
-    wall = time.time() - t0
-    run = Path(outcome.run_dir)
-    drv = json.loads((run / "timing.json").read_text())
+    if a.run_dir:
+        run = Path(a.run_dir)
+        drv = json.loads((run / "timing.json").read_text())
+        wall = drv["t_search_end"] - drv["t_search_start"]
+    else:
+        cfg = load_config(a.config, overrides={k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)})
+        tmp = Path(tempfile.mkdtemp(prefix="machinery-", dir=out.parent.resolve()))
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+        t0 = time.time()
+        outcome = run_search(cfg, config_path=a.config, trials=a.trials, concurrency=a.concurrency,
+                             run_dir=str(tmp / "run"))
+        wall = time.time() - t0
+        run = Path(outcome.run_dir)
+        drv = json.loads((run / "timing.json").read_text())
     trials = []
     for rec in json.loads((run / "trials.json").read_text()):
         ck = rec.get("checkpoint")

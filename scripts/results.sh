@@ -29,7 +29,7 @@ log "4/8 ablation at lambda = $LAM: attention only, FFN only, both, dense (100 s
 $ECON ablation $FILE --lam "$LAM" "${FROM_DENSE[@]}" --out "$OUT/ablation" --json > "$OUT/ablation.log"
 
 log "5/8 incentive-trained search (Ray Tune + Optuna, Ray Train + DeepSpeed), from the dense model"
-$ECON search $FILE --trials "${TRIALS:-6}" --concurrency 1 --run-dir "$OUT/search" "${FROM_DENSE[@]}" \
+$ECON search $FILE --trials "${TRIALS:-4}" --concurrency 1 --run-dir "$OUT/search" "${FROM_DENSE[@]}" \
   --set distributed.cpus_per_worker=1 --json > "$OUT/search.log" 2>&1
 
 log "6/8 one priced model at lambda = $LAM, physically pruned: counted vs realised speedup"
