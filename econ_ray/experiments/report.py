@@ -146,7 +146,7 @@ def _baselines(folder: Path, root: Path) -> Lines:
 
     rows = _rows(json.loads((folder / "baselines.json").read_text()))
     write_baselines(folder, rows)
-    search = next((f for f in _folders(root) if (f / "summary.json").exists() and (f / "trials.json").exists()), None)
+    search = next((f for f in _folders(root) if _has(f, "summary.json")), None)
     out = md_table(rows, ["method", "ratio", "k", "metric_name", "metric", "effective_gflops", "dense_total_gflops",
                           "attention_density", "ffn_density", "dead_heads", "dead_neurons"]) + [""]
     out += _img(folder, root, "baselines.png", "pruning baselines")
@@ -180,11 +180,21 @@ SECTIONS: list[tuple[str, str, Callable[[Path, Path], Lines]]] = [
 ]
 
 
+# folders that hold copies or internals, never results of their own
+_SKIP = {"tune", "checkpoints", "mlartifacts", "mlruns", "trial_records", "tracking_outbox", "model"}
+
+
+def _has(folder: Path, name: str) -> bool:
+    """Whether ``folder`` holds the section marked by ``name`` (a search needs its trials too)."""
+    if name == "summary.json":
+        return (folder / name).is_file() and (folder / "trials.json").is_file()
+    return (folder / name).is_file()
+
+
 def _folders(root: Path) -> list[Path]:
     """``root`` and its sub-folders (sorted, depth-first) that hold at least one known file."""
-    known = {name for name, _, _ in SECTIONS}
-    found = [root] if any((root / n).exists() for n in known) else []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in ("tune", "checkpoints")):
+    found = [root] if any(_has(root, n) for n, _, _ in SECTIONS) else []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in _SKIP and not p.name.startswith(".")):
         found += _folders(sub)
     return found
 
@@ -206,7 +216,7 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> Path:
                     "folder: every number below is read from them.", ""]
     for folder in folders:
         for name, heading, render in SECTIONS:
-            if (folder / name).exists():
+            if _has(folder, name):
                 where = folder.relative_to(root).as_posix()
                 lines += [f"## {heading}" + ("" if where == "." else f" (`{where}/`)"), "",
                           f"Source: `{(folder / name).relative_to(root).as_posix()}`", ""]
