@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -153,6 +154,18 @@ class RungBook:
         return False
 
 
+STOP_FILE = "STOP"
+
+
+def stop_file(trial_config: dict, trial_name: str) -> Path | None:
+    """Where a trial's workers look for the scheduler's stop request: ``TRAIN_STORAGE/TRIAL/STOP``
+    (local storage only; None for remote storage, where the trial is stopped by Tune instead)."""
+    storage = str(trial_config.get("train_storage") or "")
+    if not storage or ("://" in storage and not storage.startswith("file://")):
+        return None
+    return Path(storage.removeprefix("file://"), trial_name, STOP_FILE)
+
+
 class MOASHAScheduler(FIFOScheduler):
     """Ray Tune scheduler: stops trials that fall out of the top 1/eta at a rung by non-dominated rank.
 
@@ -175,6 +188,7 @@ class MOASHAScheduler(FIFOScheduler):
         self.objectives = objectives
         self.book = RungBook(grace_period, reduction_factor, max_t, maximize)
         self.num_stopped = 0
+        self._asked: set[str] = set()
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True  # the objectives are fixed at construction
@@ -185,9 +199,21 @@ class MOASHAScheduler(FIFOScheduler):
         values = [result.get(k) for k in self.objectives]
         if not all(isinstance(v, (int, float)) for v in values):
             return TrialScheduler.CONTINUE
+        if trial.trial_id in self._asked:
+            return TrialScheduler.CONTINUE  # asked to stop; it ends itself at its next evaluation
         if self.book.decide(trial.trial_id, float(result[self.time_attr]), values):
             return TrialScheduler.CONTINUE
         self.num_stopped += 1
+        flag = stop_file(getattr(trial, "config", None) or {}, f"trial_{trial.trial_id}")
+        if flag is not None:
+            # Ray 2.60: stopping a Tune trial kills its actor but not the placement group of the Ray
+            # Train run inside it (ray-project/ray#54305): later trials then wait for those CPUs forever.
+            # So the trial is asked to end itself: its workers see the flag at their next evaluation
+            # and return; its last result stays partial (final = 0), so it is recorded as stopped.
+            flag.parent.mkdir(parents=True, exist_ok=True)
+            flag.write_text(f"stopped by MOASHA at {self.time_attr} {result[self.time_attr]}\n")
+            self._asked.add(trial.trial_id)
+            return TrialScheduler.CONTINUE
         return TrialScheduler.STOP
 
     def debug_string(self) -> str:

@@ -52,6 +52,24 @@ def _scalar(v: Any) -> Any:
     return v
 
 
+class _StopRequested(Exception):
+    """The search's scheduler asked this trial to stop (see econ_ray.search.moasha.stop_file)."""
+
+
+def _stop_requested(path: str) -> bool:
+    """Whether the stop flag exists, agreed by all ranks (so they all leave at the same step)."""
+    import torch
+    import torch.distributed as tdist
+
+    flag = 1.0 if os.path.exists(path) else 0.0
+    if tdist.is_available() and tdist.is_initialized():
+        dev = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else torch.device("cpu")
+        t = torch.tensor([flag], device=dev)
+        tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+        flag = float(t.item())
+    return flag > 0
+
+
 def train_worker(config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker: the core training run with DeepSpeed, reporting to Tune."""
     import ray.train
@@ -122,14 +140,19 @@ def train_worker(config: dict[str, Any]) -> None:
         ray.train.report({**{k: _scalar(v) for k, v in rec.items() if isinstance(v, (int, float, bool))}, "final": 0})
         last["step"] = time.time()
         timing["report_s"] += last["step"] - now  # the report is logging, not evaluation or training
+        if config.get("stop_file") and _stop_requested(config["stop_file"]):
+            raise _StopRequested  # the scheduler stopped this trial (econ_ray.search.moasha)
 
     from econ_ray.training.loop import prepare
 
     prepared = prepare(cfg)
     timing["prepare_s"] = time.time() - t_worker
     t_run = time.time()
-    result = train_run(cfg, engine_factory=engine_factory, on_step=on_step, on_eval=on_eval, shard=(rank, world),
-                       prepared=prepared, checkpoint_every=every, on_checkpoint=on_checkpoint, resume=resume)
+    try:
+        result = train_run(cfg, engine_factory=engine_factory, on_step=on_step, on_eval=on_eval, shard=(rank, world),
+                           prepared=prepared, checkpoint_every=every, on_checkpoint=on_checkpoint, resume=resume)
+    except _StopRequested:
+        return  # stopped early: the last report stays partial (final = 0), so the trial counts as stopped
     t_end = time.time()
     timing["final_eval_s"] = t_end - last["step"]
     # training = the rest of train_run: dense and main steps (plus the two small dense-reference evaluations)
@@ -171,10 +194,13 @@ def trial_fn(config: dict[str, Any]) -> None:
     storage = str(config["train_storage"])
     local = "://" not in storage or storage.startswith("file://")
     pid_dir = str(Path(storage.removeprefix("file://"), trial_name, PID_DIR)) if local else None
+    from econ_ray.search.moasha import stop_file
+
+    flag = stop_file(config, trial_name)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"run": run_cfg.model_dump(), "distributed": dist.model_dump(), "pid_dir": pid_dir,
-                           "t_trial_start": t_trial_start},
+                           "t_trial_start": t_trial_start, "stop_file": str(flag) if flag else None},
         scaling_config=ray.train.ScalingConfig(num_workers=dist.workers, use_gpu=use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=ray.train.RunConfig(

@@ -119,3 +119,27 @@ def test_stopped_trial_is_pruned_and_kept_out_of_the_pareto_set(tmp_path):
     pts = points_from(recs)
     assert [p.trial_id for p in pareto_front(pts)] == ["done"]
     assert hypervolume(pts, ref_metric=0.0, ref_gflops=2.0) == pytest.approx(0.9 * 1.0)
+
+
+def test_local_trials_are_asked_to_stop_themselves(tmp_path):
+    """With local storage the scheduler writes the trial's stop flag and lets it end itself (a Tune STOP
+    would leave the Ray Train placement group behind, ray-project/ray#54305); the workers read it."""
+    from econ_ray.search.moasha import stop_file
+    from econ_ray.search.trial import _stop_requested
+
+    class _C(_T):
+        def __init__(self, tid):
+            super().__init__(tid)
+            self.config = {"train_storage": str(tmp_path / "train")}
+
+    s = MOASHAScheduler(grace_period=10, reduction_factor=2)
+    assert s.on_trial_result(None, _C("a"), {"step": 10, "metric": 0.9, "effective_gflops": 1.0}) == "CONTINUE"
+    assert s.on_trial_result(None, _C("b"), {"step": 10, "metric": 0.1, "effective_gflops": 2.0}) == "CONTINUE"
+    flag = stop_file({"train_storage": str(tmp_path / "train")}, "trial_b")
+    assert flag.is_file() and _stop_requested(str(flag)) and s.num_stopped == 1
+    assert not stop_file({"train_storage": str(tmp_path / "train")}, "trial_a").exists()
+    assert not _stop_requested(str(tmp_path / "train" / "trial_a" / "STOP"))
+    # asked once: later results of the stopping trial are not judged again
+    assert s.on_trial_result(None, _C("b"), {"step": 20, "metric": 0.1, "effective_gflops": 2.0}) == "CONTINUE"
+    assert s.num_stopped == 1
+    assert stop_file({"train_storage": "s3://bucket/train"}, "trial_b") is None  # remote: Tune stops it
