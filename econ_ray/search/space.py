@@ -4,17 +4,20 @@ sampled point becomes a run config."""
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import optuna
+from typing import TYPE_CHECKING, Any
 
 from econ_ray.config.schema import RunConfig, SearchSpace, SearchSpaceFile
+
+if TYPE_CHECKING:
+    import optuna
 
 KNOBS = ("lam", "alpha", "beta", "tau", "tau_rel")
 
 
 def distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
     """One Optuna distribution per knob that has a range (lam is log-uniform when ``log``)."""
+    import optuna  # here, not at module level: Ray Train workers import this module and never need Optuna
+
     out: dict[str, optuna.distributions.BaseDistribution] = {}
     for name in KNOBS:
         r = getattr(space, name)

@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from econ_ray.config.schema import DistributedConfig, RunConfig, SearchSpaceFile
 from econ_ray.search.space import apply_knobs
 
@@ -72,7 +70,9 @@ def _stop_requested(path: str) -> bool:
 
 def train_worker(config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker: the core training run with DeepSpeed, reporting to Tune."""
+    t_entry = time.time()  # before the heavy imports: launch = Ray Train start-up + these imports
     import ray.train
+    import torch
     from ray.train import Checkpoint
 
     from econ_ray.modeling import save_model
@@ -91,7 +91,8 @@ def train_worker(config: dict[str, Any]) -> None:
         cfg.training.device = "cpu"
     cfg.training.progress = False
     # wall-clock split of this worker (seconds); evaluation = time from a step's end to its on_eval
-    timing = {"t_trial_start": config.get("t_trial_start"), "t_worker_start": t_worker, "engine_init_s": 0.0,
+    timing = {"t_trial_start": config.get("t_trial_start"), "t_worker_entry": t_entry, "t_worker_start": t_worker,
+              "engine_init_s": 0.0,
               "eval_s": 0.0, "report_s": 0.0, "n_evals": 0}
     last = {"step": t_worker}
     if config.get("pid_dir"):

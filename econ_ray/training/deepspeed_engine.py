@@ -30,12 +30,35 @@ def deepspeed_config(dist: DistributedConfig, training: TrainingConfig, *, cuda:
     }
 
 
+def import_deepspeed():
+    """``import deepspeed``, without the MLflow import its autotuner does at import time.
+
+    ``deepspeed.autotuning.autotuner`` runs ``import mlflow`` at module level for its own autotuning
+    logs, which econ-ray never uses (the driver tracks to MLflow, the workers only report to Tune).
+    That import alone is about a quarter of a Ray Train worker's start-up imports here (measured
+    with ``python -X importtime``; docs/benchmarks.md section 5), paid by every worker of every trial.
+    If MLflow is already loaded in this process, nothing is hidden.
+    """
+    import sys
+
+    if "deepspeed" in sys.modules or "mlflow" in sys.modules:
+        import deepspeed
+
+        return deepspeed
+    sys.modules["mlflow"] = None  # type: ignore[assignment]  # makes `import mlflow` raise ImportError
+    try:
+        import deepspeed
+    finally:
+        if sys.modules.get("mlflow", 0) is None:
+            del sys.modules["mlflow"]
+    return deepspeed
+
+
 class DeepSpeedEngine:
     """``deepspeed.initialize`` around our AdamW groups and warm-up/decay schedule."""
 
     def __init__(self, model: nn.Module, *, dist: DistributedConfig, training: TrainingConfig, total_steps: int) -> None:
-        import deepspeed
-
+        deepspeed = import_deepspeed()
         cuda = torch.cuda.is_available() and dist.gpus_per_worker > 0
         optimizer = torch.optim.AdamW(
             param_groups(model, lr=training.lr, gate_lr=training.gate_lr, weight_decay=training.weight_decay)
