@@ -316,7 +316,10 @@ def run_search(
             param_space={"file": cfg.model_dump(mode="json"), "train_storage": tune_storage.rstrip("/") + "/train"},
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(cfg, maximize),
                                         num_samples=remaining, max_concurrent_trials=conc,
-                                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+                                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
+                                        # a finished trial's actor runs the next trial: one process start and
+                                        # its imports fewer per trial (docs/benchmarks.md section 5)
+                                        reuse_actors=True),
             # a resumed search runs a new Tune experiment next to the first (see econ_ray.search.resume)
             run_config=tune.RunConfig(name=f"tune-resume-{state['resumes']}" if resume else "tune",
                                       storage_path=tune_storage, callbacks=[callback], verbose=0,

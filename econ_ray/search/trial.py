@@ -175,10 +175,39 @@ def train_worker(config: dict[str, Any]) -> None:
         ray.train.report({**summary, "final": 1}, checkpoint=checkpoint)
 
 
+def _torch_trainer_class():
+    """Ray's ``TorchTrainer``, with a faster-stopping placement-group cleaner where Ray 2.60 has one.
+
+    Ray Train V2 starts a ``PlacementGroupCleaner`` actor per run and, at the end of the run, waits for
+    it to stop for ``2 * check_interval + get_actor_timeout`` = 12 s; its monitor thread is usually
+    inside a 10 s state-API call then, so every run ended with a 12 s wait (the controller log says
+    "Failed to stop PlacementGroupCleaner gracefully"; ray-project/ray#62516 notes the timing). A
+    trial cannot end, and free its slot, before that wait is over. The same cleaner with a 2 s
+    state-API timeout stops in about 4 s and still removes the placement group of a controller that
+    died (docs/benchmarks.md section 5). On a Ray without that callback the stock trainer is used.
+    """
+    from ray.train.torch import TorchTrainer
+
+    try:
+        from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    except ImportError:
+        return TorchTrainer
+    if not hasattr(TorchTrainer, "_create_default_callbacks"):
+        return TorchTrainer
+
+    class EconTorchTrainer(TorchTrainer):
+        def _create_default_callbacks(self):  # type: ignore[override]
+            return [PlacementGroupCleanerCallback(check_interval_s=1.0, get_actor_timeout_s=2.0)
+                    if isinstance(cb, PlacementGroupCleanerCallback) else cb
+                    for cb in super()._create_default_callbacks()]
+
+    return EconTorchTrainer
+
+
 def trial_fn(config: dict[str, Any]) -> None:
     """The Tune function trainable: the file's run config + this trial's knobs on a TorchTrainer."""
     import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
     from ray.tune.integration.ray_train import TuneReportCallback
 
     t_trial_start = time.time()
@@ -198,7 +227,7 @@ def trial_fn(config: dict[str, Any]) -> None:
     from econ_ray.search.moasha import stop_file
 
     flag = stop_file(config, trial_name)
-    trainer = TorchTrainer(
+    trainer = _torch_trainer_class()(
         train_worker,
         train_loop_config={"run": run_cfg.model_dump(), "distributed": dist.model_dump(), "pid_dir": pid_dir,
                            "t_trial_start": t_trial_start, "stop_file": str(flag) if flag else None},
