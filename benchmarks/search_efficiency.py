@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
               "best_sampler": best["sampler"], "target_half_trials_met": met, "curves": curves,
               "seconds": time.time() - t_start}
     out.write_text(json.dumps(result, indent=2, default=float))
-    _plot(curves, out.with_suffix(".png"))
+    _plot(curves, out.with_suffix(".png"), grid_final, a.trials)
     print(f"\n{'sampler':>7} {'final hv (median [min, max])':>34} {'trials to grid final':>21} {'steps to grid final':>20}")
     for r in rows:
         print(f"{r['sampler']:>7} {r['final_hv_median']:>14.6g} [{r['final_hv_min']:.6g}, {r['final_hv_max']:.6g}]"
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def _plot(curves: dict, path: Path) -> None:
+def _plot(curves: dict, path: Path, grid_final: float, trials: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,6 +114,9 @@ def _plot(curves: dict, path: Path) -> None:
             kw = {"color": f"C{i}", "alpha": 0.7, "label": s if j == 0 else None}
             axes[0].plot([r["trials"] for r in c], [r["hypervolume"] for r in c], **kw)
             axes[1].plot([r["trial_steps"] for r in c], [r["hypervolume"] for r in c], **kw)
+    for ax in axes:  # the target: the grid's final hypervolume ...
+        ax.axhline(grid_final, color="grey", ls="--", lw=0.8)
+    axes[0].axvline(trials / 2, color="grey", ls=":", lw=0.8)  # ... within half the trials
     axes[0].set_xlabel("trials")
     axes[1].set_xlabel("trial-steps")
     for ax in axes:

@@ -5,7 +5,7 @@ import pytest
 
 from econ_ray.config import parse_config
 from econ_ray.search.driver import TrialRecord, make_constraints, points_from
-from econ_ray.search.optuna_searcher import CONSTRAINTS_ATTR, ConstrainedOptunaSearch, make_sampler
+from econ_ray.search.optuna_searcher import CONSTRAINTS_ATTR, ConstrainedOptunaSearch, make_sampler, startup_trials
 from econ_ray.search.pareto import pareto_front
 from econ_ray.search.space import apply_knobs, lam_grid
 
@@ -66,6 +66,41 @@ def test_every_sampler_suggests_in_range(tmp_path, name):
         knobs = s.suggest(str(i))["knobs"]
         assert 0.01 - 1e-12 <= knobs["lam"] <= 10.0 + 1e-9
         s.on_trial_complete(str(i), {"final": 1, "metric": 0.5 + 0.01 * i, "effective_gflops": 1.0 + i})
+
+
+def test_startup_trials_follow_the_budget():
+    # a third of the budget, at least 3, at most Optuna's default (10 for tpe/gp, 50 for nsga2)
+    assert [startup_trials("tpe", n) for n in (2, 6, 8, 9, 12, 30, 300)] == [3, 3, 3, 3, 4, 10, 10]
+    assert [startup_trials("gp", n) for n in (8, 12, 300)] == [3, 4, 10]
+    assert [startup_trials("nsga2", n) for n in (8, 12, 120, 300)] == [3, 4, 40, 50]
+
+
+def _run(tmp_path, sampler, n_trials, k):
+    """The knobs of the first k trials of a search with budget n_trials (each told a distinct result)."""
+    s = ConstrainedOptunaSearch(_cfg().search.space, sampler=sampler, seed=0, n_trials=n_trials,
+                                storage=f"sqlite:///{tmp_path / f'{sampler}-{n_trials}.db'}", study_name="t")
+    out = []
+    for i in range(k):
+        out.append(s.suggest(str(i))["knobs"])
+        s.on_trial_complete(str(i), {"final": 1, "metric": 0.5 + 0.1 * (i % 3), "effective_gflops": 1.0 + i})
+    return out, s
+
+
+@pytest.mark.parametrize("name", ["tpe", "gp"])
+def test_model_based_samplers_leave_the_random_phase_after_a_third_of_the_budget(tmp_path, name):
+    random, _ = _run(tmp_path, "random", 9, 4)  # the start-up phase draws from RandomSampler(seed)
+    small, _ = _run(tmp_path, name, 9, 4)  # budget 9: 3 random start-up trials, then the model
+    large, _ = _run(tmp_path, name, 60, 4)  # budget 60: Optuna's 10, all 4 still random
+    assert small[:3] == random[:3] and small[3] != random[3]
+    assert large == random
+
+
+def test_nsga2_population_follows_the_budget(tmp_path):
+    key = "NSGAIISampler:generation"
+    _, s = _run(tmp_path, "nsga2", 9, 4)  # population 3: the 4th trial is a child, generation 1
+    assert [t.system_attrs[key] for t in s.study.trials] == [0, 0, 0, 1]
+    _, s = _run(tmp_path, "nsga2", 30, 4)  # population 10: all 4 in the random first generation
+    assert [t.system_attrs[key] for t in s.study.trials] == [0, 0, 0, 0]
 
 
 def test_grid_is_log_spaced():
