@@ -66,6 +66,7 @@ class FastTrial:
     steps: int  # trial-steps spent (dense + main)
     seconds: float
     metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)  # the intermediate evaluations it reported
 
 
 def run_trials(cfg: SearchSpaceFile, *, sampler: str, seed: int, n_trials: int,
@@ -82,13 +83,14 @@ def run_trials(cfg: SearchSpaceFile, *, sampler: str, seed: int, n_trials: int,
         rc = apply_knobs(cfg, knobs)
         rc.training.progress = False
         dense = rc.objective.dense_steps if rc.objective.dense_reference == "warmup" else 0
-        seen = {"steps": 0, "last": None}
+        seen: dict[str, Any] = {"steps": 0, "last": None, "history": []}
 
         def on_step(rec: dict[str, Any]) -> None:
             seen["steps"] = rec["step"]
 
         def on_eval(rec: dict[str, Any]) -> None:
             seen["last"] = rec
+            seen["history"].append({k: float(rec[k]) for k in ("step", "metric", "effective_gflops")})
             if book is not None and not book.decide(tid, rec["step"], (rec["metric"], rec["effective_gflops"])):
                 raise _Stop
 
@@ -98,11 +100,12 @@ def run_trials(cfg: SearchSpaceFile, *, sampler: str, seed: int, n_trials: int,
         except _Stop:
             searcher.on_trial_complete(tid, {**seen["last"], "final": 0})  # told PRUNED
             out.append(FastTrial(tid, "stopped", knobs, dense + seen["steps"], time.perf_counter() - t0,
-                                 dict(seen["last"])))
+                                 dict(seen["last"]), seen["history"]))
             continue
         final = {k: result.summary.get(k) for k in REPORT_KEYS}
         searcher.on_trial_complete(tid, {**final, "final": 1})
-        out.append(FastTrial(tid, "complete", knobs, dense + seen["steps"], time.perf_counter() - t0, final))
+        out.append(FastTrial(tid, "complete", knobs, dense + seen["steps"], time.perf_counter() - t0, final,
+                             seen["history"]))
     return out
 
 

@@ -223,6 +223,15 @@ class SchedulerConfig(_Strict):
     time_attr: Literal["step", "training_iteration"] = Field(
         "step", description="time axis of the rungs: training step of an evaluation, or the evaluation index"
     )
+    rank: Literal["crowding", "hypervolume"] = Field(
+        "hypervolume",
+        description="order at a rung: hypervolume (greedy hypervolume contribution) | crowding "
+        "(non-dominated front, then crowding distance)",
+    )
+    reference_metric: float | None = Field(
+        None, description="hypervolume rank: a metric no better than this adds nothing at a rung (e.g. chance); "
+        "default: the rung's worst metric"
+    )
 
 
 class SearchConfig(_Strict):

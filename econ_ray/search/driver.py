@@ -383,7 +383,8 @@ def make_scheduler(cfg: SearchSpaceFile, maximize: bool) -> Any:
     from econ_ray.search.moasha import MOASHAScheduler
 
     return MOASHAScheduler(grace_period=sc.grace_period, reduction_factor=sc.reduction_factor, max_t=sc.max_t,
-                           time_attr=sc.time_attr, maximize=(maximize, False))
+                           time_attr=sc.time_attr, maximize=(maximize, False), rank=sc.rank,
+                           reference=(sc.reference_metric, None))
 
 
 def _trial_name(trial: Any) -> str:

@@ -98,6 +98,59 @@ def rung_order(points: Sequence[Vector]) -> list[int]:
     return out
 
 
+def hypervolume_2d(points: Sequence[Vector], ref: Vector) -> float:
+    """Area dominated by 2-D ``points`` (both objectives minimised) inside the box below ``ref``.
+
+    Points not strictly better than ``ref`` in both objectives add nothing. O(n log n) sweep.
+    """
+    boxes = sorted((p[0], p[1]) for p in points
+                   if all(math.isfinite(x) for x in p) and p[0] < ref[0] and p[1] < ref[1])
+    area, best = 0.0, ref[1]
+    for i, (x, y) in enumerate(boxes):
+        best = min(best, y)
+        x_next = boxes[i + 1][0] if i + 1 < len(boxes) else ref[0]
+        area += (x_next - x) * (ref[1] - best)
+    return area
+
+
+def nadir_reference(points: Sequence[Vector], margin: float = 0.05) -> Vector:
+    """A reference that needs no prior: per objective, the worst finite value among ``points`` plus
+    ``margin`` of the range (so a point worst in one objective still counts a little)."""
+    finite = [p for p in points if all(math.isfinite(x) for x in p)]
+    if not finite:
+        return tuple(math.inf for _ in points[0]) if points else ()
+    out = []
+    for m in range(len(finite[0])):
+        lo, hi = min(p[m] for p in finite), max(p[m] for p in finite)
+        out.append(hi + margin * (hi - lo) if hi > lo else hi + margin * max(abs(hi), 1e-12))
+    return tuple(out)
+
+
+def hv_order(points: Sequence[Vector], ref: Vector) -> list[int]:
+    """Indices of 2-D ``points`` best first by greedy hypervolume contribution w.r.t. ``ref``.
+
+    Each pick is the point that adds most hypervolume to the points already picked, so the first
+    ``k`` picked are (greedily) the ``k`` that cover most of the objective space: the trials that
+    could still extend the front. Points that add nothing (dominated by the picked ones, or no
+    better than ``ref``) follow in :func:`rung_order`'s order (front, then crowding, then arrival).
+    """
+    if points and len(points[0]) != 2:
+        raise ValueError(f"hypervolume ranking needs 2 objectives, got {len(points[0])}")
+    picked: list[int] = []
+    left = list(range(len(points)))
+    area = 0.0
+    while left:
+        gains = [(hypervolume_2d([points[j] for j in picked] + [points[i]], ref) - area, -i) for i in left]
+        gain, neg_i = max(gains)
+        if gain <= 0.0:
+            break
+        picked.append(-neg_i)
+        left.remove(-neg_i)
+        area += gain
+    rest = set(left)
+    return picked + [i for i in rung_order(points) if i in rest]
+
+
 def rung_milestones(grace_period: float, reduction_factor: float, max_t: float | None) -> list[float]:
     """``grace_period * reduction_factor**k`` for k = 0, 1, ... below ``max_t`` (at most 32 rungs)."""
     out, t = [], float(grace_period)
@@ -107,11 +160,18 @@ def rung_milestones(grace_period: float, reduction_factor: float, max_t: float |
     return out
 
 
+RANKS = ("crowding", "hypervolume")
+
+
 @dataclass
 class RungBook:
     """The rungs of asynchronous successive halving, with multi-objective ranking.
 
     ``maximize`` says, per objective, whether it is maximised (the book stores everything as minimised).
+    ``rank`` orders the trials at a rung: ``"crowding"`` (non-dominated front, then NSGA-II crowding
+    distance: Syne Tune MOASHA's idea) or ``"hypervolume"`` (greedy hypervolume contribution,
+    :func:`hv_order`, against ``reference`` in the objectives' own units (e.g. (chance metric, dense
+    GFLOPs)); an entry left None is the rung's worst value of that objective, :func:`nadir_reference`).
     """
 
     grace_period: float
@@ -120,8 +180,12 @@ class RungBook:
     maximize: tuple[bool, ...] = (True, False)
     rungs: dict[float, dict[str, Vector]] = field(default_factory=dict)  # milestone -> trial -> vector
     stopped: set[str] = field(default_factory=set)
+    rank: str = "crowding"
+    reference: tuple[float | None, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.rank not in RANKS:
+            raise ValueError(f"rank must be one of {', '.join(RANKS)}, got {self.rank!r}")
         if self.grace_period <= 0:
             raise ValueError(f"grace_period must be > 0, got {self.grace_period}")
         if self.reduction_factor <= 1:
@@ -131,6 +195,16 @@ class RungBook:
 
     def _vector(self, values: Sequence[float]) -> Vector:
         return tuple(-float(v) if mx else float(v) for v, mx in zip(values, self.maximize))
+
+    def order(self, points: Sequence[Vector]) -> list[int]:
+        """Indices of the (minimised) ``points`` of one rung, best first, by ``self.rank``."""
+        if self.rank == "crowding":
+            return rung_order(points)
+        nadir = nadir_reference(points)
+        given = self.reference or (None,) * len(nadir)
+        ref = tuple(nadir[m] if r is None else (-float(r) if self.maximize[m] else float(r))
+                    for m, r in enumerate(given))
+        return hv_order(points, ref)
 
     def decide(self, trial_id: str, t: float, values: Sequence[float]) -> bool:
         """Record a result at time ``t``; return True to continue the trial, False to stop it.
@@ -146,7 +220,7 @@ class RungBook:
         rung = self.rungs[reached[0]]
         rung[trial_id] = self._vector(values)
         ids = list(rung)
-        order = [ids[i] for i in rung_order([rung[k] for k in ids])]
+        order = [ids[i] for i in self.order([rung[k] for k in ids])]
         keep = max(1, math.ceil(len(ids) / self.reduction_factor))
         if trial_id in order[:keep]:
             return True
@@ -182,11 +256,13 @@ class MOASHAScheduler(FIFOScheduler):
         time_attr: str = "step",
         objectives: tuple[str, ...] = ("metric", "effective_gflops"),
         maximize: tuple[bool, ...] = (True, False),
+        rank: str = "hypervolume",
+        reference: tuple[float | None, ...] | None = None,
     ) -> None:
         super().__init__()
         self.time_attr = time_attr
         self.objectives = objectives
-        self.book = RungBook(grace_period, reduction_factor, max_t, maximize)
+        self.book = RungBook(grace_period, reduction_factor, max_t, maximize, rank=rank, reference=reference)
         self.num_stopped = 0
         self._asked: set[str] = set()
 

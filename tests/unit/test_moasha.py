@@ -11,6 +11,9 @@ from econ_ray.search.moasha import (
     MOASHAScheduler,
     RungBook,
     crowding_distance,
+    hv_order,
+    hypervolume_2d,
+    nadir_reference,
     non_dominated_fronts,
     rung_milestones,
     rung_order,
@@ -41,6 +44,43 @@ def test_rung_order_front_then_crowding():
     assert order[:2] == [0, 3]  # the front's extremes
     assert order[2] == 1  # (5,5) is more isolated than (6,4.9)
     assert order[-1] == 4  # the dominated point
+
+
+def test_hypervolume_2d_of_a_staircase_and_points_past_the_reference():
+    # boxes below ref (4, 4): (1, 3) -> [1, 4] x [3, 4] = 3; (2, 1) -> [2, 4] x [1, 4] = 6; overlap [2, 4] x [3, 4] = 2
+    assert hypervolume_2d([(1, 3), (2, 1)], (4, 4)) == pytest.approx(7.0)
+    assert hypervolume_2d([(1, 3), (2, 1), (3, 3.5), (5, 0)], (4, 4)) == pytest.approx(7.0)  # dominated, outside
+    assert hypervolume_2d([], (4, 4)) == 0.0
+
+
+def test_hv_order_greedy_contribution_then_the_useless_points():
+    ref = (0.0, 5.0)  # minimised (-metric, GFLOPs): metric must beat 0, GFLOPs below 5
+    pts = [(-0.40, 3.4), (0.0, 0.01), (-0.38, 0.6), (-0.42, 1.2)]
+    # alone: 0.40 * 1.6 = 0.64, 0 (metric at the reference), 0.38 * 4.4 = 1.672, 0.42 * 3.8 = 1.596;
+    # after (-0.38, 0.6) is picked, (-0.42, 1.2) adds 0.04 * 3.8 = 0.152 and (-0.40, 3.4) only 0.02 * 1.6;
+    # then (-0.40, 3.4) is dominated and the metric-0 point adds nothing: both follow in rung_order's order
+    assert hv_order(pts, ref) == [2, 3, 1, 0]
+    # plain non-dominated sorting puts the metric-0 point first: the cheapest point is a front extreme
+    assert rung_order(pts)[0] == 1
+    with pytest.raises(ValueError, match="2 objectives"):
+        hv_order([(1.0, 2.0, 3.0)], (4.0, 4.0, 4.0))
+
+
+def test_nadir_reference_adds_a_margin_of_the_range():
+    assert nadir_reference([(0.0, 0.0), (1.0, 2.0)]) == pytest.approx((1.05, 2.1))
+
+
+def test_hypervolume_rank_stops_a_collapsed_trial_that_crowding_keeps():
+    """A trial whose metric collapsed to chance is the cheapest point, so non-dominated sorting keeps it
+    (a front extreme) ahead of a trial that extends the front; hypervolume ranking does the opposite."""
+    def run(book):
+        return [book.decide("a", 10, (0.40, 1.0)), book.decide("collapsed", 10, (0.0, 0.01)),
+                book.decide("c", 10, (0.41, 0.9))]
+
+    assert run(RungBook(10, 3, maximize=(True, False))) == [True, False, False]
+    assert run(RungBook(10, 3, maximize=(True, False), rank="hypervolume", reference=(0.0, None))) == [True, False, True]
+    with pytest.raises(ValueError, match="rank"):
+        RungBook(10, 3, rank="pareto")
 
 
 def test_milestones():
@@ -94,6 +134,11 @@ def test_scheduler_selected_from_the_search_file():
         parse_config({"search": {"scheduler": {"kind": "moasha", "reduction_factor": 0.5}}}, "s.yaml")
     with pytest.raises(Exception, match="search.scheduler.kind"):
         parse_config({"search": {"scheduler": {"kind": "asha"}}}, "s.yaml")
+    with pytest.raises(Exception, match="search.scheduler.rank"):
+        parse_config({"search": {"scheduler": {"kind": "moasha", "rank": "pareto"}}}, "s.yaml")
+    hv = make_scheduler(parse_config({"search": {"scheduler": {"kind": "moasha", "rank": "hypervolume",
+                                                               "reference_metric": 0.0}}}, "s.yaml"), True)
+    assert hv.book.rank == "hypervolume" and hv.book.reference == (0.0, None)
 
 
 def test_stopped_trial_is_pruned_and_kept_out_of_the_pareto_set(tmp_path):
