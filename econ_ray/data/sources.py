@@ -207,8 +207,9 @@ def _load_hub(source: str, columns: Mapping[str, str] | None) -> tuple[TaskSpec,
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_table(source: str, path: Path) -> Any:
-    """The file as a pandas DataFrame (csv/tsv/json/jsonl/parquet)."""
+def _read_table(source: str, path: Path, nrows: int | None = None) -> Any:
+    """The file as a pandas DataFrame (csv/tsv/json/jsonl/parquet); with ``nrows``, only the first
+    rows of a csv/tsv/jsonl file are read (json and parquet are read whole)."""
     import pandas as pd
 
     suffix = path.suffix.lower()
@@ -216,10 +217,11 @@ def _read_table(source: str, path: Path) -> Any:
         if suffix in (".csv", ".tsv"):
             # keep_default_na=False: the sentence "NA" or "null" is text, not a missing value;
             # only truly empty cells become NaN (and are rejected below for labels).
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""])
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""],
+                               nrows=nrows)
         # dtype=False: keep values as written (a sentence like "2020-01-01" stays text).
         if suffix == ".jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
+            return pd.read_json(path, lines=True, dtype=False, nrows=nrows)
         if suffix == ".json":
             try:
                 return pd.read_json(path, dtype=False)
@@ -230,6 +232,18 @@ def _read_table(source: str, path: Path) -> Any:
         raise DataError(source, "file is empty") from exc
     except Exception as exc:  # noqa: BLE001 - parse errors of any reader, reported with the file name
         raise DataError(source, f"could not be read: {_first_line(exc)}") from exc
+
+
+def _require_rows(source: str, df: Any) -> None:
+    """A table with no rows is an error that names its header, if it has one."""
+    if len(df) == 0:
+        header = f" (header only: {', '.join(map(str, df.columns))})" if len(df.columns) else ""
+        raise DataError(source, f"file is empty{header}")
+
+
+def _require_lm_kind(source: str, kind: str | None) -> None:
+    if kind not in (None, "lm"):
+        raise DataError(source, f"a .txt file is a language-modelling corpus (one example per line), not {kind}")
 
 
 def _infer_kind(source: str, labels: Any, kind: str | None) -> str:
@@ -271,8 +285,7 @@ def _class_ids(source: str, column: str, labels: Any) -> tuple[list[int], int]:
 
 def _local_rows(source: str, path: Path, columns: Mapping[str, str] | None, kind: str | None) -> tuple[TaskSpec, list[Example]]:
     if path.suffix.lower() == ".txt":
-        if kind not in (None, "lm"):
-            raise DataError(source, f"a .txt file is a language-modelling corpus (one example per line), not {kind}")
+        _require_lm_kind(source, kind)
         lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
         rows = [{"text": ln} for ln in lines if ln]
         if not rows:
@@ -280,9 +293,7 @@ def _local_rows(source: str, path: Path, columns: Mapping[str, str] | None, kind
         return TaskSpec(source, "lm", 0, "perplexity"), rows
 
     df = _read_table(source, path)
-    if len(df) == 0:
-        header = f" (header only: {', '.join(map(str, df.columns))})" if len(df.columns) else ""
-        raise DataError(source, f"file is empty{header}")
+    _require_rows(source, df)
     available = [str(c) for c in df.columns]
     cols = {"text": "text", "label": "label", **(columns or {})}
     # text_pair is optional: used when mapped, or when the file simply has a "text_pair" column.
@@ -421,24 +432,6 @@ def load_task(
 _PEEK_ROWS = 20
 
 
-def _peek_table(source: str, path: Path) -> Any:
-    """The first rows of a local table (csv/tsv/jsonl read lazily; json/parquet in full)."""
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".csv", ".tsv"):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""],
-                               nrows=_PEEK_ROWS)
-        if suffix == ".jsonl":
-            return pd.read_json(path, lines=True, dtype=False, nrows=_PEEK_ROWS)
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(source, "file is empty") from exc
-    except Exception as exc:  # noqa: BLE001 - parse errors of any reader, reported with the file name
-        raise DataError(source, f"could not be read: {_first_line(exc)}") from exc
-    return _read_table(source, path)
-
-
 def check_source(
     source: str,
     *,
@@ -489,16 +482,13 @@ def check_source(
 def _check_local_columns(source: str, path: Path, columns: Mapping[str, str] | None, kind: str | None) -> str:
     """The task kind of a local file whose columns match the config (the rules of ``_local_rows``)."""
     if path.suffix.lower() == ".txt":
-        if kind not in (None, "lm"):
-            raise DataError(source, f"a .txt file is a language-modelling corpus (one example per line), not {kind}")
+        _require_lm_kind(source, kind)
         with open(path, encoding="utf-8", errors="replace") as f:
             if not any(line.strip() for line in f):
                 raise DataError(source, "file is empty (no non-empty lines)")
         return "lm"
-    df = _peek_table(source, path)
-    if len(df) == 0:
-        header = f" (header only: {', '.join(map(str, df.columns))})" if len(df.columns) else ""
-        raise DataError(source, f"file is empty{header}")
+    df = _read_table(source, path, nrows=_PEEK_ROWS)
+    _require_rows(source, df)
     available = [str(c) for c in df.columns]
     cols = {"text": "text", "label": "label", **(columns or {})}
     if cols["text"] not in available:
