@@ -88,7 +88,7 @@ def search(tmp_path_factory, mlflow_template):
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(timeout=30)
+            head.wait(timeout=10)  # the head, started in its own session, often outlives SIGTERM: then SIGKILL
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
 
