@@ -36,3 +36,28 @@ def batch():
     mask[1, 6:] = 0
     mask[2, 4:] = 0
     return ids, mask
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory):
+    """An empty MLflow SQLite store with its tables made, once per session: MLflow runs its schema
+    migrations on every new database (5-10 s on 2 busy cores), so tests start from a copy of this one.
+    A few tests still let the code create a store from nothing (tests/unit/test_tracking.py)."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture
+def mlflow_db(mlflow_template):
+    """``mlflow_db(path)`` puts a copy of the empty store at ``path`` and returns its SQLite URI."""
+    import shutil
+
+    def make(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(mlflow_template, path)
+        return f"sqlite:///{path}"
+
+    return make

@@ -35,11 +35,14 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory):
+def search(tmp_path_factory, mlflow_template):
+    import shutil
+
     tmp = tmp_path_factory.mktemp("divergence")
     cfg = tmp / "divergence.yaml"
     cfg.write_text(yaml.safe_dump(CONFIG, sort_keys=False))
     (tmp / "store").mkdir()
+    shutil.copyfile(mlflow_template, tmp / "store" / "mlflow.db")  # empty store with its tables (tests/conftest.py)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'store' / 'mlflow.db'}",
            "AWS_SECRET_ACCESS_KEY": SECRET}
     env.pop("RAY_ADDRESS", None)

@@ -26,11 +26,11 @@ def _optuna_states(run: Path) -> list[str]:
         return [s for (s,) in db.execute("select state from trials order by number")]
 
 
-def test_killed_search_resumes(tmp_path, spawner):
+def test_killed_search_resumes(tmp_path, spawner, mlflow_db):
     from mlflow.tracking import MlflowClient
 
     run = tmp_path / "run"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_db(tmp_path / "mlflow.db")}
     args = ["search", "search_spaces/quickstart.yaml", "--trials", "3", "--concurrency", "1", "--seed", "0",
             "--json", *SMALL]
     driver = spawner.popen([EXE, *args, "--run-dir", str(run)], env)

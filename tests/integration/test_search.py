@@ -1,10 +1,19 @@
-"""A real search: local Ray cluster, trials on 2 Ray Train workers with DeepSpeed on CPU, Optuna,
-MLflow on SQLite, the model registry, and the registry lookup by budget (through the CLI)."""
+"""A real search, submitted with ``ray job submit`` to a local Ray head started here as the README
+shows: trials on 2 Ray Train workers with DeepSpeed on CPU, Optuna, MLflow on SQLite, the model
+registry, and the registry lookup by budget (through the CLI). One search serves every test of this
+file (it used to be two: a plain search here and a submitted one in test_job_submit.py); the plain
+``econ-ray search`` that starts its own local cluster runs in test_divergence, test_resume,
+test_tracking_outage, test_worker_failure and test_moasha."""
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,9 +21,11 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-EXE = str(Path(sys.executable).with_name("econ-ray"))
-SHORT = ["--set", "objective.dense_steps=80", "--set", "training.max_steps=80", "--set", "training.eval_every=40",
-         "--set", "data.builtin.n_train=1200", "--set", "data.builtin.n_validation=400"]
+BIN = Path(sys.executable).parent
+EXE = str(BIN / "econ-ray")
+# 4 trials, 2 at a time; each trial's time is mostly its launch (Ray Train workers, DeepSpeed), not its steps
+SHORT = ["--set", "objective.dense_steps=40", "--set", "training.max_steps=40", "--set", "training.eval_every=20",
+         "--set", "data.builtin.n_train=800", "--set", "data.builtin.n_validation=300"]
 
 
 def _run(args, env, timeout=900):
@@ -22,19 +33,76 @@ def _run(args, env, timeout=900):
     return proc
 
 
+def _wait_http(url: str, timeout: float) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # answering (401 without a token): the dashboard is up
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(1)
+    raise TimeoutError(url)
+
+
+def _search_json(stdout: str) -> dict:
+    """The search's ``--json`` line in the job's log, which ``ray job submit`` prints before its status lines."""
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{") and '"run_dir"' in line:
+            return json.loads(line)
+    raise AssertionError(f"no search JSON line in the job output:\n{stdout[-3000:]}")
+
+
 @pytest.fixture(scope="module")
-def search(tmp_path_factory):
+def search(tmp_path_factory, mlflow_template):
+    import shutil
+
     tmp = tmp_path_factory.mktemp("search")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
-    proc = _run(["search", "search_spaces/quickstart.yaml", "--trials", "4", "--concurrency", "2", "--seed", "0",
-                 "--run-dir", str(tmp / "run"), "--json", *SHORT], env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    return out, env, tmp
+    shutil.copyfile(mlflow_template, tmp / "mlflow.db")  # an empty store (tables made), as after a first use
+    port = random.randint(20000, 40000)
+    dport = port + 1
+    # as after `source .venv/bin/activate` (which sets RAY_AUTH_MODE=token, see the Makefile)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dport}", "--num-cpus=2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{dport}/api/version", 120)
+        runtime_env = json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]}})
+        proc = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dport}", "--working-dir", ".",
+             "--runtime-env-json", runtime_env, "--",
+             "econ-ray", "search", "search_spaces/quickstart.yaml", "--trials", "4", "--concurrency", "2",
+             "--seed", "0", "--run-dir", str(tmp / "run"), "--json", *SHORT],
+            capture_output=True, text=True, cwd=ROOT, env=env, timeout=1200,
+        )
+        assert proc.returncode == 0 and "succeeded" in proc.stdout.lower(), (proc.stdout[-3000:], proc.stderr[-2000:])
+        out = _search_json(proc.stdout)
+        yield out, env, tmp, proc
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=10)  # the head, started in its own session, often outlives SIGTERM: then SIGKILL
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+
+
+def test_ray_job_submit_runs_the_search_on_the_cluster(search):
+    """(was test_job_submit.py) the submitted job succeeded and wrote its run folder."""
+    out, _, tmp, proc = search
+    assert "succeeded" in proc.stdout.lower()
+    assert Path(out["run_dir"]).resolve() == (tmp / "run").resolve()
+    assert (tmp / "run" / "pareto.json").is_file()
 
 
 def test_pareto_set_is_non_dominated_and_feasible(search):
-    out, _, _ = search
+    out, _, _, _ = search
     assert out["n_trials"] == 4
     pareto = out["pareto"]
     assert pareto, "empty Pareto set"
@@ -55,7 +123,7 @@ def test_mlflow_parent_children_and_registry(search):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    out, env, _ = search
+    out, env, _, _ = search
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     parent = client.get_run(out["mlflow_parent_run_id"])
     children = client.search_runs([parent.info.experiment_id],
@@ -76,15 +144,18 @@ def test_mlflow_parent_children_and_registry(search):
     del mlflow
 
 
-def test_registry_best_honours_the_budget(search):
-    out, env, _ = search
+def test_registry_best_honours_the_budget(search, capsys, monkeypatch):
+    from econ_ray.cli.main import main
+
+    out, env, _, _ = search
     name = out["registered_model"]
     gflops = sorted(p["effective_gflops"] for p in out["pareto"])
-    proc = _run(["registry", "best", name, "--max-gflops", str(gflops[0]), "--json"], env, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    best = json.loads(proc.stdout.strip().splitlines()[-1])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    assert main(["registry", "best", name, "--max-gflops", str(gflops[0]), "--json"]) == 0  # in process
+    best = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert best["effective_gflops"] <= gflops[0] * 1.0001
     assert {"name", "version", "metric", "effective_gflops"} <= set(best)
+    # the console script: nothing within the budget is exit 1
     proc = _run(["registry", "best", name, "--max-gflops", str(gflops[0] / 10), "--json"], env, timeout=120)
     assert proc.returncode == 1 and "no version" in proc.stderr
 
@@ -95,7 +166,7 @@ def test_registered_model_reproduces_its_metric(search):
     from econ_ray.tracking import load_registered
     from econ_ray.training.evaluate import evaluate
 
-    out, env, _ = search
+    out, env, _, _ = search
     model, tok, meta = load_registered(f"{out['registered_model']}@rank-1", uri=env["MLFLOW_TRACKING_URI"])
     cfg = load_config(Path(out["run_dir"]) / "config.yaml")
     d = cfg.data

@@ -13,11 +13,12 @@ from conftest import EXE, SMALL, free_port, last_json, start_mlflow_server, wait
 pytestmark = pytest.mark.integration
 
 
-def test_search_survives_a_tracking_outage_and_syncs(tmp_path, spawner):
+def test_search_survives_a_tracking_outage_and_syncs(tmp_path, spawner, mlflow_db):
     from mlflow.tracking import MlflowClient
 
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
+    mlflow_db(tmp_path / "server.db")  # the server's store starts empty with its tables made (tests/conftest.py)
     server = start_mlflow_server(spawner, tmp_path, port)
     run = tmp_path / "run"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}

@@ -17,9 +17,9 @@ LONGER = ["--set", "objective.dense_steps=40", "--set", "training.max_steps=240"
           "--set", "data.builtin.n_validation=300"]
 
 
-def test_killed_worker_resumes_from_its_checkpoint(tmp_path, spawner):
+def test_killed_worker_resumes_from_its_checkpoint(tmp_path, spawner, mlflow_db):
     run = tmp_path / "run"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_db(tmp_path / "mlflow.db")}
     driver = spawner.popen([EXE, "search", "search_spaces/quickstart.yaml", "--trials", "1", "--concurrency", "1",
                             "--run-dir", str(run), "--json", *LONGER], env)
     train = run / "tune" / "train"

@@ -75,7 +75,8 @@ def test_train_json_last_line_subprocess(tmp_path):
     writes a model folder that econ-ray loads back."""
     exe = Path(sys.executable).with_name("econ-ray")
     cmd = [str(exe), "train", str(QUICKSTART), "--lam", "1", "--max-steps", "20", "--seed", "1",
-           "--set", "objective.dense_steps=20", "--set", "data.builtin.n_train=300", "--save", str(tmp_path / "m"), "--json"]
+           "--set", "objective.dense_steps=20", "--set", "data.builtin.n_train=300",
+           "--set", "data.builtin.n_validation=200", "--save", str(tmp_path / "m"), "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -20,11 +20,11 @@ def _dead_uri():
         return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
-def test_outage_fills_the_outbox_and_replay_uploads_it(tmp_path, monkeypatch):
+def test_outage_fills_the_outbox_and_replay_uploads_it(tmp_path, monkeypatch, mlflow_db):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = mlflow_db(tmp_path / "mlflow.db")
     real = MlflowTracker(uri, "outage")
     parent = real.start_parent("s", params={"trials": 2})
     t = BufferedTracker(real, tmp_path / "run")
@@ -79,10 +79,10 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_two_searches_share_one_sqlite_store(tmp_path):
+def test_two_searches_share_one_sqlite_store(tmp_path, mlflow_db):
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = mlflow_db(tmp_path / "mlflow.db")
     MlflowTracker(uri, "shared")  # the schema exists, as it does once any search has used the store
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, uri, name, str(tmp_path / name)], env=env,

@@ -59,13 +59,13 @@ def _scan(folder: Path, db: Path) -> list[str]:
     return hits
 
 
-def test_planted_secrets_never_reach_mlflow(tmp_path, monkeypatch):
+def test_planted_secrets_never_reach_mlflow(tmp_path, monkeypatch, mlflow_db):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ENV_SECRET)
     monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
     monkeypatch.chdir(tmp_path)
     store = tmp_path / "store"
-    store.mkdir()
     db = store / "mlflow.db"
+    mlflow_db(db)  # an empty store (tables made): every planted value found below came from this run
     cfg = _config()
 
     # a trained tiny model whose saved folder (econ.json) carries the whole run config
@@ -114,12 +114,11 @@ def test_planted_secrets_never_reach_mlflow(tmp_path, monkeypatch):
     assert HF_TOKEN in (run_dir / "config.yaml").read_text()
 
 
-def test_scan_can_fail(tmp_path, monkeypatch):
+def test_scan_can_fail(tmp_path, monkeypatch, mlflow_db):
     """The scan finds a plant that is logged unfiltered (so an empty scan above means something)."""
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ENV_SECRET)
     store = tmp_path / "store"
-    store.mkdir()
-    tracker = MlflowTracker(f"sqlite:///{store / 'mlflow.db'}", experiment="scan")
+    tracker = MlflowTracker(mlflow_db(store / "mlflow.db"), experiment="scan")
     run = tracker.start_parent("x", params={})
     tracker.client.set_tag(run, "raw", ENV_SECRET)  # bypasses the filters on purpose
     f = store / "mlartifacts" / "raw.txt"

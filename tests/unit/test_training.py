@@ -70,9 +70,8 @@ def test_early_stopping_stops():
     assert res.summary["steps"] < 200
 
 
-def test_topk_needs_no_retraining_and_lowers_flops():
-    cfg = tiny_cfg(attention={"mode": "topk", "k": 2}, kind="penalised", lam=0.0)
-    s = train_run(cfg).summary
+def test_topk_needs_no_retraining_and_lowers_flops(topk_run):
+    s = topk_run.summary
     assert s["attention"] == "topk"
     assert s["attention_density"] < 0.5
     assert s["effective_attention_gflops"] < s["attention_gflops"]
