@@ -122,6 +122,10 @@ class ObjectiveConfig(_Strict):
     )
     dense_steps: int = Field(300, ge=0, description="dense warm-up steps before gates open (both objectives)")
     constraint_batch_size: int = Field(128, ge=1, description="held-out batch that drives the multiplier")
+    constraint_every: int = Field(
+        1, ge=1, description="main-phase steps per multiplier update: the held-out deterministic-gate forward "
+        "and the dual step run at steps 1, 1+n, 1+2n, ... and the multiplier is held in between (1 = every "
+        "step; a larger n saves that forward's time, ~1/n of it, and slows the multiplier's response)")
     multiplier: MultiplierConfig = Field(default_factory=MultiplierConfig)
 
     @model_validator(mode="after")

@@ -5,7 +5,8 @@
 1. a dense phase (``objective.dense_steps``, skipped when ``dense_reference: model``) that trains
    the dense model, whose held-out CE is CE_dense (the reference of ``tau_rel``);
 2. the main phase in the configured attention mode under the penalised or constrained objective,
-   with validation every ``eval_every`` steps and early stopping on the validation metric;
+   with validation every ``eval_every`` steps and early stopping on the validation metric (the
+   constrained objective's multiplier reads held-out CE every ``objective.constraint_every`` steps);
 3. a final evaluation computing every metric of METHOD section 5 and the FLOPs of section 6.
 
 The optimiser comes from an ``engine_factory`` (plain AdamW by default, DeepSpeed in a Ray Train
@@ -166,6 +167,30 @@ def _forward_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Ten
     return out.loss
 
 
+def constraint_step(step: int, every: int) -> bool:
+    """Whether main-phase step ``step`` (1-based) measures the held-out CE and moves the multiplier:
+    steps 1, 1 + every, 1 + 2 every, ... (the first step always has a measured multiplier)."""
+    return (step - 1) % every == 0
+
+
+def constraint_updates(steps: int, every: int) -> int:
+    """How many multiplier updates steps 1..``steps`` made (held-out batches they consumed)."""
+    return (steps + every - 1) // every
+
+
+def _deterministic_ce(model: nn.Module, rt: EconRuntime, batch: dict[str, torch.Tensor]) -> float:
+    """CE of ``batch`` under deterministic gates, no autograd state and no cost terms (nothing reads
+    them: the primal forward records its own), then back to training mode."""
+    need_costs, rt.need_costs = rt.need_costs, False
+    model.eval()
+    try:
+        with torch.no_grad():
+            return float(_forward_loss(model, batch))
+    finally:
+        model.train()
+        rt.need_costs = need_costs
+
+
 def train_run(
     cfg: RunConfig,
     *,
@@ -285,9 +310,10 @@ def train_run(
             controller.load_state_dict(resume.controller)
         if resume.engine is not None:
             engine.load_state_dict(resume.engine)
-        for _ in range(start):  # the same data (and held-out batches) as an uninterrupted run
+        for _ in range(start):  # the same data as an uninterrupted run
             next(batches)
-            if controller is not None:
+        if controller is not None:  # and the same held-out batches
+            for _ in range(constraint_updates(start, o.constraint_every)):
                 next(heldout_batches)
         if resume.rng is not None:
             set_rng_state(resume.rng)
@@ -311,13 +337,12 @@ def train_run(
         idx = next(batches)
         rec: Record = {"step": step}
         if controller is not None:
-            # drive mu with the CE of deterministic gates on held-out data, measured before the update
-            model.eval()
-            with torch.no_grad():
-                ce_det = float(_forward_loss(model, to_dev(next(heldout_batches), p.heldout)))
-            model.train()
-            rec["multiplier"] = controller.update(ce_det)
-            rec["constraint_ce"] = ce_det
+            if constraint_step(step, o.constraint_every):
+                # drive mu with the CE of deterministic gates on held-out data, measured before the update
+                ce_det = _deterministic_ce(model, rt, to_dev(next(heldout_batches), p.heldout))
+                controller.update(ce_det)
+                rec["constraint_ce"] = ce_det
+            rec["multiplier"] = controller.value  # held between updates; the history has the mu each step used
             mu_history.append(rec["multiplier"])
         loss_task = _forward_loss(engine.module, to_dev(idx, p.train))
         attn_costs, ffn_costs = rt.pop_costs()
