@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/step_overhead.py --models minilm,gpt2-small --batch 4 --seq 128 --warmup 1 --steps 3 --out $(BENCH)/step_overhead.json
 	$(BIN)/python benchmarks/search_efficiency.py --seeds 2 --trials 9 --out $(BENCH)/search_efficiency.json
 	$(BIN)/python benchmarks/early_stopping.py --seeds 2 --trials 6 --out $(BENCH)/early_stopping.json
+	$(BIN)/python benchmarks/worker_imports.py --repeats 3 --out $(BENCH)/worker_imports.json
 	$(BIN)/python benchmarks/machinery_overhead.py --trials 2 --set training.max_steps=60 --out $(BENCH)/machinery_overhead.json
 	$(BIN)/python benchmarks/realised_speedup.py $$(ls -d $(BENCH)/machinery-*/run | tail -1) --threads 1 --out $(BENCH)/realised_speedup.json
 
