@@ -42,31 +42,56 @@ TARGET_HV, TARGET_STEPS = 0.98, 0.5
 
 
 def _trial_dict(t: fastsearch.FastTrial) -> dict:
-    return {"id": t.trial_id, "status": t.status, "steps": t.steps, "knobs": t.knobs, "metrics": t.metrics,
-            "history": t.history}
+    return {
+        "id": t.trial_id,
+        "status": t.status,
+        "steps": t.steps,
+        "knobs": t.knobs,
+        "metrics": t.metrics,
+        "history": t.history,
+    }
 
 
 def _trial(d: dict) -> fastsearch.FastTrial:
-    return fastsearch.FastTrial(d["id"], d["status"], d["knobs"], d["steps"], 0.0, d.get("metrics", {}),
-                                d.get("history", []))
+    return fastsearch.FastTrial(
+        d["id"], d["status"], d["knobs"], d["steps"], 0.0, d.get("metrics", {}), d.get("history", [])
+    )
 
 
-def replay(fifo: list[fastsearch.FastTrial], book: RungBook, *, dense: int, max_steps: int,
-           eval_every: int, foresight: bool = False) -> list[fastsearch.FastTrial]:
+def replay(
+    fifo: list[fastsearch.FastTrial],
+    book: RungBook,
+    *,
+    dense: int,
+    max_steps: int,
+    eval_every: int,
+    foresight: bool = False,
+) -> list[fastsearch.FastTrial]:
     """The search of ``fifo`` (complete trials with their evaluations) re-decided by ``book``: a trial the
     book stops at an evaluation keeps that evaluation's step as its cost and counts as stopped.
     ``foresight``: the book sees each trial's *final* point at every rung (perfect prediction), which
     isolates what the asynchronous promotion rule itself loses."""
     out = []
     for t in fifo:
-        def seen(h: dict) -> tuple[float, float]:
+
+        def seen(h: dict, t=t) -> tuple[float, float]:
             src = t.metrics if foresight else h
             return (src["metric"], src["effective_gflops"])
 
-        stop = next((h for h in t.history if (int(h["step"]) % eval_every == 0 or int(h["step"]) == max_steps)
-                     and not book.decide(t.trial_id, h["step"], seen(h))), None)
-        out.append(t if stop is None else fastsearch.FastTrial(t.trial_id, "stopped", t.knobs, dense + int(stop["step"]),
-                                                               0.0, dict(stop), []))
+        stop = next(
+            (
+                h
+                for h in t.history
+                if (int(h["step"]) % eval_every == 0 or int(h["step"]) == max_steps)
+                and not book.decide(t.trial_id, h["step"], seen(h))
+            ),
+            None,
+        )
+        out.append(
+            t
+            if stop is None
+            else fastsearch.FastTrial(t.trial_id, "stopped", t.knobs, dense + int(stop["step"]), 0.0, dict(stop), [])
+        )
     return out
 
 
@@ -84,8 +109,10 @@ def oracle_bound(cfg, fifo: list[fastsearch.FastTrial], ref, *, dense: int, firs
             if cost > budget:
                 continue
             best["max_complete"] = max(best["max_complete"], k)
-            trials = [t if i in keep else fastsearch.FastTrial(t.trial_id, "stopped", t.knobs, dense + first_eval, 0.0)
-                      for i, t in enumerate(fifo)]
+            trials = [
+                t if i in keep else fastsearch.FastTrial(t.trial_id, "stopped", t.knobs, dense + first_eval, 0.0)
+                for i, t in enumerate(fifo)
+            ]
             ratio = fastsearch.hv_curve(cfg, trials, ref)[-1]["hypervolume"] / base
             if ratio > best["hv_ratio"]:
                 best.update(hv_ratio=ratio, complete=[fifo[i].trial_id for i in keep])
@@ -101,12 +128,25 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--grace-period", type=float, default=40.0, help="first rung (main-phase training steps)")
     ap.add_argument("--reduction-factor", type=float, default=3.0)
     ap.add_argument("--rank", choices=RANKS, default="hypervolume", help="order of the trials at a rung")
-    ap.add_argument("--reference-metric", type=float, default=None,
-                    help="hypervolume rank: metric that adds nothing (default: the rung's worst)")
-    ap.add_argument("--decide-every", type=int, default=None,
-                    help="replay: the scheduler sees every Nth step's evaluation (default: training.eval_every)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override of the fast setting, e.g. training.max_steps=360 (longer trials)")
+    ap.add_argument(
+        "--reference-metric",
+        type=float,
+        default=None,
+        help="hypervolume rank: metric that adds nothing (default: the rung's worst)",
+    )
+    ap.add_argument(
+        "--decide-every",
+        type=int,
+        default=None,
+        help="replay: the scheduler sees every Nth step's evaluation (default: training.eval_every)",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override of the fast setting, e.g. training.max_steps=360 (longer trials)",
+    )
     ap.add_argument("--replay", default=None, metavar="FILE", help="re-decide the FIFO runs recorded in FILE")
     ap.add_argument("--pool", action="store_true", help="replay: all recorded trials as one search")
     ap.add_argument("--foresight", action="store_true", help="replay: rungs see each trial's final point")
@@ -117,7 +157,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     recorded = json.loads(Path(a.replay).read_text()) if a.replay else None
     if recorded:  # the setting of the recorded runs
-        a.config, a.sampler, a.trials, a.set = recorded["config"], recorded["sampler"], recorded["trials"], recorded["overrides"]
+        a.config, a.sampler, a.trials, a.set = (
+            recorded["config"],
+            recorded["sampler"],
+            recorded["trials"],
+            recorded["overrides"],
+        )
         if a.sampler != "random" and a.trials > 10:
             ap.error("--replay is exact only while the sampler ignores results (random, or TPE's first 10 trials)")
     cfg = fastsearch.load_fast(a.config, dict(parse_override(x) for x in a.set))
@@ -126,12 +171,20 @@ def main(argv: list[str] | None = None) -> dict:
     max_steps, every = cfg.training.max_steps, cfg.training.eval_every
 
     def book() -> RungBook:
-        return RungBook(a.grace_period, a.reduction_factor, max_t=max_steps, maximize=(maximize, False), rank=a.rank,
-                        reference=(a.reference_metric, None))
+        return RungBook(
+            a.grace_period,
+            a.reduction_factor,
+            max_t=max_steps,
+            maximize=(maximize, False),
+            rank=a.rank,
+            reference=(a.reference_metric, None),
+        )
 
     runs, ref, t_start = [], None, time.time()
     if recorded:
-        fifo_runs = [(r["seed"], [_trial(t) for t in r["trials"]]) for r in recorded["runs"] if r["scheduler"] == "fifo"]
+        fifo_runs = [
+            (r["seed"], [_trial(t) for t in r["trials"]]) for r in recorded["runs"] if r["scheduler"] == "fifo"
+        ]
         ref = tuple(recorded["reference_point"])
         if a.pool:
             pooled = [t for _, ts in fifo_runs for t in ts]
@@ -139,48 +192,100 @@ def main(argv: list[str] | None = None) -> dict:
             for order in range(a.orders):
                 ts = list(pooled)
                 random.Random(order).shuffle(ts)
-                fifo_runs.append((order, [fastsearch.FastTrial(f"t{i:03d}", t.status, t.knobs, t.steps, 0.0, t.metrics, t.history)
-                                          for i, t in enumerate(ts)]))
+                fifo_runs.append(
+                    (
+                        order,
+                        [
+                            fastsearch.FastTrial(f"t{i:03d}", t.status, t.knobs, t.steps, 0.0, t.metrics, t.history)
+                            for i, t in enumerate(ts)
+                        ],
+                    )
+                )
         decide_every = a.decide_every or every
-    for seed in (range(a.seeds) if not recorded else [s for s, _ in fifo_runs]):
+    for seed in range(a.seeds) if not recorded else [s for s, _ in fifo_runs]:
         for kind in ("fifo", "moasha"):
             t0 = time.time()
             if recorded:
                 fifo = next(ts for s, ts in fifo_runs if s == seed)
-                trials = fifo if kind == "fifo" else replay(fifo, book(), dense=dense, max_steps=max_steps,
-                                                            eval_every=decide_every, foresight=a.foresight)
+                trials = (
+                    fifo
+                    if kind == "fifo"
+                    else replay(
+                        fifo, book(), dense=dense, max_steps=max_steps, eval_every=decide_every, foresight=a.foresight
+                    )
+                )
             else:
-                trials = fastsearch.run_trials(cfg, sampler=a.sampler, seed=seed, n_trials=a.trials,
-                                               book=book() if kind == "moasha" else None)
+                trials = fastsearch.run_trials(
+                    cfg, sampler=a.sampler, seed=seed, n_trials=a.trials, book=book() if kind == "moasha" else None
+                )
             ref = ref or fastsearch.reference(cfg, trials)
             curve = fastsearch.hv_curve(cfg, trials, ref)
-            runs.append({"seed": seed, "scheduler": kind, "final_hv": curve[-1]["hypervolume"],
-                         "trial_steps": curve[-1]["trial_steps"], "stopped": sum(t.status == "stopped" for t in trials),
-                         "seconds": time.time() - t0, "curve": curve, "trials": [_trial_dict(t) for t in trials]})
+            runs.append(
+                {
+                    "seed": seed,
+                    "scheduler": kind,
+                    "final_hv": curve[-1]["hypervolume"],
+                    "trial_steps": curve[-1]["trial_steps"],
+                    "stopped": sum(t.status == "stopped" for t in trials),
+                    "seconds": time.time() - t0,
+                    "curve": curve,
+                    "trials": [_trial_dict(t) for t in trials],
+                }
+            )
             if kind == "fifo":
                 first = decide_every if recorded else every
-                runs[-1]["oracle"] = oracle_bound(cfg, trials, ref, dense=dense, first_eval=first) if len(trials) <= 12 else None
-            print(f"seed {seed} {kind:>6}: hv {runs[-1]['final_hv']:.6g}, trial-steps {runs[-1]['trial_steps']}, "
-                  f"stopped {runs[-1]['stopped']} ({runs[-1]['seconds']:.0f} s)", flush=True)
+                runs[-1]["oracle"] = (
+                    oracle_bound(cfg, trials, ref, dense=dense, first_eval=first) if len(trials) <= 12 else None
+                )
+            print(
+                f"seed {seed} {kind:>6}: hv {runs[-1]['final_hv']:.6g}, trial-steps {runs[-1]['trial_steps']}, "
+                f"stopped {runs[-1]['stopped']} ({runs[-1]['seconds']:.0f} s)",
+                flush=True,
+            )
     pairs = []
     for seed in sorted({r["seed"] for r in runs}):
         f = next(r for r in runs if r["seed"] == seed and r["scheduler"] == "fifo")
         m = next(r for r in runs if r["seed"] == seed and r["scheduler"] == "moasha")
-        pairs.append({"seed": seed, "hv_ratio": m["final_hv"] / f["final_hv"] if f["final_hv"] > 0 else None,
-                      "steps_ratio": m["trial_steps"] / f["trial_steps"], "stopped": m["stopped"],
-                      "oracle_hv_ratio": (f.get("oracle") or {}).get("hv_ratio"),
-                      "oracle_max_complete": (f.get("oracle") or {}).get("max_complete")})
+        pairs.append(
+            {
+                "seed": seed,
+                "hv_ratio": m["final_hv"] / f["final_hv"] if f["final_hv"] > 0 else None,
+                "steps_ratio": m["trial_steps"] / f["trial_steps"],
+                "stopped": m["stopped"],
+                "oracle_hv_ratio": (f.get("oracle") or {}).get("hv_ratio"),
+                "oracle_max_complete": (f.get("oracle") or {}).get("max_complete"),
+            }
+        )
     hv_ratios = [p["hv_ratio"] for p in pairs if p["hv_ratio"] is not None]
     hv_med = statistics.median(hv_ratios) if hv_ratios else None
     steps_med = statistics.median(p["steps_ratio"] for p in pairs)
     met = hv_med is not None and hv_med >= TARGET_HV and steps_med <= TARGET_STEPS
-    met_every = all(p["hv_ratio"] is not None and p["hv_ratio"] >= TARGET_HV and p["steps_ratio"] <= TARGET_STEPS
-                    for p in pairs)
-    result = {"config": a.config, "fast_overrides": fastsearch.FAST_OVERRIDES, "sampler": a.sampler, "trials": a.trials,
-              "seeds": a.seeds, "overrides": a.set, "grace_period": a.grace_period, "reduction_factor": a.reduction_factor,
-              "rank": a.rank, "reference_metric": a.reference_metric, "replay": a.replay, "pool": a.pool, "foresight": a.foresight,
-              "reference_point": ref, "pairs": pairs, "hv_ratio_median": hv_med, "steps_ratio_median": steps_med,
-              "target_met": met, "target_met_every_seed": met_every, "runs": runs, "seconds": time.time() - t_start}
+    met_every = all(
+        p["hv_ratio"] is not None and p["hv_ratio"] >= TARGET_HV and p["steps_ratio"] <= TARGET_STEPS for p in pairs
+    )
+    result = {
+        "config": a.config,
+        "fast_overrides": fastsearch.FAST_OVERRIDES,
+        "sampler": a.sampler,
+        "trials": a.trials,
+        "seeds": a.seeds,
+        "overrides": a.set,
+        "grace_period": a.grace_period,
+        "reduction_factor": a.reduction_factor,
+        "rank": a.rank,
+        "reference_metric": a.reference_metric,
+        "replay": a.replay,
+        "pool": a.pool,
+        "foresight": a.foresight,
+        "reference_point": ref,
+        "pairs": pairs,
+        "hv_ratio_median": hv_med,
+        "steps_ratio_median": steps_med,
+        "target_met": met,
+        "target_met_every_seed": met_every,
+        "runs": runs,
+        "seconds": time.time() - t_start,
+    }
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float))
@@ -189,8 +294,10 @@ def main(argv: list[str] | None = None) -> dict:
         hv = f"{p['hv_ratio']:.3f}" if p["hv_ratio"] is not None else "n/a"
         orc = f"{p['oracle_hv_ratio']:.3f}" if p["oracle_hv_ratio"] is not None else "n/a"
         print(f"{p['seed']:>4} {hv:>17} {p['steps_ratio']:>26.3f} {p['stopped']:>8} {orc:>10}")
-    print(f"median: hv ratio {hv_med}, steps ratio {steps_med:.3f}; target (hv >= {TARGET_HV} at steps <= {TARGET_STEPS}) "
-          f"{'met' if met else 'NOT met'} (every seed: {'yes' if met_every else 'no'}); wrote {out}")
+    print(
+        f"median: hv ratio {hv_med}, steps ratio {steps_med:.3f}; target (hv >= {TARGET_HV} at steps <= {TARGET_STEPS}) "
+        f"{'met' if met else 'NOT met'} (every seed: {'yes' if met_every else 'no'}); wrote {out}"
+    )
     return result
 
 

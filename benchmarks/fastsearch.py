@@ -28,7 +28,6 @@ from econ_ray.search.space import apply_knobs
 from econ_ray.search.trial import REPORT_KEYS
 from econ_ray.training import train_run
 
-
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 FAST_OVERRIDES = {
@@ -69,13 +68,21 @@ class FastTrial:
     history: list[dict[str, float]] = field(default_factory=list)  # the intermediate evaluations it reported
 
 
-def run_trials(cfg: SearchSpaceFile, *, sampler: str, seed: int, n_trials: int,
-               book: RungBook | None = None) -> list[FastTrial]:
+def run_trials(
+    cfg: SearchSpaceFile, *, sampler: str, seed: int, n_trials: int, book: RungBook | None = None
+) -> list[FastTrial]:
     """Sequential search: ask the searcher, train the trial in-process, tell the searcher."""
     torch.set_num_threads(1)  # 2 shared cores: more threads only contend
     maximize = higher_is_better(_metric_name(cfg))
-    searcher = ConstrainedOptunaSearch(cfg.search.space, sampler=sampler, seed=seed, n_trials=n_trials,
-                                       storage=None, study_name=f"{sampler}-{seed}", maximize_metric=maximize)
+    searcher = ConstrainedOptunaSearch(
+        cfg.search.space,
+        sampler=sampler,
+        seed=seed,
+        n_trials=n_trials,
+        storage=None,
+        study_name=f"{sampler}-{seed}",
+        maximize_metric=maximize,
+    )
     out: list[FastTrial] = []
     for i in range(n_trials):
         tid = f"t{i:03d}"
@@ -85,10 +92,10 @@ def run_trials(cfg: SearchSpaceFile, *, sampler: str, seed: int, n_trials: int,
         dense = rc.objective.dense_steps if rc.objective.dense_reference == "warmup" else 0
         seen: dict[str, Any] = {"steps": 0, "last": None, "history": []}
 
-        def on_step(rec: dict[str, Any]) -> None:
+        def on_step(rec: dict[str, Any], seen: dict[str, Any] = seen) -> None:
             seen["steps"] = rec["step"]
 
-        def on_eval(rec: dict[str, Any]) -> None:
+        def on_eval(rec: dict[str, Any], seen: dict[str, Any] = seen, tid: str = tid) -> None:
             seen["last"] = rec
             seen["history"].append({k: float(rec[k]) for k in ("step", "metric", "effective_gflops")})
             if book is not None and not book.decide(tid, rec["step"], (rec["metric"], rec["effective_gflops"])):
@@ -99,20 +106,32 @@ def run_trials(cfg: SearchSpaceFile, *, sampler: str, seed: int, n_trials: int,
             result = train_run(rc, on_step=on_step, on_eval=on_eval)
         except _Stop:
             searcher.on_trial_complete(tid, {**seen["last"], "final": 0})  # told PRUNED
-            out.append(FastTrial(tid, "stopped", knobs, dense + seen["steps"], time.perf_counter() - t0,
-                                 dict(seen["last"]), seen["history"]))
+            out.append(
+                FastTrial(
+                    tid,
+                    "stopped",
+                    knobs,
+                    dense + seen["steps"],
+                    time.perf_counter() - t0,
+                    dict(seen["last"]),
+                    seen["history"],
+                )
+            )
             continue
         final = {k: result.summary.get(k) for k in REPORT_KEYS}
         searcher.on_trial_complete(tid, {**final, "final": 1})
-        out.append(FastTrial(tid, "complete", knobs, dense + seen["steps"], time.perf_counter() - t0, final,
-                             seen["history"]))
+        out.append(
+            FastTrial(tid, "complete", knobs, dense + seen["steps"], time.perf_counter() - t0, final, seen["history"])
+        )
     return out
 
 
 def records(trials: list[FastTrial]) -> list[TrialRecord]:
     """Driver records: a stopped trial has no final metrics, exactly as the Tune callback records it."""
-    return [TrialRecord(t.trial_id, i, t.status, t.knobs, metrics=t.metrics if t.status == "complete" else {})
-            for i, t in enumerate(trials)]
+    return [
+        TrialRecord(t.trial_id, i, t.status, t.knobs, metrics=t.metrics if t.status == "complete" else {})
+        for i, t in enumerate(trials)
+    ]
 
 
 def reference(cfg: SearchSpaceFile, trials: list[FastTrial]) -> tuple[float, float]:

@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--run-dir", help="split a finished search's run folder instead of running a new search")
     ap.add_argument("--out", default="runs/bench/machinery_overhead.json")
     a = ap.parse_args(argv)
+    import yaml
+
     from econ_ray.config import load_config
     from econ_ray.search.driver import run_search
     from econ_ray.search.trial import TIMING_FILE
-
-    import yaml
 
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
         tmp = Path(tempfile.mkdtemp(prefix="machinery-", dir=out.parent.resolve()))
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
         t0 = time.time()
-        outcome = run_search(cfg, config_path=a.config, trials=a.trials, concurrency=a.concurrency,
-                             run_dir=str(tmp / "run"))
+        outcome = run_search(
+            cfg, config_path=a.config, trials=a.trials, concurrency=a.concurrency, run_dir=str(tmp / "run")
+        )
         wall = time.time() - t0
         run = Path(outcome.run_dir)
         drv = json.loads((run / "timing.json").read_text())
@@ -61,21 +62,41 @@ def main(argv: list[str] | None = None) -> dict:
         if f and f.is_file():
             t = json.loads(f.read_text())
             entry = t.get("t_worker_entry", t["t_worker_start"])  # absent in runs older than 2026-11-23 evening
-            trials.append({"trial_id": rec["trial_id"], "launch_s": t["t_worker_start"] - t["t_trial_start"],
-                           "ray_train_start_s": entry - t["t_trial_start"], "worker_imports_s": t["t_worker_start"] - entry,
-                           "prepare_s": t["prepare_s"], "engine_init_s": t["engine_init_s"], "train_s": t["train_s"],
-                           "eval_s": t["eval_s"], "final_eval_s": t["final_eval_s"],
-                           "logging_s": t["report_s"] + t["save_s"], "n_evals": t["n_evals"],
-                           "t_trial_start": t["t_trial_start"], "t_final_report": t["t_final_report"]})
+            trials.append(
+                {
+                    "trial_id": rec["trial_id"],
+                    "launch_s": t["t_worker_start"] - t["t_trial_start"],
+                    "ray_train_start_s": entry - t["t_trial_start"],
+                    "worker_imports_s": t["t_worker_start"] - entry,
+                    "prepare_s": t["prepare_s"],
+                    "engine_init_s": t["engine_init_s"],
+                    "train_s": t["train_s"],
+                    "eval_s": t["eval_s"],
+                    "final_eval_s": t["final_eval_s"],
+                    "logging_s": t["report_s"] + t["save_s"],
+                    "n_evals": t["n_evals"],
+                    "t_trial_start": t["t_trial_start"],
+                    "t_final_report": t["t_final_report"],
+                }
+            )
     first_trial = min(t["t_trial_start"] for t in trials) if trials else drv["t_fit_start"]
-    search = {"wall_s": wall, "ray_start_s": drv["t_ray_ready"] - drv["t_search_start"],
-              "tune_setup_to_first_trial_s": first_trial - drv["t_fit_start"],
-              "tune_fit_s": drv["t_fit_end"] - drv["t_fit_start"],
-              "post_s": drv["t_search_end"] - drv["t_fit_end"]}
+    search = {
+        "wall_s": wall,
+        "ray_start_s": drv["t_ray_ready"] - drv["t_search_start"],
+        "tune_setup_to_first_trial_s": first_trial - drv["t_fit_start"],
+        "tune_fit_s": drv["t_fit_end"] - drv["t_fit_start"],
+        "post_s": drv["t_search_end"] - drv["t_fit_end"],
+    }
     keys = ("launch_s", "prepare_s", "engine_init_s", "train_s", "eval_s", "final_eval_s", "logging_s")
     sums = {k: sum(t[k] for t in trials) for k in keys}
-    result = {"command": " ".join(sys.argv), "search": search, "trials": trials, "trial_sums": sums,
-              "trial_share": {k: v / max(1e-9, sum(sums.values())) for k, v in sums.items()}, "run_dir": str(run)}
+    result = {
+        "command": " ".join(sys.argv),
+        "search": search,
+        "trials": trials,
+        "trial_sums": sums,
+        "trial_share": {k: v / max(1e-9, sum(sums.values())) for k, v in sums.items()},
+        "run_dir": str(run),
+    }
     result["ray_train_stages"] = ray_train_stages([t["trial_id"] for t in trials], drv.get("t_search_start", 0.0))
     out.write_text(json.dumps(result, indent=2))
     print("search:", "  ".join(f"{k} {v:.1f}" for k, v in search.items()))
@@ -85,9 +106,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'share':<14}" + "".join(f"{result['trial_share'][k]:>14.1%}" for k in keys))
     if trials:
         n = len(trials)
-        print(f"launch, mean per trial: Ray Train start-up (controller, worker actors, process group) "
-              f"{sum(t['ray_train_start_s'] for t in trials) / n:.1f} s + worker imports "
-              f"{sum(t['worker_imports_s'] for t in trials) / n:.1f} s")
+        print(
+            f"launch, mean per trial: Ray Train start-up (controller, worker actors, process group) "
+            f"{sum(t['ray_train_start_s'] for t in trials) / n:.1f} s + worker imports "
+            f"{sum(t['worker_imports_s'] for t in trials) / n:.1f} s"
+        )
     for tid, st in result["ray_train_stages"].items():
         print(f"  {tid}: " + "  ".join(f"{k} {v:.1f}" for k, v in st.items()))
     print(f"wrote {out}")

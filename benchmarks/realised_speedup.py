@@ -36,7 +36,9 @@ def model_folders(path: Path) -> list[tuple[str, Path]]:
     if (path / "econ.json").is_file():
         return [(path.name, path)]
     if not (path / "pareto.json").is_file() or not (path / "trials.json").is_file():
-        raise SystemExit(f"{path}: neither a model folder (econ.json) nor a search run folder (pareto.json, trials.json)")
+        raise SystemExit(
+            f"{path}: neither a model folder (econ.json) nor a search run folder (pareto.json, trials.json)"
+        )
     trials = {t["trial_id"]: t for t in json.loads((path / "trials.json").read_text())}
     out = []
     for r in json.loads((path / "pareto.json").read_text())["pareto"]:
@@ -86,15 +88,45 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for label, folder in folders:
         t = load_target(str(folder))
-        rep = export(t.model, t.tokenizer, t.validation, t.task, seq_len=t.seq_len,
-                     out=export_root / label.replace("/", "_"), batch_size=args.batch_size,
-                     warmup=args.warmup, repeats=args.repeats)
-        rows.append({"model": label, "source": str(folder), **rep,
-                     "realised_over_counted": rep["realised_speedup"] / rep["theoretical_speedup"]})
-    print_rows(f"realised vs counted speedup (batch 1, {torch.get_num_threads()} threads, median of {args.repeats})",
-               rows, ["model", "metric_name", "masked_metric", "pruned_metric", "equal", "effective_gflops", "pruned_gflops", "dense_total_gflops",
-                      "latency_dense_ms", "latency_pruned_ms", "theoretical_speedup", "structural_speedup",
-                      "realised_speedup", "realised_over_counted"])
+        rep = export(
+            t.model,
+            t.tokenizer,
+            t.validation,
+            t.task,
+            seq_len=t.seq_len,
+            out=export_root / label.replace("/", "_"),
+            batch_size=args.batch_size,
+            warmup=args.warmup,
+            repeats=args.repeats,
+        )
+        rows.append(
+            {
+                "model": label,
+                "source": str(folder),
+                **rep,
+                "realised_over_counted": rep["realised_speedup"] / rep["theoretical_speedup"],
+            }
+        )
+    print_rows(
+        f"realised vs counted speedup (batch 1, {torch.get_num_threads()} threads, median of {args.repeats})",
+        rows,
+        [
+            "model",
+            "metric_name",
+            "masked_metric",
+            "pruned_metric",
+            "equal",
+            "effective_gflops",
+            "pruned_gflops",
+            "dense_total_gflops",
+            "latency_dense_ms",
+            "latency_pruned_ms",
+            "theoretical_speedup",
+            "structural_speedup",
+            "realised_speedup",
+            "realised_over_counted",
+        ],
+    )
     Path(args.out).write_text(json.dumps(rows, indent=2))
     print(f"wrote {args.out}")
     return 0 if all(r["equal"] for r in rows) else 1

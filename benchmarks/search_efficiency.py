@@ -31,14 +31,18 @@ def _ray_curve(cfg_path: str, cfg, sampler: str, seed: int, trials: int, out_dir
     from econ_ray.search.driver import run_search
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{out_dir / 'mlflow.db'}")
-    outcome = run_search(cfg, config_path=cfg_path, trials=trials, sampler=sampler, seed=seed,
-                         run_dir=str(out_dir / f"{sampler}-{seed}"))
-    rows = list(csv.DictReader(open(Path(outcome.run_dir) / "hypervolume.csv")))
+    outcome = run_search(
+        cfg, config_path=cfg_path, trials=trials, sampler=sampler, seed=seed, run_dir=str(out_dir / f"{sampler}-{seed}")
+    )
+    with open(Path(outcome.run_dir) / "hypervolume.csv") as f:
+        rows = list(csv.DictReader(f))
     recs = json.loads((Path(outcome.run_dir) / "trials.json").read_text())
     steps, curve = 0, []
     for row, rec in zip(rows, recs):
         steps += int((rec["metrics"] or {}).get("steps") or 0) + cfg.objective.dense_steps
-        curve.append({"trials": int(row["trials_completed"]), "trial_steps": steps, "hypervolume": float(row["hypervolume"])})
+        curve.append(
+            {"trials": int(row["trials_completed"]), "trial_steps": steps, "hypervolume": float(row["hypervolume"])}
+        )
     return curve
 
 
@@ -72,32 +76,56 @@ def main(argv: list[str] | None = None) -> dict:
             curves[s][seed] = curve
             print(f"{s:>6} seed {seed}: final hv {curve[-1]['hypervolume']:.6g} ({time.time() - t0:.0f} s)", flush=True)
     # the grid's final hypervolume (median over seeds) is the target
-    grid_final = statistics.median(c[-1]["hypervolume"] for c in curves["grid"].values()) if "grid" in curves else math.nan
+    grid_final = (
+        statistics.median(c[-1]["hypervolume"] for c in curves["grid"].values()) if "grid" in curves else math.nan
+    )
     rows = []
     for s in samplers:
         finals = [c[-1]["hypervolume"] for c in curves[s].values()]
         reach = [fastsearch.first_reaching(c, grid_final) for c in curves[s].values()]
         reach_steps = [fastsearch.first_reaching(c, grid_final, "trial_steps") for c in curves[s].values()]
-        rows.append({"sampler": s, "final_hv_median": statistics.median(finals), "final_hv_min": min(finals),
-                     "final_hv_max": max(finals), "trials_to_grid_final_median": statistics.median(reach),
-                     "trial_steps_to_grid_final_median": statistics.median(reach_steps),
-                     "seeds_reaching_grid_final": sum(math.isfinite(r) for r in reach)})
+        rows.append(
+            {
+                "sampler": s,
+                "final_hv_median": statistics.median(finals),
+                "final_hv_min": min(finals),
+                "final_hv_max": max(finals),
+                "trials_to_grid_final_median": statistics.median(reach),
+                "trial_steps_to_grid_final_median": statistics.median(reach_steps),
+                "seeds_reaching_grid_final": sum(math.isfinite(r) for r in reach),
+            }
+        )
     best = max(rows, key=lambda r: r["final_hv_median"] if r["sampler"] != "grid" else -math.inf)
     met = best["trials_to_grid_final_median"] <= a.trials / 2
-    result = {"mode": "ray" if a.ray else "fast", "config": a.config, "trials": a.trials, "seeds": a.seeds,
-              "overrides": {**fastsearch.FAST_OVERRIDES, **overrides} if not a.ray else {},
-              "reference_point": ref, "grid_final_hv_median": grid_final, "table": rows,
-              "best_sampler": best["sampler"], "target_half_trials_met": met, "curves": curves,
-              "seconds": time.time() - t_start}
+    result = {
+        "mode": "ray" if a.ray else "fast",
+        "config": a.config,
+        "trials": a.trials,
+        "seeds": a.seeds,
+        "overrides": {**fastsearch.FAST_OVERRIDES, **overrides} if not a.ray else {},
+        "reference_point": ref,
+        "grid_final_hv_median": grid_final,
+        "table": rows,
+        "best_sampler": best["sampler"],
+        "target_half_trials_met": met,
+        "curves": curves,
+        "seconds": time.time() - t_start,
+    }
     out.write_text(json.dumps(result, indent=2, default=float))
     _plot(curves, out.with_suffix(".png"), grid_final, a.trials)
-    print(f"\n{'sampler':>7} {'final hv (median [min, max])':>34} {'trials to grid final':>21} {'steps to grid final':>20}")
+    print(
+        f"\n{'sampler':>7} {'final hv (median [min, max])':>34} {'trials to grid final':>21} {'steps to grid final':>20}"
+    )
     for r in rows:
-        print(f"{r['sampler']:>7} {r['final_hv_median']:>14.6g} [{r['final_hv_min']:.6g}, {r['final_hv_max']:.6g}]"
-              f" {r['trials_to_grid_final_median']:>21} {r['trial_steps_to_grid_final_median']:>20}")
-    print(f"grid final hv {grid_final:.6g}; best sampler {best['sampler']} reaches it in "
-          f"{best['trials_to_grid_final_median']} trials (median) of {a.trials}: "
-          f"target <= {a.trials / 2:g} {'met' if met else 'NOT met'}")
+        print(
+            f"{r['sampler']:>7} {r['final_hv_median']:>14.6g} [{r['final_hv_min']:.6g}, {r['final_hv_max']:.6g}]"
+            f" {r['trials_to_grid_final_median']:>21} {r['trial_steps_to_grid_final_median']:>20}"
+        )
+    print(
+        f"grid final hv {grid_final:.6g}; best sampler {best['sampler']} reaches it in "
+        f"{best['trials_to_grid_final_median']} trials (median) of {a.trials}: "
+        f"target <= {a.trials / 2:g} {'met' if met else 'NOT met'}"
+    )
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return result
 

@@ -33,8 +33,10 @@ import time
 from pathlib import Path
 
 MODES = ("plain", "dense", "penalised", "constrained")
-MODELS = {"minilm": "MiniLM-L6-H384 (pretrained, 6 layers, 12 heads)",
-          "gpt2-small": "GPT-2 small shape (GPT2Config(), random init: 12 layers, 12 heads, d 768)"}
+MODELS = {
+    "minilm": "MiniLM-L6-H384 (pretrained, 6 layers, 12 heads)",
+    "gpt2-small": "GPT-2 small shape (GPT2Config(), random init: 12 layers, 12 heads, d 768)",
+}
 
 
 def _rss_bytes() -> int:
@@ -61,14 +63,23 @@ def _batch(model, model_name: str, batch: int, seq: int, device):
     vocab = model.config.vocab_size
     ids = torch.randint(0, vocab, (batch, seq), generator=g)
     mask = torch.ones(batch, seq, dtype=torch.long)
-    mask[: batch // 2, seq - seq // 8:] = 0  # some padding, as real batches have
+    mask[: batch // 2, seq - seq // 8 :] = 0  # some padding, as real batches have
     out = {"input_ids": ids, "attention_mask": mask}
     out["labels"] = ids.clone() if model_name == "gpt2-small" else torch.randint(0, 2, (batch,), generator=g)
     return {k: v.to(device) for k, v in out.items()}
 
 
-def measure(model_name: str, mode: str, *, batch: int, seq: int, warmup: int, steps: int, device: str,
-            constraint_batches: tuple[int, ...] = ()) -> dict:
+def measure(
+    model_name: str,
+    mode: str,
+    *,
+    batch: int,
+    seq: int,
+    warmup: int,
+    steps: int,
+    device: str,
+    constraint_batches: tuple[int, ...] = (),
+) -> dict:
     """One mode in this process: median step time and memory (constrained: of the primal step and of the
     held-out forward + dual step at each held-out batch size, apart)."""
     import torch
@@ -164,12 +175,22 @@ def measure(model_name: str, mode: str, *, batch: int, seq: int, warmup: int, st
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
         how = "peak RSS (getrusage ru_maxrss) - RSS before the warm-up steps"
-    return {"model": model_name, "mode": mode, "step_s_median": statistics.median(times), "step_s_all": times,
-            "heldout_s_median": {b: statistics.median(d[b] for d in duals) for b in helds},
-            "heldout_s_all": {b: [d[b] for d in duals] for b in helds},
-            "peak_bytes": peak, "peak_method": how, "saved_bytes": saved,
-            "attn_implementation": model.config._attn_implementation, "batch": batch, "seq_len": seq,
-            "device": device, "threads": torch.get_num_threads()}
+    return {
+        "model": model_name,
+        "mode": mode,
+        "step_s_median": statistics.median(times),
+        "step_s_all": times,
+        "heldout_s_median": {b: statistics.median(d[b] for d in duals) for b in helds},
+        "heldout_s_all": {b: [d[b] for d in duals] for b in helds},
+        "peak_bytes": peak,
+        "peak_method": how,
+        "saved_bytes": saved,
+        "attn_implementation": model.config._attn_implementation,
+        "batch": batch,
+        "seq_len": seq,
+        "device": device,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -185,8 +206,16 @@ def amortised_rows(r: dict, every: tuple[int, ...]) -> list[dict]:
     rows = []
     for b, held_s in r["heldout_s_median"].items():
         for n in every:
-            rows.append({**r, "constraint_batch": int(b), "constraint_every": n, "primal_s_median": r["step_s_median"],
-                         "dual_s_median": held_s, "step_s_median": r["step_s_median"] + held_s / n})
+            rows.append(
+                {
+                    **r,
+                    "constraint_batch": int(b),
+                    "constraint_every": n,
+                    "primal_s_median": r["step_s_median"],
+                    "dual_s_median": held_s,
+                    "step_s_median": r["step_s_median"] + held_s / n,
+                }
+            )
     return rows
 
 
@@ -199,25 +228,57 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--device", default="cuda" if _has_cuda() else "cpu")
-    ap.add_argument("--constraint-every", type=_ints, default=(1, 4, 8),
-                    help="constrained mode: multiplier steps every n training steps; one row per n (e.g. 1,4,8)")
-    ap.add_argument("--constraint-batch", type=_ints, default=None,
-                    help="constrained mode: held-out batch sizes of the multiplier's forward (default: --batch)")
+    ap.add_argument(
+        "--constraint-every",
+        type=_ints,
+        default=(1, 4, 8),
+        help="constrained mode: multiplier steps every n training steps; one row per n (e.g. 1,4,8)",
+    )
+    ap.add_argument(
+        "--constraint-batch",
+        type=_ints,
+        default=None,
+        help="constrained mode: held-out batch sizes of the multiplier's forward (default: --batch)",
+    )
     ap.add_argument("--out", default="runs/bench/step_overhead.json")
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)  # subprocess entry
     a = ap.parse_args(argv)
     held = a.constraint_batch or (a.batch,)
     if a.one:
-        r = measure(a.one[0], a.one[1], batch=a.batch, seq=a.seq, warmup=a.warmup, steps=a.steps, device=a.device,
-                    constraint_batches=held)
+        r = measure(
+            a.one[0],
+            a.one[1],
+            batch=a.batch,
+            seq=a.seq,
+            warmup=a.warmup,
+            steps=a.steps,
+            device=a.device,
+            constraint_batches=held,
+        )
         print(json.dumps(r))
         return r
     rows = []
     for m in a.models.split(","):
         for mode in a.modes.split(","):
-            cmd = [sys.executable, __file__, "--one", m, mode, "--batch", str(a.batch), "--seq", str(a.seq),
-                   "--warmup", str(a.warmup), "--steps", str(a.steps), "--device", a.device,
-                   "--constraint-batch", ",".join(map(str, held))]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                m,
+                mode,
+                "--batch",
+                str(a.batch),
+                "--seq",
+                str(a.seq),
+                "--warmup",
+                str(a.warmup),
+                "--steps",
+                str(a.steps),
+                "--device",
+                a.device,
+                "--constraint-batch",
+                ",".join(map(str, held)),
+            ]
             p = subprocess.run(cmd, capture_output=True, text=True)
             if p.returncode:
                 sys.exit(f"{m} {mode} failed:\n{p.stderr[-3000:]}")
@@ -225,8 +286,11 @@ def main(argv: list[str] | None = None) -> dict:
             r["heldout_s_median"] = {int(b): v for b, v in r["heldout_s_median"].items()}
             if mode == "constrained":
                 rows.extend(amortised_rows(r, a.constraint_every))
-                print(f"{m} {mode}: primal {r['step_s_median'] * 1e3:.1f} ms, held-out forward + dual step "
-                      + ", ".join(f"batch {b}: {v * 1e3:.1f} ms" for b, v in r["heldout_s_median"].items()), flush=True)
+                print(
+                    f"{m} {mode}: primal {r['step_s_median'] * 1e3:.1f} ms, held-out forward + dual step "
+                    + ", ".join(f"batch {b}: {v * 1e3:.1f} ms" for b, v in r["heldout_s_median"].items()),
+                    flush=True,
+                )
             else:
                 rows.append(r)
                 print(f"{m} {mode}: {r['step_s_median'] * 1e3:.1f} ms", flush=True)
@@ -238,29 +302,45 @@ def main(argv: list[str] | None = None) -> dict:
     gates = [r for r in rows if r["mode"] in ("penalised", "constrained")]
 
     def met(rows_: list[dict]) -> dict:
-        return {"time": all(r["time_ratio"] <= 1.15 for r in rows_),
-                "memory": all((r["peak_ratio"] or 0) <= 1.3 for r in rows_)}
+        return {
+            "time": all(r["time_ratio"] <= 1.15 for r in rows_),
+            "memory": all((r["peak_ratio"] or 0) <= 1.3 for r in rows_),
+        }
 
-    by_every = {f"constrained n={n}": met([r for r in gates if r.get("constraint_every") == n]) for n in a.constraint_every}
-    result = {"rows": rows, "targets": {"time_ratio_max": 1.15, "memory_ratio_max": 1.3},
-              "time_target_met": all(r["time_ratio"] <= 1.15 for r in gates),
-              "memory_target_met": all((r["peak_ratio"] or 0) <= 1.3 for r in gates),
-              "met_by_mode": {"penalised": met([r for r in gates if r["mode"] == "penalised"]), **by_every},
-              "command": " ".join(sys.argv), "models": {m: MODELS[m] for m in a.models.split(",")}}
+    by_every = {
+        f"constrained n={n}": met([r for r in gates if r.get("constraint_every") == n]) for n in a.constraint_every
+    }
+    result = {
+        "rows": rows,
+        "targets": {"time_ratio_max": 1.15, "memory_ratio_max": 1.3},
+        "time_target_met": all(r["time_ratio"] <= 1.15 for r in gates),
+        "memory_target_met": all((r["peak_ratio"] or 0) <= 1.3 for r in gates),
+        "met_by_mode": {"penalised": met([r for r in gates if r["mode"] == "penalised"]), **by_every},
+        "command": " ".join(sys.argv),
+        "models": {m: MODELS[m] for m in a.models.split(",")},
+    }
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"\n{'model':<11}{'mode':<26}{'attn impl':>10}{'step ms':>10}{'x plain':>9}{'peak MiB':>10}{'x plain':>9}"
-          f"{'saved MiB':>11}{'x plain':>9}")
+    print(
+        f"\n{'model':<11}{'mode':<26}{'attn impl':>10}{'step ms':>10}{'x plain':>9}{'peak MiB':>10}{'x plain':>9}"
+        f"{'saved MiB':>11}{'x plain':>9}"
+    )
     for r in rows:
         pr = f"{r['peak_ratio']:.2f}" if r["peak_ratio"] is not None else "n/a"
-        label = r["mode"] + (f" n={r['constraint_every']} held {r['constraint_batch']}" if "constraint_every" in r else "")
-        print(f"{r['model']:<11}{label:<26}{r['attn_implementation']:>10}{r['step_s_median'] * 1e3:>10.1f}"
-              f"{r['time_ratio']:>9.2f}{r['peak_bytes'] / 2**20:>10.1f}{pr:>9}{r['saved_bytes'] / 2**20:>11.1f}"
-              f"{r['saved_ratio']:>9.2f}")
+        label = r["mode"] + (
+            f" n={r['constraint_every']} held {r['constraint_batch']}" if "constraint_every" in r else ""
+        )
+        print(
+            f"{r['model']:<11}{label:<26}{r['attn_implementation']:>10}{r['step_s_median'] * 1e3:>10.1f}"
+            f"{r['time_ratio']:>9.2f}{r['peak_bytes'] / 2**20:>10.1f}{pr:>9}{r['saved_bytes'] / 2**20:>11.1f}"
+            f"{r['saved_ratio']:>9.2f}"
+        )
     for name, m in result["met_by_mode"].items():
-        print(f"targets, {name}: time <= 1.15x plain {'met' if m['time'] else 'NOT met'}; "
-              f"memory <= 1.3x plain {'met' if m['memory'] else 'NOT met'}")
+        print(
+            f"targets, {name}: time <= 1.15x plain {'met' if m['time'] else 'NOT met'}; "
+            f"memory <= 1.3x plain {'met' if m['memory'] else 'NOT met'}"
+        )
     print(f"wrote {out}")
     return result
 

@@ -24,21 +24,27 @@ import sys
 import time
 from pathlib import Path
 
-WORKER = ("import ray.train\n"
-          "from econ_ray.modeling import save_model\n"
-          "from econ_ray.training import train_run\n"
-          "from econ_ray.training.checkpoint import TrainState, load_state, save_state\n"
-          "from econ_ray.training.loop import prepare\n")
+WORKER = (
+    "import ray.train\n"
+    "from econ_ray.modeling import save_model\n"
+    "from econ_ray.training import train_run\n"
+    "from econ_ray.training.checkpoint import TrainState, load_state, save_state\n"
+    "from econ_ray.training.loop import prepare\n"
+)
 VARIANTS = {
     "trial module": "import econ_ray.search.trial\n",
     "worker, deepspeed plain": "import deepspeed\n" + WORKER,
-    "worker, import_deepspeed": ("from econ_ray.training.deepspeed_engine import import_deepspeed\n"
-                                 "import_deepspeed()\n" + WORKER),
+    "worker, import_deepspeed": (
+        "from econ_ray.training.deepspeed_engine import import_deepspeed\nimport_deepspeed()\n" + WORKER
+    ),
 }
 
 
 def _time(code: str) -> tuple[float, list[str]]:
-    probe = code + "import sys, json\nprint(json.dumps([m for m in ('torch', 'optuna', 'mlflow', 'deepspeed') if m in sys.modules]))\n"
+    probe = (
+        code
+        + "import sys, json\nprint(json.dumps([m for m in ('torch', 'optuna', 'mlflow', 'deepspeed') if m in sys.modules]))\n"
+    )
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     return time.perf_counter() - t0, json.loads(out.stdout.strip().splitlines()[-1])
@@ -57,11 +63,15 @@ def main(argv: list[str] | None = None) -> dict:
             t, mods = _time(code)
             times[name].append(t)
             loaded[name] = mods
-    rows = [{"variant": k, "median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "loaded": loaded[k]}
-            for k, v in times.items()]
+    rows = [
+        {"variant": k, "median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "loaded": loaded[k]}
+        for k, v in times.items()
+    ]
     print(f"{'variant':<28}{'median s':>10}{'min':>8}{'max':>8}  heavy modules loaded")
     for r in rows:
-        print(f"{r['variant']:<28}{r['median_s']:>10.2f}{r['min_s']:>8.2f}{r['max_s']:>8.2f}  {', '.join(r['loaded']) or '-'}")
+        print(
+            f"{r['variant']:<28}{r['median_s']:>10.2f}{r['min_s']:>8.2f}{r['max_s']:>8.2f}  {', '.join(r['loaded']) or '-'}"
+        )
     result = {"command": " ".join(sys.argv), "repeats": a.repeats, "rows": rows}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

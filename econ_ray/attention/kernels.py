@@ -62,7 +62,9 @@ class _GatedSoftmax(torch.autograd.Function):
         return grad_masked, grad_g, None
 
 
-def gated_softmax(masked: torch.Tensor, gate_logits: torch.Tensor, force_open: torch.Tensor | None = None) -> torch.Tensor:
+def gated_softmax(
+    masked: torch.Tensor, gate_logits: torch.Tensor, force_open: torch.Tensor | None = None
+) -> torch.Tensor:
     """Training forward of gated attention weights, ``softmax(masked) * sample_gates(g, stochastic=True)``
     (``force_open``: bool edges whose gate is 1 regardless), with the memory of one extra NxN per head."""
     return _GatedSoftmax.apply(masked, gate_logits, force_open)

@@ -269,7 +269,7 @@ def _find_layers(model: nn.Module) -> Installed:
             "econ-ray supports those architectures"
         )
     cfg = model.config
-    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head")
+    heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
     return Installed(attn, ffn, heads)
 
 

@@ -30,9 +30,23 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     except (DataError, ModelError) as exc:
         return fail(f"{args.file}: {exc}")
     paths = write_ablation(args.out, rows)
-    print_rows(f"ablation at lambda = {args.lam:g} ({cfg.name})", rows,
-               ["variant", "alpha", "beta", "metric_name", "metric", "effective_gflops", "dense_total_gflops",
-                "attention_density", "ffn_density", "dead_heads", "dead_neurons"])
+    print_rows(
+        f"ablation at lambda = {args.lam:g} ({cfg.name})",
+        rows,
+        [
+            "variant",
+            "alpha",
+            "beta",
+            "metric_name",
+            "metric",
+            "effective_gflops",
+            "dense_total_gflops",
+            "attention_density",
+            "ffn_density",
+            "dead_heads",
+            "dead_neurons",
+        ],
+    )
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if args.json:
         print(dump({"rows": rows, "lam": args.lam, "files": {k: str(v) for k, v in paths.items()}}))
@@ -40,11 +54,14 @@ def cmd_ablation(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ablation", help="price attention only, FFN only, both (and none) at one lambda",
-                       description="Seed 000 Table 4, measured: train the file's model with the penalised "
-                       "objective at one lambda pricing attention only (beta = 0), FFN only (alpha = 0) or both, "
-                       "plus a dense run of the same steps; same initial weights and seed for every row. "
-                       "Writes ablation.json and ablation.png.")
+    p = sub.add_parser(
+        "ablation",
+        help="price attention only, FFN only, both (and none) at one lambda",
+        description="Seed 000 Table 4, measured: train the file's model with the penalised "
+        "objective at one lambda pricing attention only (beta = 0), FFN only (alpha = 0) or both, "
+        "plus a dense run of the same steps; same initial weights and seed for every row. "
+        "Writes ablation.json and ablation.png.",
+    )
     p.add_argument("file", help="search-space YAML (its run config is the base of every variant)")
     p.add_argument("--lam", type=float, required=True, help="the price of compute shared by all variants")
     p.add_argument("--variants", default="dense,attention,ffn,both", help="comma list (default: all four)")

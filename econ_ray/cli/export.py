@@ -8,10 +8,31 @@ from pathlib import Path
 
 from econ_ray.cli.common import dump, fail, print_rows
 
-KEYS = ["metric_name", "masked_metric", "pruned_metric", "output_abs_diff", "tolerance", "equal", "heads_kept",
-        "heads_total", "neurons_kept", "neurons_total", "params_dense", "params_pruned", "seq_len",
-        "dense_total_gflops", "effective_gflops", "pruned_gflops", "counted_pruned_gflops", "latency_dense_ms",
-        "latency_pruned_ms", "theoretical_speedup", "structural_speedup", "realised_speedup", "threads"]
+KEYS = [
+    "metric_name",
+    "masked_metric",
+    "pruned_metric",
+    "output_abs_diff",
+    "tolerance",
+    "equal",
+    "heads_kept",
+    "heads_total",
+    "neurons_kept",
+    "neurons_total",
+    "params_dense",
+    "params_pruned",
+    "seq_len",
+    "dense_total_gflops",
+    "effective_gflops",
+    "pruned_gflops",
+    "counted_pruned_gflops",
+    "latency_dense_ms",
+    "latency_pruned_ms",
+    "theoretical_speedup",
+    "structural_speedup",
+    "realised_speedup",
+    "threads",
+]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -32,8 +53,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         t = load_target(args.model_dir)
-        report = export(t.model, t.tokenizer, t.validation, t.task, seq_len=t.seq_len, out=args.out,
-                        batch_size=args.batch_size, warmup=args.warmup, repeats=args.repeats)
+        report = export(
+            t.model,
+            t.tokenizer,
+            t.validation,
+            t.task,
+            seq_len=t.seq_len,
+            out=args.out,
+            batch_size=args.batch_size,
+            warmup=args.warmup,
+            repeats=args.repeats,
+        )
     except (ValueError, DataError, ModelError, FileNotFoundError) as exc:
         return fail(f"{args.model_dir}: {exc}")
     print_rows(f"physical pruning of {args.model_dir} -> {report['folder']}", [report], KEYS[:10])
@@ -45,10 +75,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="physically prune a saved model and compare theoretical with realised speedup",
-                       description="Remove heads with no open edge and FFN neurons never active on the evaluation "
-                       "set, save a smaller Hugging Face model (loadable with trust_remote_code=True), check its "
-                       "outputs equal the source's within 1e-4, and time both at batch 1. Exit 1 if they differ.")
+    p = sub.add_parser(
+        "export",
+        help="physically prune a saved model and compare theoretical with realised speedup",
+        description="Remove heads with no open edge and FFN neurons never active on the evaluation "
+        "set, save a smaller Hugging Face model (loadable with trust_remote_code=True), check its "
+        "outputs equal the source's within 1e-4, and time both at batch 1. Exit 1 if they differ.",
+    )
     p.add_argument("model_dir", help="a saved econ-ray model folder")
     p.add_argument("--out", required=True, help="folder for the pruned model")
     p.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")

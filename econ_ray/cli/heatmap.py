@@ -37,16 +37,24 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
         heads = parse_indices(args.heads, "--heads")
         model, tok, meta = _load(args.model_dir)
         cfg = model.config
-        hm.check_selection(getattr(cfg, "num_hidden_layers", None) or cfg.n_layer,
-                           getattr(cfg, "num_attention_heads", None) or cfg.n_head, layers, heads)
+        hm.check_selection(
+            getattr(cfg, "num_hidden_layers", None) or cfg.n_layer,
+            getattr(cfg, "num_attention_heads", None) or cfg.n_head,
+            layers,
+            heads,
+        )
         dense_model = model
         if args.dense_model:
             dense_model, dense_tok, _ = _load(args.dense_model)
             if dense_tok.get_vocab() != tok.get_vocab():
                 raise ValueError(f"{args.dense_model}: its tokenizer differs from {args.model_dir}'s")
             dc = dense_model.config
-            hm.check_selection(getattr(dc, "num_hidden_layers", None) or dc.n_layer,
-                               getattr(dc, "num_attention_heads", None) or dc.n_head, layers, heads)
+            hm.check_selection(
+                getattr(dc, "num_hidden_layers", None) or dc.n_layer,
+                getattr(dc, "num_attention_heads", None) or dc.n_head,
+                layers,
+                heads,
+            )
         inp = _input(args, tok, meta)
     except (ValueError, FileNotFoundError, DataError) as exc:
         return fail(str(exc))
@@ -55,10 +63,20 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
     dense = hm.attention_maps(dense_model, dense_model.econ_runtime, inp, mode="dense")
     sparse = hm.attention_maps(model, model.econ_runtime, inp, mode=sparse_mode, k=a.get("k"), budget=a.get("budget"))
     label = {"gates": "gated", "topk": f"top-{a.get('k')}", "budget": f"budget {a.get('budget')}"}[sparse_mode]
-    out = hm.render(dense, sparse, layers=layers, heads=heads, tokens=inp.tokens, causal=hm.is_causal(model),
-                    out=args.out or "runs/heatmap.png", sparse_label=label)
-    print(f"wrote {out['file']} ({len(out['panels'])} panels: {len(layers) * len(heads)} heads x dense / {label}, "
-          f"{len(inp.tokens)} tokens)")
+    out = hm.render(
+        dense,
+        sparse,
+        layers=layers,
+        heads=heads,
+        tokens=inp.tokens,
+        causal=hm.is_causal(model),
+        out=args.out or "runs/heatmap.png",
+        sparse_label=label,
+    )
+    print(
+        f"wrote {out['file']} ({len(out['panels'])} panels: {len(layers) * len(heads)} heads x dense / {label}, "
+        f"{len(inp.tokens)} tokens)"
+    )
     for pnl in out["panels"]:
         if pnl["column"] != "dense":
             print(f"  layer {pnl['layer']} head {pnl['head']}: {pnl['kept_fraction']:.1%} of edges kept")
@@ -79,20 +97,32 @@ def _input(args: argparse.Namespace, tok, meta):
     d = cfg.data
     if args.text is not None:
         return hm.input_from_text(args.text, tok, task, d.max_length)
-    splits = load_task(d.source, columns=d.columns, kind=d.kind, train_size=d.train_size, eval_size=d.eval_size,
-                       heldout_fraction=d.heldout_fraction, seed=cfg.training.seed, builtin_options=d.builtin)
+    splits = load_task(
+        d.source,
+        columns=d.columns,
+        kind=d.kind,
+        train_size=d.train_size,
+        eval_size=d.eval_size,
+        heldout_fraction=d.heldout_fraction,
+        seed=cfg.training.seed,
+        builtin_options=d.builtin,
+    )
     index = args.index or 0
     if not 0 <= index < len(splits.validation):
         raise ValueError(f"--index {index} is outside 0..{len(splits.validation) - 1}")
-    return hm.input_from_split(encode_split(splits.validation[index:index + 1], splits.task, tok, d.max_length), 0, tok)
+    return hm.input_from_split(
+        encode_split(splits.validation[index : index + 1], splits.task, tok, d.max_length), 0, tok
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "heatmap", help="dense vs sparse attention heatmaps of a saved model on one input (PNG)",
+        "heatmap",
+        help="dense vs sparse attention heatmaps of a saved model on one input (PNG)",
         description="Draw the attention probabilities of chosen layers and heads on one input: one row per "
         "(layer, head), columns dense / sparse (the model's gates, or its top-k / budget mode). Dense is the "
-        "same model in dense mode unless --dense-model gives another folder (seed 000 Figure 6).")
+        "same model in dense mode unless --dense-model gives another folder (seed 000 Figure 6).",
+    )
     p.add_argument("model_dir", help="a saved econ-ray model folder (the sparse model)")
     p.add_argument("--dense-model", help="a saved folder whose dense attention fills the dense column")
     p.add_argument("--layers", required=True, help="comma-separated layer indices, e.g. 0,1")
@@ -101,5 +131,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--text", help="the input text (encoded like the task's examples)")
     g.add_argument("--index", type=int, help="row of the validation split to draw (default 0)")
     p.add_argument("--out", help="output PNG (default runs/heatmap.png)")
-    p.add_argument("--json", action="store_true", help="print {file, panels, tokens} as one JSON object on the last line")
+    p.add_argument(
+        "--json", action="store_true", help="print {file, panels, tokens} as one JSON object on the last line"
+    )
     p.set_defaults(func=cmd_heatmap)

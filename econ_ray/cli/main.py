@@ -11,12 +11,14 @@ import json
 import sys
 from typing import Any
 
+from econ_ray.cli.common import EXIT_BAD_INPUT  # noqa: F401 (EXIT_BAD_INPUT re-exported)
+from econ_ray.cli.common import dump as _dump
+from econ_ray.cli.common import fail as _fail
+from econ_ray.cli.common import print_rows as _print_rows
 from econ_ray.config import ConfigError, load_config, parse_override
 
-from econ_ray.cli.common import EXIT_BAD_INPUT, dump as _dump, fail as _fail, print_rows as _print_rows  # noqa: F401 (EXIT_BAD_INPUT re-exported)
-
-
 # ---- train ---------------------------------------------------------------------------------------
+
 
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     ov: dict[str, Any] = {}
@@ -24,9 +26,15 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         key, value = parse_override(item)
         ov[key] = value
     flags = {
-        "lam": "objective.lam", "alpha": "objective.alpha", "beta": "objective.beta",
-        "objective": "objective.kind", "attention": "attention.mode", "k": "attention.k",
-        "budget": "attention.budget", "max_steps": "training.max_steps", "seed": "training.seed",
+        "lam": "objective.lam",
+        "alpha": "objective.alpha",
+        "beta": "objective.beta",
+        "objective": "objective.kind",
+        "attention": "attention.mode",
+        "k": "attention.k",
+        "budget": "attention.budget",
+        "max_steps": "training.max_steps",
+        "seed": "training.seed",
     }
     for flag, key in flags.items():
         value = getattr(args, flag, None)
@@ -55,10 +63,36 @@ def _print_table(title: str, row: dict[str, Any], keys: list[str]) -> None:
 
 
 TRAIN_KEYS = [
-    "task", "objective", "attention", "lam", "alpha", "beta", "tau", "multiplier", "feasible", "metric_name",
-    "metric", "dense_metric", "ce", "ce_heldout", "ce_dense", "attention_density", "ffn_density", "gini",
-    "entropy_bits", "empty_row_fraction", "dead_heads", "dead_neurons", "seq_len", "dense_gflops",
-    "effective_gflops", "attention_gflops", "effective_attention_gflops", "dense_total_gflops", "steps", "stopped_early",
+    "task",
+    "objective",
+    "attention",
+    "lam",
+    "alpha",
+    "beta",
+    "tau",
+    "multiplier",
+    "feasible",
+    "metric_name",
+    "metric",
+    "dense_metric",
+    "ce",
+    "ce_heldout",
+    "ce_dense",
+    "attention_density",
+    "ffn_density",
+    "gini",
+    "entropy_bits",
+    "empty_row_fraction",
+    "dead_heads",
+    "dead_neurons",
+    "seq_len",
+    "dense_gflops",
+    "effective_gflops",
+    "attention_gflops",
+    "effective_attention_gflops",
+    "dense_total_gflops",
+    "steps",
+    "stopped_early",
 ]
 
 
@@ -86,8 +120,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         from econ_ray.modeling import save_model
 
         pr = result.prepared
-        s["saved_to"] = str(save_model(args.save, pr.model, pr.tokenizer, task=pr.task, config=cfg.model_dump(),
-                                       summary=s))
+        s["saved_to"] = str(
+            save_model(args.save, pr.model, pr.tokenizer, task=pr.task, config=cfg.model_dump(), summary=s)
+        )
     _print_table(f"econ-ray train: {cfg.name}", s, TRAIN_KEYS + ["saved_to"])
     if args.json:
         print(_dump(s))
@@ -95,6 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # ---- flops ---------------------------------------------------------------------------------------
+
 
 def cmd_flops(args: argparse.Namespace) -> int:
     from econ_ray.compute import ARCHS, dense_flops
@@ -110,14 +146,18 @@ def cmd_flops(args: argparse.Namespace) -> int:
         "total_gflops": fc.total / 1e9,
         "dense_gmacs": fc.linear / 2e9,
     }
-    _print_table(f"dense FLOPs of {args.arch} at L={args.seq_len} (FLOPs = 2 x multiply-adds)", out,
-                 ["dense_gflops", "attention_gflops", "total_gflops", "dense_gmacs"])
+    _print_table(
+        f"dense FLOPs of {args.arch} at L={args.seq_len} (FLOPs = 2 x multiply-adds)",
+        out,
+        ["dense_gflops", "attention_gflops", "total_gflops", "dense_gmacs"],
+    )
     if args.json:
         print(_dump(out))
     return 0
 
 
 # ---- validate ------------------------------------------------------------------------------------
+
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from econ_ray.config.checks import check_run
@@ -127,15 +167,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
         check_run(cfg, args.file)  # data source, columns and model, without loading them
     except ConfigError as exc:
         return _fail(str(exc))
-    print(f"{args.file}: ok ({cfg.name}: model {cfg.model.name}, data {cfg.data.source}, "
-          f"attention {cfg.attention.mode}, objective {cfg.objective.kind})")
+    print(
+        f"{args.file}: ok ({cfg.name}: model {cfg.model.name}, data {cfg.data.source}, "
+        f"attention {cfg.attention.mode}, objective {cfg.objective.kind})"
+    )
     return 0
 
 
 # ---- search --------------------------------------------------------------------------------------
 
-PARETO_COLUMNS = ["rank", "trial_id", "metric", "effective_gflops", "lam", "alpha", "beta", "tau", "objective",
-                  "attention_density", "ffn_density", "version"]
+PARETO_COLUMNS = [
+    "rank",
+    "trial_id",
+    "metric",
+    "effective_gflops",
+    "lam",
+    "alpha",
+    "beta",
+    "tau",
+    "objective",
+    "attention_density",
+    "ffn_density",
+    "version",
+]
 
 
 def _resume_config(args: argparse.Namespace, overrides: dict[str, Any]):
@@ -161,7 +215,11 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     try:
         overrides = dict(parse_override(item) for item in args.set or [])
-        for flag, key in (("trials", "search.trials"), ("concurrency", "search.concurrency"), ("sampler", "search.sampler")):
+        for flag, key in (
+            ("trials", "search.trials"),
+            ("concurrency", "search.concurrency"),
+            ("sampler", "search.sampler"),
+        ):
             if getattr(args, flag) is not None:
                 overrides[key] = getattr(args, flag)
         if args.dashboard_host is not None:
@@ -177,17 +235,31 @@ def cmd_search(args: argparse.Namespace) -> int:
         from econ_ray.config.checks import check_search
 
         # before anything starts: no Ray session, MLflow run or run folder for a bad input
-        check_search(cfg, args.file or f"{args.resume}/config.yaml", address=args.address,
-                     run_dir=args.resume or args.run_dir, storage_path=args.storage_path)
+        check_search(
+            cfg,
+            args.file or f"{args.resume}/config.yaml",
+            address=args.address,
+            run_dir=args.resume or args.run_dir,
+            storage_path=args.storage_path,
+        )
     except (ConfigError, ValueError, ResumeError) as exc:
         return _fail(str(exc))
     from econ_ray.search.driver import SearchError, run_search
     from econ_ray.tracking import TrackingError
 
     try:
-        out = run_search(cfg, config_path=args.file or f"{args.resume}/config.yaml", trials=args.trials,
-                         concurrency=args.concurrency, sampler=args.sampler, seed=args.seed, address=args.address,
-                         run_dir=args.run_dir, storage_path=args.storage_path, resume=args.resume)
+        out = run_search(
+            cfg,
+            config_path=args.file or f"{args.resume}/config.yaml",
+            trials=args.trials,
+            concurrency=args.concurrency,
+            sampler=args.sampler,
+            seed=args.seed,
+            address=args.address,
+            run_dir=args.run_dir,
+            storage_path=args.storage_path,
+            resume=args.resume,
+        )
     except ConfigError as exc:
         return _fail(str(exc))
     except (SearchError, TrackingError, ResumeError) as exc:
@@ -197,33 +269,44 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     console = Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 160))
     metric_name = out.pareto[0]["metric_name"] if out.pareto else "metric"
-    table = Table(title=f"Pareto set: {metric_name} vs effective GFLOPs ({out.n_trials} trials, "
-                        f"{out.n_failed} failed, hypervolume {out.hypervolume:.4g})")
+    table = Table(
+        title=f"Pareto set: {metric_name} vs effective GFLOPs ({out.n_trials} trials, "
+        f"{out.n_failed} failed, hypervolume {out.hypervolume:.4g})"
+    )
     for col in PARETO_COLUMNS:
         table.add_column(col, justify="right" if col not in ("trial_id", "objective") else "left")
     for row in out.pareto:
-        table.add_row(*[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c)) for c in PARETO_COLUMNS])
+        table.add_row(
+            *[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c)) for c in PARETO_COLUMNS]
+        )
     console.print(table)
     if out.failures:
         causes: dict[str, int] = {}
         for f in out.failures:
             cause = "diverged" if "diverged" in str(f.get("reason") or "") else f["status"]
             causes[cause] = causes.get(cause, 0) + 1
-        console.print(f"{len(out.failures)} of {out.n_trials} trials did not complete ("
-                      + ", ".join(f"{n} {c}" for c, n in sorted(causes.items())) + "); they are not in the Pareto set:")
+        console.print(
+            f"{len(out.failures)} of {out.n_trials} trials did not complete ("
+            + ", ".join(f"{n} {c}" for c, n in sorted(causes.items()))
+            + "); they are not in the Pareto set:"
+        )
     for f in out.failures:
         console.print(f"[yellow]trial {f['trial_id']} {f['status']}[/yellow]: {f['reason']}")
     if out.rerun:
         console.print(f"resumed: {len(out.rerun)} trial(s) cut off by the interruption were re-run with the same knobs")
     if out.pending_tracking_ops:
-        console.print(f"[yellow]tracking store unavailable[/yellow] ({out.tracking_error}): {out.pending_tracking_ops} "
-                      f"MLflow operation(s) kept in {out.tracking_outbox}\n"
-                      f"upload them when the store is back: econ-ray sync {out.run_dir}")
+        console.print(
+            f"[yellow]tracking store unavailable[/yellow] ({out.tracking_error}): {out.pending_tracking_ops} "
+            f"MLflow operation(s) kept in {out.tracking_outbox}\n"
+            f"upload them when the store is back: econ-ray sync {out.run_dir}"
+        )
     console.print(f"run folder: {out.run_dir}\nplot: {out.plot}")
     if out.registered_model:
-        console.print(f"registered model: {out.registered_model} (aliases rank-1 ... rank-{len(out.pareto)})\n"
-                      f"MLflow UI: mlflow ui --host 127.0.0.1 --backend-store-uri {_uri_hint()}\n"
-                      f"best under a budget: econ-ray registry best {out.registered_model} --max-gflops X")
+        console.print(
+            f"registered model: {out.registered_model} (aliases rank-1 ... rank-{len(out.pareto)})\n"
+            f"MLflow UI: mlflow ui --host 127.0.0.1 --backend-store-uri {_uri_hint()}\n"
+            f"best under a budget: econ-ray registry best {out.registered_model} --max-gflops X"
+        )
     if args.json:
         print(_dump(out.to_json()))
     return 0
@@ -237,15 +320,29 @@ def _uri_hint() -> str:
 
 # ---- registry ------------------------------------------------------------------------------------
 
+
 def cmd_registry(args: argparse.Namespace) -> int:
     from econ_ray.tracking import TrackingError, best_version, list_versions
 
     try:
         if args.registry_command == "list":
             rows = [_flat(r) for r in list_versions(args.name)]
-            _print_rows(f"registered model {args.name}", rows,
-                        ["version", "aliases", "metric_name", "metric", "effective_gflops", "lam", "alpha", "beta",
-                         "tau", "objective"])
+            _print_rows(
+                f"registered model {args.name}",
+                rows,
+                [
+                    "version",
+                    "aliases",
+                    "metric_name",
+                    "metric",
+                    "effective_gflops",
+                    "lam",
+                    "alpha",
+                    "beta",
+                    "tau",
+                    "objective",
+                ],
+            )
             if args.json:
                 print(json.dumps(rows, default=str))
             return 0
@@ -254,11 +351,16 @@ def cmd_registry(args: argparse.Namespace) -> int:
             row = _flat(row) if row is not None else None
             if row is None:
                 extra = f" and metric >= {args.min_metric}" if args.min_metric is not None else ""
-                print(f"econ-ray: no version of {args.name} within {args.max_gflops} effective GFLOPs{extra}",
-                      file=sys.stderr)
+                print(
+                    f"econ-ray: no version of {args.name} within {args.max_gflops} effective GFLOPs{extra}",
+                    file=sys.stderr,
+                )
                 return 1
-            _print_rows(f"best {args.name} within {args.max_gflops} GFLOPs", [row],
-                        ["version", "aliases", "metric_name", "metric", "effective_gflops"])
+            _print_rows(
+                f"best {args.name} within {args.max_gflops} GFLOPs",
+                [row],
+                ["version", "aliases", "metric_name", "metric", "effective_gflops"],
+            )
             if args.json:
                 print(json.dumps({"name": args.name, **row}, default=str))
             return 0
@@ -279,6 +381,7 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- topk ----------------------------------------------------------------------------------------
+
 
 def _model_and_data(target: str, model_dir: str | None, overrides: dict[str, Any]):
     """(model, runtime, validation split, task, seq_len) for a search-space file or a saved model folder."""
@@ -325,8 +428,16 @@ def cmd_topk(args: argparse.Namespace) -> int:
     console.print(table)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
     if args.json:
-        print(json.dumps({"rows": [r for r in rows if r["mode"] != "dense"], "dense": rows[0],
-                          "files": {k: str(v) for k, v in paths.items()}}, default=str))
+        print(
+            json.dumps(
+                {
+                    "rows": [r for r in rows if r["mode"] != "dense"],
+                    "dense": rows[0],
+                    "files": {k: str(v) for k, v in paths.items()},
+                },
+                default=str,
+            )
+        )
     return 0
 
 
@@ -353,9 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train one point of a search-space file and print its metrics",
-                       description="Train one point of a search-space file (dense phase, then the configured "
-                       "attention mode and objective) and print every metric.")
+    p = sub.add_parser(
+        "train",
+        help="train one point of a search-space file and print its metrics",
+        description="Train one point of a search-space file (dense phase, then the configured "
+        "attention mode and objective) and print every metric.",
+    )
     p.add_argument("file", help="search-space YAML (e.g. search_spaces/quickstart.yaml)")
     p.add_argument("--lam", type=float, help="price of compute lambda (penalised objective)")
     p.add_argument("--alpha", type=float, help="weight of the attention cost")
@@ -369,55 +483,86 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, help="mean attended tokens per query in budget mode")
     p.add_argument("--max-steps", type=int, help="optimiser steps of the main phase")
     p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any config field by dotted path, e.g. --set training.lr=1e-4 (repeatable)")
-    p.add_argument("--save", metavar="DIR", help="save the trained model folder (for topk, prune, export, heatmap --model)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config field by dotted path, e.g. --set training.lr=1e-4 (repeatable)",
+    )
+    p.add_argument(
+        "--save", metavar="DIR", help="save the trained model folder (for topk, prune, export, heatmap --model)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     p.set_defaults(func=cmd_train)
 
     from econ_ray.compute import ARCHS
 
-    p = sub.add_parser("flops", help="dense FLOPs of a built-in architecture shape (no download)",
-                       description="Dense FLOPs at batch 1 of a built-in architecture shape. dense_gflops counts "
-                       "the weight layers (what FlopCounterMode reads on the stock model), attention_gflops the "
-                       "QK^T and AV products; FLOPs = 2 x multiply-adds.")
+    p = sub.add_parser(
+        "flops",
+        help="dense FLOPs of a built-in architecture shape (no download)",
+        description="Dense FLOPs at batch 1 of a built-in architecture shape. dense_gflops counts "
+        "the weight layers (what FlopCounterMode reads on the stock model), attention_gflops the "
+        "QK^T and AV products; FLOPs = 2 x multiply-adds.",
+    )
     p.add_argument("--arch", choices=sorted(ARCHS), required=True, help="architecture shape")
     p.add_argument("--seq-len", type=int, required=True, help="sequence length L in tokens")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.set_defaults(func=cmd_flops)
 
-    p = sub.add_parser("validate", help="check a search-space file without loading any model or data",
-                       description="Validate a search-space file. Exit 0 if good; exit 2 with one line naming the "
-                       "file, the field and what was expected otherwise.")
+    p = sub.add_parser(
+        "validate",
+        help="check a search-space file without loading any model or data",
+        description="Validate a search-space file. Exit 0 if good; exit 2 with one line naming the "
+        "file, the field and what was expected otherwise.",
+    )
     p.add_argument("file", help="search-space YAML")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("search", help="multi-objective search (Ray Tune + Optuna) for the accuracy-vs-FLOPs Pareto set",
-                       description="Search the knobs whose ranges the file gives, training each trial on Ray Train "
-                       "workers with DeepSpeed; print the Pareto set, write the run folder, track in MLflow and "
-                       "register the Pareto models.")
+    p = sub.add_parser(
+        "search",
+        help="multi-objective search (Ray Tune + Optuna) for the accuracy-vs-FLOPs Pareto set",
+        description="Search the knobs whose ranges the file gives, training each trial on Ray Train "
+        "workers with DeepSpeed; print the Pareto set, write the run folder, track in MLflow and "
+        "register the Pareto models.",
+    )
     p.add_argument("file", nargs="?", help="search-space YAML (optional with --resume: the run's config.yaml)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="go on with the interrupted search of RUN_DIR: finished trials are "
-                   "kept, the Optuna study and the MLflow parent run reused, the remaining trials run")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="go on with the interrupted search of RUN_DIR: finished trials are "
+        "kept, the Optuna study and the MLflow parent run reused, the remaining trials run",
+    )
     p.add_argument("--trials", type=int, help="number of trials (default: search.trials)")
     p.add_argument("--concurrency", type=int, help="trials at a time (default: search.concurrency)")
-    p.add_argument("--sampler", choices=["tpe", "nsga2", "gp", "random", "grid"], help="Optuna sampler (default: search.sampler)")
+    p.add_argument(
+        "--sampler", choices=["tpe", "nsga2", "gp", "random", "grid"], help="Optuna sampler (default: search.sampler)"
+    )
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a new local cluster)")
     p.add_argument("--run-dir", help="run folder (default: runs/NAME-TIMESTAMP)")
     p.add_argument("--storage-path", help="Tune storage, e.g. s3://bucket/econ-ray/tune (default: RUN_DIR/tune)")
-    p.add_argument("--dashboard-host", metavar="HOST",
-                   help="start the Ray dashboard and job server of the local cluster, listening on HOST "
-                   "(default: no dashboard; 127.0.0.1 keeps it on this machine, 0.0.0.0 exposes it to the network)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any config field by dotted path, e.g. --set training.max_steps=100 (repeatable)")
+    p.add_argument(
+        "--dashboard-host",
+        metavar="HOST",
+        help="start the Ray dashboard and job server of the local cluster, listening on HOST "
+        "(default: no dashboard; 127.0.0.1 keeps it on this machine, 0.0.0.0 exposes it to the network)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config field by dotted path, e.g. --set training.max_steps=100 (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object on the last line")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("topk", help="sweep top-k (and budget) attention on a trained model, no retraining",
-                       description="Evaluate one trained model with top-k attention for each k (and threshold "
-                       "attention for each budget): metric, GFLOPs, density, Gini, entropy; writes topk.json, "
-                       "accuracy_vs_k.png and allocation_vs_k.png.")
+    p = sub.add_parser(
+        "topk",
+        help="sweep top-k (and budget) attention on a trained model, no retraining",
+        description="Evaluate one trained model with top-k attention for each k (and threshold "
+        "attention for each budget): metric, GFLOPs, density, Gini, entropy; writes topk.json, "
+        "accuracy_vs_k.png and allocation_vs_k.png.",
+    )
     p.add_argument("target", help="a search-space file (its dense model is trained first) or a saved model folder")
     p.add_argument("--k", required=True, help="comma-separated k values, e.g. 64,16,4,1")
     p.add_argument("--budget", help="comma-separated budgets B (mean attended tokens per query)")
@@ -427,21 +572,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print {rows: [...]} as one JSON object on the last line")
     p.set_defaults(func=cmd_topk)
 
-    p = sub.add_parser("registry", help="look up the registered Pareto models in the MLflow Model Registry",
-                       description="List, pick by budget, or download registered Pareto models "
-                       "(tracking store: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db).")
+    p = sub.add_parser(
+        "registry",
+        help="look up the registered Pareto models in the MLflow Model Registry",
+        description="List, pick by budget, or download registered Pareto models "
+        "(tracking store: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db).",
+    )
     rsub = p.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
     r = rsub.add_parser("list", help="list the versions of a registered model", description="List versions.")
     r.add_argument("name", help="registered model name")
     r.add_argument("--json", action="store_true", help="print the versions as JSON on the last line")
-    r = rsub.add_parser("best", help="best version within a FLOPs budget",
-                        description="The best version whose effective GFLOPs fit the budget; exit 1 if none fits.")
+    r = rsub.add_parser(
+        "best",
+        help="best version within a FLOPs budget",
+        description="The best version whose effective GFLOPs fit the budget; exit 1 if none fits.",
+    )
     r.add_argument("name", help="registered model name")
     r.add_argument("--max-gflops", type=float, required=True, help="budget in effective GFLOPs per sequence")
     r.add_argument("--min-metric", type=float, help="also require metric >= this (<= for perplexity)")
     r.add_argument("--json", action="store_true", help="print the version as one JSON object on the last line")
-    r = rsub.add_parser("load", help="download a version (NAME@ALIAS or NAME/VERSION) as a model folder",
-                        description="Download a registered version; load it with econ_ray.modeling.load_model.")
+    r = rsub.add_parser(
+        "load",
+        help="download a version (NAME@ALIAS or NAME/VERSION) as a model folder",
+        description="Download a registered version; load it with econ_ray.modeling.load_model.",
+    )
     r.add_argument("ref", help="NAME@ALIAS or NAME/VERSION")
     r.add_argument("--output", default="registered-model", help="destination folder")
     p.set_defaults(func=cmd_registry)

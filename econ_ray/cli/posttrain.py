@@ -7,8 +7,21 @@ import sys
 
 from econ_ray.cli.common import dump, fail, fmt
 
-COLUMNS = ["method", "eps", "k", "budget", "match", "ce", "tau", "feasible", "kept_fraction", "edges_per_query",
-           "empty_row_fraction", "effective_gflops", "steps"]
+COLUMNS = [
+    "method",
+    "eps",
+    "k",
+    "budget",
+    "match",
+    "ce",
+    "tau",
+    "feasible",
+    "kept_fraction",
+    "edges_per_query",
+    "empty_row_fraction",
+    "effective_gflops",
+    "steps",
+]
 
 
 def parse_eps(text: str) -> list[float]:
@@ -42,16 +55,19 @@ def cmd_posttrain(args: argparse.Namespace) -> int:
     from econ_ray.modeling import ModelError
 
     try:
-        result = run_posttrain(cfg, eps, model_dir=args.model, freeze_weights=args.freeze_weights,
-                               continued=not args.no_continued)
+        result = run_posttrain(
+            cfg, eps, model_dir=args.model, freeze_weights=args.freeze_weights, continued=not args.no_continued
+        )
     except (DataError, ModelError, ValueError, FileNotFoundError) as exc:
         return fail(f"{args.target}: {exc}")
     paths = write_posttrain(args.out or "runs/posttrain", result)
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"sparse-attention post-training on {result['task']} (L = {result['seq_len']}, "
-                        f"CE_dense = {result['ce_dense']:.4g}, {result['mean_valid_keys_per_query']:.3g} valid keys/query)")
+    table = Table(
+        title=f"sparse-attention post-training on {result['task']} (L = {result['seq_len']}, "
+        f"CE_dense = {result['ce_dense']:.4g}, {result['mean_valid_keys_per_query']:.3g} valid keys/query)"
+    )
     for c in COLUMNS:
         table.add_column(c, justify="left" if c in ("method", "match") else "right")
     for r in result["rows"]:
@@ -66,16 +82,23 @@ def cmd_posttrain(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "posttrain", help="post-train attention gates of a causal LM under CE <= (1+eps) CE_dense, vs top-k",
+        "posttrain",
+        help="post-train attention gates of a causal LM under CE <= (1+eps) CE_dense, vs top-k",
         description="Sparse-attention post-training (seed 003): train (or load) the dense causal LM, then for "
         "each eps close attention gates under CE <= (1+eps) * CE_dense; compare with top-k and a threshold "
         "budget at the same mean kept edges per query, and with the dense model trained as many more steps. "
-        "Writes posttrain.json and posttrain.png.")
+        "Writes posttrain.json and posttrain.png.",
+    )
     p.add_argument("target", help="search-space file of a causal-LM task (e.g. search_spaces/posttrain_gpt2.yaml)")
     p.add_argument("--eps", required=True, help="comma-separated relative ceilings eps >= 0, e.g. 0.01,0.05,0.1")
-    p.add_argument("--model", help="a saved econ-ray causal-LM folder to post-train instead of training the file's dense model")
-    p.add_argument("--freeze-weights", action="store_true",
-                   help="train only the per-head gate biases (ablation; seed 003 trains every weight)")
+    p.add_argument(
+        "--model", help="a saved econ-ray causal-LM folder to post-train instead of training the file's dense model"
+    )
+    p.add_argument(
+        "--freeze-weights",
+        action="store_true",
+        help="train only the per-head gate biases (ablation; seed 003 trains every weight)",
+    )
     p.add_argument("--no-continued", action="store_true", help="skip the dense-continued reference run")
     p.add_argument("--out", help="output folder (default runs/posttrain)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")

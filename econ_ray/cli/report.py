@@ -22,10 +22,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write RUN_DIR/report.md and its PNGs from a finished run folder",
-                       description="Write report.md from a search run folder or an experiment folder (topk, "
-                       "ablation, baselines, posttrain, export; sub-folders included). Every number comes from "
-                       "the folder's files; figures are redrawn from the data.")
+    p = sub.add_parser(
+        "report",
+        help="write RUN_DIR/report.md and its PNGs from a finished run folder",
+        description="Write report.md from a search run folder or an experiment folder (topk, "
+        "ablation, baselines, posttrain, export; sub-folders included). Every number comes from "
+        "the folder's files; figures are redrawn from the data.",
+    )
     p.add_argument("run_dir", help="a finished search or experiment folder")
     p.add_argument("--title", help="report title (default: the folder's name)")
     p.add_argument("--json", action="store_true", help="print {report, figures} as one JSON object on the last line")

@@ -71,13 +71,27 @@ class ArchShape:
 ARCHS: dict[str, ArchShape] = {
     # BertModel (bert-base-uncased shape): pooler, no classifier, no LM head.
     "bert-base": ArchShape(
-        n_layers=12, hidden=768, n_heads=12, intermediate=3072, vocab_size=30522,
-        causal=False, pooler=True, n_labels=None, lm_head=False,
+        n_layers=12,
+        hidden=768,
+        n_heads=12,
+        intermediate=3072,
+        vocab_size=30522,
+        causal=False,
+        pooler=True,
+        n_labels=None,
+        lm_head=False,
     ),
     # GPT2LMHeadModel (124M): tied LM head over the 50257-token vocabulary.
     "gpt2": ArchShape(
-        n_layers=12, hidden=768, n_heads=12, intermediate=3072, vocab_size=50257,
-        causal=True, pooler=False, n_labels=None, lm_head=True,
+        n_layers=12,
+        hidden=768,
+        n_heads=12,
+        intermediate=3072,
+        vocab_size=50257,
+        causal=True,
+        pooler=False,
+        n_labels=None,
+        lm_head=True,
     ),
 }
 
@@ -202,8 +216,12 @@ def dense_flops(shape: ArchShape, seq_len: int) -> FlopCount:
     """FLOPs of a dense forward pass at batch 1 and ``seq_len`` tokens (see the module convention)."""
     _check_seq_len(seq_len)
     lin, att = _layer_flops(
-        shape, seq_len, alive_heads=shape.n_heads, attention_density=1.0,
-        alive_neurons=shape.intermediate, ffn_density=1.0,
+        shape,
+        seq_len,
+        alive_heads=shape.n_heads,
+        attention_density=1.0,
+        alive_neurons=shape.intermediate,
+        ffn_density=1.0,
     )
     return FlopCount(
         linear=shape.n_layers * lin + _head_flops(shape, seq_len),
@@ -232,9 +250,7 @@ def _validate_layers(shape: ArchShape, layers: Sequence[LayerSparsity]) -> None:
         if not 0 <= layer.dead_heads <= shape.n_heads:
             raise ValueError(f"layer {i}: dead_heads must be in [0, {shape.n_heads}], got {layer.dead_heads}")
         if not 0 <= layer.dead_neurons <= shape.intermediate:
-            raise ValueError(
-                f"layer {i}: dead_neurons must be in [0, {shape.intermediate}], got {layer.dead_neurons}"
-            )
+            raise ValueError(f"layer {i}: dead_neurons must be in [0, {shape.intermediate}], got {layer.dead_neurons}")
 
 
 def effective_flops(shape: ArchShape, seq_len: int, layers: Sequence[LayerSparsity]) -> FlopCount:

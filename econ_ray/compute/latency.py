@@ -55,9 +55,7 @@ def measure_latency(
             sync()
         durations[i] = time.perf_counter() - start
     p10, median, p90 = np.percentile(durations, [10, 50, 90])
-    return Latency(
-        median_s=float(median), p10_s=float(p10), p90_s=float(p90), repeats=repeats, warmup=warmup
-    )
+    return Latency(median_s=float(median), p10_s=float(p10), p90_s=float(p90), repeats=repeats, warmup=warmup)
 
 
 def model_latency(

@@ -16,7 +16,21 @@ from econ_ray.config.schema import (
 )
 
 __all__ = [
-    "AttentionConfig", "ConfigError", "DataConfig", "DistributedConfig", "ModelConfig", "ObjectiveConfig", "Range", "RunConfig",
-    "SearchConfig", "SearchSpace", "SearchSpaceFile", "TrainingConfig", "load_config", "parse_config",
-    "parse_override", "read_yaml", "set_dotted",
+    "AttentionConfig",
+    "ConfigError",
+    "DataConfig",
+    "DistributedConfig",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "Range",
+    "RunConfig",
+    "SearchConfig",
+    "SearchSpace",
+    "SearchSpaceFile",
+    "TrainingConfig",
+    "load_config",
+    "parse_config",
+    "parse_override",
+    "read_yaml",
+    "set_dotted",
 ]

@@ -43,9 +43,12 @@ def check_run(cfg: RunConfig, path: str | Path) -> str:
             try:
                 check_source(d.source, columns=d.columns, kind="classification", builtin_options=d.builtin)
             except DataError as missing:
-                raise ConfigError(path, "data.columns.label" if d.columns and "label" in d.columns else "data.source",
-                                  f"{d.source!r}: {missing.message}; without labels the file reads as a language-"
-                                  f"modelling corpus, which model.name '{cfg.model.name}' cannot train") from None
+                raise ConfigError(
+                    path,
+                    "data.columns.label" if d.columns and "label" in d.columns else "data.source",
+                    f"{d.source!r}: {missing.message}; without labels the file reads as a language-"
+                    f"modelling corpus, which model.name '{cfg.model.name}' cannot train",
+                ) from None
         raise ConfigError(path, "model.name", str(exc).removeprefix("model.name ")) from None
     return kind
 
@@ -79,29 +82,41 @@ def local_capacity() -> tuple[float, float]:
     return float(os.cpu_count() or 1), float(gpus)
 
 
-def check_capacity(cfg: SearchSpaceFile, path: str | Path, *, trials: int, concurrency: int,
-                   cpus: float, gpus: float) -> None:
+def check_capacity(
+    cfg: SearchSpaceFile, path: str | Path, *, trials: int, concurrency: int, cpus: float, gpus: float
+) -> None:
     """The trials that run at once (``min(concurrency, trials)``), each with ``workers`` Ray Train
     workers, fit into ``cpus`` CPUs and ``gpus`` GPUs."""
     d = cfg.distributed
     one_cpu, one_gpu = d.workers * d.cpus_per_worker, d.workers * d.gpus_per_worker
     if one_cpu > cpus + 1e-9:
-        raise ConfigError(path, "distributed.workers",
-                          f"one trial needs {d.workers} workers x {d.cpus_per_worker:g} CPU = {one_cpu:g} CPUs, but the "
-                          f"local cluster has {cpus:g}: lower distributed.workers or distributed.cpus_per_worker")
+        raise ConfigError(
+            path,
+            "distributed.workers",
+            f"one trial needs {d.workers} workers x {d.cpus_per_worker:g} CPU = {one_cpu:g} CPUs, but the "
+            f"local cluster has {cpus:g}: lower distributed.workers or distributed.cpus_per_worker",
+        )
     if one_gpu > gpus + 1e-9:
-        raise ConfigError(path, "distributed.gpus_per_worker",
-                          f"one trial needs {d.workers} workers x {d.gpus_per_worker:g} GPU = {one_gpu:g} GPUs, but the "
-                          f"local cluster has {gpus:g}: set distributed.gpus_per_worker 0 or use a GPU cluster (--address)")
+        raise ConfigError(
+            path,
+            "distributed.gpus_per_worker",
+            f"one trial needs {d.workers} workers x {d.gpus_per_worker:g} GPU = {one_gpu:g} GPUs, but the "
+            f"local cluster has {gpus:g}: set distributed.gpus_per_worker 0 or use a GPU cluster (--address)",
+        )
     at_once = min(concurrency, trials)
     need_cpu, need_gpu = at_once * one_cpu, at_once * one_gpu
-    for what, have, need, one, per in (("CPU", cpus, need_cpu, one_cpu, d.cpus_per_worker),
-                                       ("GPU", gpus, need_gpu, one_gpu, d.gpus_per_worker)):
+    for what, have, need, one, per in (
+        ("CPU", cpus, need_cpu, one_cpu, d.cpus_per_worker),
+        ("GPU", gpus, need_gpu, one_gpu, d.gpus_per_worker),
+    ):
         if need > have + 1e-9:
-            raise ConfigError(path, "search.concurrency",
-                              f"concurrency {at_once} x {d.workers} workers x {per:g} {what} = {need:g} {what}s, but the "
-                              f"local cluster has {have:g}: expected at most {int(have // one)} trials at a time "
-                              f"(lower --concurrency or distributed.{what.lower()}s_per_worker)")
+            raise ConfigError(
+                path,
+                "search.concurrency",
+                f"concurrency {at_once} x {d.workers} workers x {per:g} {what} = {need:g} {what}s, but the "
+                f"local cluster has {have:g}: expected at most {int(have // one)} trials at a time "
+                f"(lower --concurrency or distributed.{what.lower()}s_per_worker)",
+            )
 
 
 def _is_local_path(uri: str) -> bool:
@@ -136,10 +151,15 @@ def check_search(
         if s.sampler == "grid":
             lam_grid(s.space, s.trials)
     except ValueError as exc:
-        raise ConfigError(path, "search.space", f"{exc}; expected a range for lam, alpha, beta, tau or tau_rel") from None
+        raise ConfigError(
+            path, "search.space", f"{exc}; expected a range for lam, alpha, beta, tau or tau_rel"
+        ) from None
     if s.space.objective and "constrained" in s.space.objective and cfg.attention.mode != "gates":
-        raise ConfigError(path, "search.space.objective",
-                          f"'constrained' closes gates: it needs attention.mode 'gates' (got '{cfg.attention.mode}')")
+        raise ConfigError(
+            path,
+            "search.space.objective",
+            f"'constrained' closes gates: it needs attention.mode 'gates' (got '{cfg.attention.mode}')",
+        )
     if not (address or os.environ.get("RAY_ADDRESS")):
         cpus, gpus = capacity or local_capacity()
         check_capacity(cfg, path, trials=s.trials, concurrency=s.concurrency, cpus=cpus, gpus=gpus)
@@ -156,5 +176,7 @@ def check_search(
     try:
         check_tracking_uri(uri)
     except TrackingError as exc:
-        field = "MLFLOW_TRACKING_URI" if tracking_uri is None and os.environ.get("MLFLOW_TRACKING_URI") else "tracking URI"
+        field = (
+            "MLFLOW_TRACKING_URI" if tracking_uri is None and os.environ.get("MLFLOW_TRACKING_URI") else "tracking URI"
+        )
         raise ConfigError(path, field, f"{exc}; expected a reachable server or a writable sqlite:///path") from None

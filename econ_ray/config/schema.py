@@ -29,7 +29,7 @@ class TinyShape(_Strict):
     intermediate: int = Field(128, ge=1, description="FFN inner size I")
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> "TinyShape":
+    def _heads_divide(self) -> TinyShape:
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         return self
@@ -89,7 +89,7 @@ class AttentionConfig(_Strict):
     budget: float | None = Field(None, gt=0.0, description="budget mode: mean attended tokens per query B")
 
     @model_validator(mode="after")
-    def _mode_args(self) -> "AttentionConfig":
+    def _mode_args(self) -> AttentionConfig:
         if self.mode == "topk" and self.k is None:
             raise ValueError("mode 'topk' needs k (edges kept per query)")
         if self.mode == "budget" and self.budget is None:
@@ -123,13 +123,16 @@ class ObjectiveConfig(_Strict):
     dense_steps: int = Field(300, ge=0, description="dense warm-up steps before gates open (both objectives)")
     constraint_batch_size: int = Field(128, ge=1, description="held-out batch that drives the multiplier")
     constraint_every: int = Field(
-        1, ge=1, description="main-phase steps per multiplier update: the held-out deterministic-gate forward "
+        1,
+        ge=1,
+        description="main-phase steps per multiplier update: the held-out deterministic-gate forward "
         "and the dual step run at steps 1, 1+n, 1+2n, ... and the multiplier is held in between (1 = every "
-        "step; a larger n saves that forward's time, ~1/n of it, and slows the multiplier's response)")
+        "step; a larger n saves that forward's time, ~1/n of it, and slows the multiplier's response)",
+    )
     multiplier: MultiplierConfig = Field(default_factory=MultiplierConfig)
 
     @model_validator(mode="after")
-    def _ceiling(self) -> "ObjectiveConfig":
+    def _ceiling(self) -> ObjectiveConfig:
         if self.tau is not None and self.tau_rel is not None:
             raise ValueError("give tau or tau_rel, not both")
         if self.kind == "constrained" and self.tau is None and self.tau_rel is None:
@@ -148,11 +151,16 @@ class TrainingConfig(_Strict):
     max_steps: int | None = Field(None, ge=1, description="optimiser steps after the dense warm-up")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of steps with linear LR warm-up")
     eval_every: int = Field(100, ge=1, description="steps between validation evaluations")
-    early_stopping_patience: int | None = Field(None, ge=1, description="evaluations without improvement before stopping")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="evaluations without improvement before stopping"
+    )
     seed: int = Field(0, description="seed for data, init, noise")
     checkpoint_every: int | None = Field(
-        None, ge=0, description="steps between training-state checkpoints of a search trial, so a restarted "
-        "worker resumes (default: eval_every; 0 = none)")
+        None,
+        ge=0,
+        description="steps between training-state checkpoints of a search trial, so a restarted "
+        "worker resumes (default: eval_every; 0 = none)",
+    )
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda'")
     progress: bool | None = Field(None, description="progress bar (default: when stderr is a terminal)")
 
@@ -167,7 +175,7 @@ class RunConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
     @model_validator(mode="after")
-    def _combination(self) -> "RunConfig":
+    def _combination(self) -> RunConfig:
         k = self.attention.k
         if k is not None and k > self.data.max_length:
             raise ValueError(f"attention.k ({k}) is larger than data.max_length ({self.data.max_length})")
@@ -188,7 +196,7 @@ class Range(_Strict):
     log: bool = Field(False, description="sample log-uniformly (needs low > 0)")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Range":
+    def _ordered(self) -> Range:
         if self.high < self.low:
             raise ValueError(f"reversed range: low {self.low} > high {self.high}")
         if self.log and self.low <= 0:
@@ -207,7 +215,7 @@ class SearchSpace(_Strict):
     objective: list[ObjectiveKind] | None = Field(None, description="objective kinds to choose from")
 
     @model_validator(mode="after")
-    def _nonneg(self) -> "SearchSpace":
+    def _nonneg(self) -> SearchSpace:
         for name in ("lam", "alpha", "beta", "tau_rel"):
             r = getattr(self, name)
             if r is not None and r.low < 0:
@@ -233,8 +241,9 @@ class SchedulerConfig(_Strict):
         "(non-dominated front, then crowding distance)",
     )
     reference_metric: float | None = Field(
-        None, description="hypervolume rank: a metric no better than this adds nothing at a rung (e.g. chance); "
-        "default: the rung's worst metric"
+        None,
+        description="hypervolume rank: a metric no better than this adds nothing at a rung (e.g. chance); "
+        "default: the rung's worst metric",
     )
 
 
@@ -264,11 +273,16 @@ class DistributedConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU")
     dashboard: bool = Field(False, description="start the Ray dashboard and job server with a new local cluster")
     dashboard_host: str = Field(
-        "127.0.0.1", description="address the local cluster's dashboard and job server listen on "
+        "127.0.0.1",
+        description="address the local cluster's dashboard and job server listen on "
         "(127.0.0.1: this machine only; 0.0.0.0 exposes them to the network)",
     )
-    max_failures: int = Field(2, ge=-1, description="worker failures a trial recovers from (Ray Train restarts "
-                              "its workers from the last checkpoint); -1 = unlimited, 0 = none")
+    max_failures: int = Field(
+        2,
+        ge=-1,
+        description="worker failures a trial recovers from (Ray Train restarts "
+        "its workers from the last checkpoint); -1 = unlimited, 0 = none",
+    )
 
 
 class SearchSpaceFile(RunConfig):

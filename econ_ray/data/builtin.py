@@ -117,11 +117,16 @@ class BuiltinTask:
 
 
 BUILTIN_TASKS: dict[str, BuiltinTask] = {
-    "majority": BuiltinTask("classification", 2, "accuracy",
-                            {"n_train": 2000, "n_validation": 500, "min_len": 8, "max_len": 24, "noise_pct": 0}),
+    "majority": BuiltinTask(
+        "classification",
+        2,
+        "accuracy",
+        {"n_train": 2000, "n_validation": 500, "min_len": 8, "max_len": 24, "noise_pct": 0},
+    ),
     "addition": BuiltinTask("lm", 0, "perplexity", {"n_train": 4000, "n_validation": 500, "max_operand": 99}),
-    "similarity": BuiltinTask("regression", 1, "pearson",
-                              {"n_train": 2000, "n_validation": 500, "min_len": 2, "max_len": 8}),
+    "similarity": BuiltinTask(
+        "regression", 1, "pearson", {"n_train": 2000, "n_validation": 500, "min_len": 2, "max_len": 8}
+    ),
 }
 
 

@@ -62,8 +62,9 @@ def _encode_lm(examples: list[dict], tokenizer: Any, max_length: int) -> Encoded
         raise ValueError(f"max_length {max_length} leaves no room for text after the BOS token")
     # Padding is done here, not by the tokenizer, so the BOS sits before the text whatever the
     # tokenizer's padding side or special-token template.
-    pieces = tokenizer([ex["text"] for ex in examples], add_special_tokens=False, truncation=True,
-                       max_length=budget)["input_ids"]
+    pieces = tokenizer([ex["text"] for ex in examples], add_special_tokens=False, truncation=True, max_length=budget)[
+        "input_ids"
+    ]
     n = len(examples)
     input_ids = torch.full((n, max_length), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((n, max_length), dtype=torch.long)
@@ -82,13 +83,16 @@ def _encode_sequence_task(examples: list[dict], task: TaskSpec, tokenizer: Any, 
     pairs: list[str] | None = None
     if any(ex.get("text_pair") is not None for ex in examples):
         pairs = [ex.get("text_pair") or "" for ex in examples]
-    enc = tokenizer(texts, pairs, padding="max_length", truncation=True, max_length=max_length,
-                    return_tensors="pt")
+    enc = tokenizer(texts, pairs, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
     dtype = torch.float32 if task.kind == "regression" else torch.long
     labels = torch.tensor([ex["label"] for ex in examples], dtype=dtype)
     token_type_ids = enc.get("token_type_ids")
-    return EncodedSplit(enc["input_ids"].long(), enc["attention_mask"].long(), labels,
-                        token_type_ids.long() if token_type_ids is not None else None)
+    return EncodedSplit(
+        enc["input_ids"].long(),
+        enc["attention_mask"].long(),
+        labels,
+        token_type_ids.long() if token_type_ids is not None else None,
+    )
 
 
 def encode_split(examples: list[dict], task: TaskSpec, tokenizer: Any, max_length: int) -> EncodedSplit:

@@ -82,8 +82,16 @@ class HubTask:
 
 # Owner-qualified ids: the bare "glue" / "wikitext" names are only hub redirects to these.
 HUB_TASKS: dict[str, HubTask] = {
-    "glue/mnli": HubTask("nyu-mll/glue", "mnli", "classification", 3, "accuracy", "premise", "hypothesis",
-                         validation_split="validation_matched"),
+    "glue/mnli": HubTask(
+        "nyu-mll/glue",
+        "mnli",
+        "classification",
+        3,
+        "accuracy",
+        "premise",
+        "hypothesis",
+        validation_split="validation_matched",
+    ),
     "glue/sst2": HubTask("nyu-mll/glue", "sst2", "classification", 2, "accuracy", "sentence"),
     "glue/cola": HubTask("nyu-mll/glue", "cola", "classification", 2, "mcc", "sentence"),
     "glue/stsb": HubTask("nyu-mll/glue", "stsb", "regression", 1, "pearson", "sentence1", "sentence2"),
@@ -138,8 +146,10 @@ def _make_example(text: Any, pair: Any, label: Any, kind: str) -> Example:
 # ---------------------------------------------------------------------------------------------
 
 
-def _load_builtin(source: str, seed: int, options: Mapping[str, Any] | None) -> tuple[TaskSpec, list[Example], list[Example]]:
-    name = source[len(BUILTIN_PREFIX):]
+def _load_builtin(
+    source: str, seed: int, options: Mapping[str, Any] | None
+) -> tuple[TaskSpec, list[Example], list[Example]]:
+    name = source[len(BUILTIN_PREFIX) :]
     if name not in builtin.BUILTIN_TASKS:
         raise DataError(source, f"unknown builtin task '{name}' ({known_sources()})")
     spec = builtin.BUILTIN_TASKS[name]
@@ -155,7 +165,9 @@ def _load_builtin(source: str, seed: int, options: Mapping[str, Any] | None) -> 
 # ---------------------------------------------------------------------------------------------
 
 
-def _hub_rows(source: str, split: Any, split_name: str, task: HubTask, columns: Mapping[str, str | None]) -> list[Example]:
+def _hub_rows(
+    source: str, split: Any, split_name: str, task: HubTask, columns: Mapping[str, str | None]
+) -> list[Example]:
     """Rows of one hub split as example dicts (columnar read: fast even for 400k rows)."""
     available = list(split.column_names)
     wanted = {role: col for role, col in columns.items() if col is not None}
@@ -217,8 +229,9 @@ def _read_table(source: str, path: Path, nrows: int | None = None) -> Any:
         if suffix in (".csv", ".tsv"):
             # keep_default_na=False: the sentence "NA" or "null" is text, not a missing value;
             # only truly empty cells become NaN (and are rejected below for labels).
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""],
-                               nrows=nrows)
+            return pd.read_csv(
+                path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""], nrows=nrows
+            )
         # dtype=False: keep values as written (a sentence like "2020-01-01" stays text).
         if suffix == ".jsonl":
             return pd.read_json(path, lines=True, dtype=False, nrows=nrows)
@@ -283,7 +296,9 @@ def _class_ids(source: str, column: str, labels: Any) -> tuple[list[int], int]:
     return ids, max(ids) + 1
 
 
-def _local_rows(source: str, path: Path, columns: Mapping[str, str] | None, kind: str | None) -> tuple[TaskSpec, list[Example]]:
+def _local_rows(
+    source: str, path: Path, columns: Mapping[str, str] | None, kind: str | None
+) -> tuple[TaskSpec, list[Example]]:
     if path.suffix.lower() == ".txt":
         _require_lm_kind(source, kind)
         lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
@@ -323,7 +338,9 @@ def _local_rows(source: str, path: Path, columns: Mapping[str, str] | None, kind
     raw = df[cols["label"]]
     missing = [i for i, v in enumerate(raw.tolist()) if _is_missing(v)]
     if missing:
-        raise DataError(source, f"column '{cols['label']}' has {len(missing)} missing value(s) (first at row {missing[0]})")
+        raise DataError(
+            source, f"column '{cols['label']}' has {len(missing)} missing value(s) (first at row {missing[0]})"
+        )
     if kind == "classification":
         labels, num_labels = _class_ids(source, cols["label"], raw)
     else:
@@ -340,8 +357,9 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _load_local(source: str, path: Path, columns: Mapping[str, str] | None, kind: str | None,
-                seed: int) -> tuple[TaskSpec, list[Example], list[Example]]:
+def _load_local(
+    source: str, path: Path, columns: Mapping[str, str] | None, kind: str | None, seed: int
+) -> tuple[TaskSpec, list[Example], list[Example]]:
     spec, rows = _local_rows(source, path, columns, kind)
     if len(rows) < 3:
         raise DataError(source, f"only {len(rows)} example(s); need at least 3 (train, validation, heldout)")
@@ -397,7 +415,9 @@ def load_task(
         path = Path(source).expanduser()
         if path.is_file():
             if path.suffix.lower() not in LOCAL_SUFFIXES:
-                raise DataError(source, f"unsupported file type '{path.suffix}' (supported: {', '.join(LOCAL_SUFFIXES)})")
+                raise DataError(
+                    source, f"unsupported file type '{path.suffix}' (supported: {', '.join(LOCAL_SUFFIXES)})"
+                )
             spec, train, validation = _load_local(source, path, columns, kind, seed)
         elif path.is_dir():
             raise DataError(source, f"is a directory, not a file ({known_sources()})")
@@ -446,7 +466,7 @@ def check_source(
     A hub task is not downloaded here (that needs the network); its name is checked.
     """
     if source.startswith(BUILTIN_PREFIX):
-        name = source[len(BUILTIN_PREFIX):]
+        name = source[len(BUILTIN_PREFIX) :]
         if name not in builtin.BUILTIN_TASKS:
             close = difflib.get_close_matches(name, list(builtin.BUILTIN_TASKS), n=1)
             hint = f"did you mean '{BUILTIN_PREFIX}{close[0]}'? " if close else ""

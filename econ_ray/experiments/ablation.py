@@ -30,8 +30,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ffn": {"attention.mode": "gates", "objective.alpha": 0.0, "objective.beta": 1.0},
     "both": {"attention.mode": "gates", "objective.alpha": 1.0, "objective.beta": 1.0},
 }
-ROW_KEYS = ("metric_name", "metric", "ce", "effective_gflops", "dense_total_gflops", "attention_density",
-            "ffn_density", "dead_heads", "dead_neurons", "gini", "entropy_bits", "seq_len", "steps")
+ROW_KEYS = (
+    "metric_name",
+    "metric",
+    "ce",
+    "effective_gflops",
+    "dense_total_gflops",
+    "attention_density",
+    "ffn_density",
+    "dead_heads",
+    "dead_neurons",
+    "gini",
+    "entropy_bits",
+    "seq_len",
+    "steps",
+)
 
 
 def variant_config(cfg: RunConfig, variant: str, lam: float) -> RunConfig:
@@ -63,9 +76,16 @@ def run_ablation(cfg: RunConfig, lam: float, variants: list[str] | None = None) 
         prepared.cfg = vcfg
         res = train_run(vcfg, prepared=prepared)
         s = res.summary
-        rows.append({"variant": v, "lam": vcfg.objective.lam, "alpha": vcfg.objective.alpha if v != "dense" else None,
-                     "beta": vcfg.objective.beta if v != "dense" else None, "dense_metric": s.get("dense_metric"),
-                     **{k: s.get(k) for k in ROW_KEYS}})
+        rows.append(
+            {
+                "variant": v,
+                "lam": vcfg.objective.lam,
+                "alpha": vcfg.objective.alpha if v != "dense" else None,
+                "beta": vcfg.objective.beta if v != "dense" else None,
+                "dense_metric": s.get("dense_metric"),
+                **{k: s.get(k) for k in ROW_KEYS},
+            }
+        )
     return rows
 
 

@@ -28,8 +28,19 @@ from econ_ray.surgery import masks, scores
 from econ_ray.training.evaluate import evaluate
 
 METHODS = ("ffn-magnitude", "ffn-activation", "heads", "topk")
-ROW_KEYS = ("metric_name", "metric", "ce", "effective_gflops", "dense_total_gflops", "dense_gflops",
-            "attention_density", "ffn_density", "dead_heads", "dead_neurons", "seq_len")
+ROW_KEYS = (
+    "metric_name",
+    "metric",
+    "ce",
+    "effective_gflops",
+    "dense_total_gflops",
+    "dense_gflops",
+    "attention_density",
+    "ffn_density",
+    "dead_heads",
+    "dead_neurons",
+    "seq_len",
+)
 
 
 def parse_methods(text: str) -> list[str]:
@@ -67,8 +78,17 @@ def _row(method: str, ratio: float, ev: dict[str, Any], **extra: Any) -> dict[st
 
 
 def run_baselines(
-    model: torch.nn.Module, rt: EconRuntime, validation: EncodedSplit, calibration: EncodedSplit, task: TaskSpec,
-    *, seq_len: int, methods: list[str], ratios: list[float], batch_size: int = 64, calib_batches: int = 8,
+    model: torch.nn.Module,
+    rt: EconRuntime,
+    validation: EncodedSplit,
+    calibration: EncodedSplit,
+    task: TaskSpec,
+    *,
+    seq_len: int,
+    methods: list[str],
+    ratios: list[float],
+    batch_size: int = 64,
+    calib_batches: int = 8,
 ) -> list[dict[str, Any]]:
     """One dense row (``method="dense"``, ratio 0) then one row per (method, ratio).
 
@@ -89,8 +109,11 @@ def run_baselines(
             from econ_ray.experiments.topk import sweep
 
             ks = [topk_k(r, seq_len) for r in ratios]
-            swept = [r for r in sweep(model, rt, validation, task, seq_len=seq_len, ks=ks, batch_size=batch_size)
-                     if r["mode"] == "topk"]
+            swept = [
+                r
+                for r in sweep(model, rt, validation, task, seq_len=seq_len, ks=ks, batch_size=batch_size)
+                if r["mode"] == "topk"
+            ]
             rows += [_row("topk", ratio, r, k=r["k"]) for ratio, r in zip(ratios, swept)]
             continue
         if method == "heads":
@@ -99,8 +122,9 @@ def run_baselines(
             for ratio in ratios:
                 keep = scores.keep_lowest_removed(importance, ratio)
                 with masks.masked(rt, heads=keep, device=device):
-                    rows.append(_row(method, ratio, ev(), pruned_heads=int((~keep).sum()),
-                                     total_heads=n_layers * n_heads))
+                    rows.append(
+                        _row(method, ratio, ev(), pruned_heads=int((~keep).sum()), total_heads=n_layers * n_heads)
+                    )
             continue
         if method == "ffn-magnitude":
             per_layer = [scores.ffn_magnitude_scores(w1, w2).cpu() for w1, w2 in masks.ffn_weight_pairs(model)]
@@ -110,8 +134,15 @@ def run_baselines(
         for ratio in ratios:
             keep = scores.keep_per_layer(per_layer, ratio)
             with masks.masked(rt, neurons=keep, device=device):
-                rows.append(_row(method, ratio, ev(), pruned_neurons=int(sum(int((~k).sum()) for k in keep)),
-                                 total_neurons=int(sum(k.numel() for k in keep))))
+                rows.append(
+                    _row(
+                        method,
+                        ratio,
+                        ev(),
+                        pruned_neurons=int(sum(int((~k).sum()) for k in keep)),
+                        total_neurons=int(sum(k.numel() for k in keep)),
+                    )
+                )
     return rows
 
 
@@ -126,8 +157,17 @@ def draw_baselines(ax: Any, rows: list[dict[str, Any]]) -> None:
     for i, method in enumerate(m for m in dict.fromkeys(r["method"] for r in rows) if m != "dense"):
         pts = [r for r in rows if r["method"] == method and _finite(r["metric"]) and _finite(r["effective_gflops"])]
         pts = ([dense] if dense else []) + sorted(pts, key=lambda r: r["ratio"])
-        ax.plot([r["effective_gflops"] for r in pts], [r["metric"] for r in pts], linestyle="--", linewidth=1.0,
-                marker=markers.get(method, "o"), markersize=4, color=f"C{i + 1}", label=f"post-hoc {method}", zorder=3)
+        ax.plot(
+            [r["effective_gflops"] for r in pts],
+            [r["metric"] for r in pts],
+            linestyle="--",
+            linewidth=1.0,
+            marker=markers.get(method, "o"),
+            markersize=4,
+            color=f"C{i + 1}",
+            label=f"post-hoc {method}",
+            zorder=3,
+        )
 
 
 def write_baselines(out_dir: str | Path, rows: list[dict[str, Any]]) -> dict[str, Path]:
@@ -144,8 +184,16 @@ def write_baselines(out_dir: str | Path, rows: list[dict[str, Any]]) -> dict[str
     draw_baselines(ax, rows)
     dense = next((r for r in rows if r["method"] == "dense"), None)
     if dense:
-        ax.plot([dense["effective_gflops"]], [dense["metric"]], "*", markersize=13, color="C3",
-                markeredgecolor="black", label="dense", zorder=5)
+        ax.plot(
+            [dense["effective_gflops"]],
+            [dense["metric"]],
+            "*",
+            markersize=13,
+            color="C3",
+            markeredgecolor="black",
+            label="dense",
+            zorder=5,
+        )
     ax.set_xlabel(f"effective GFLOPs per sequence (batch 1, L = {rows[0]['seq_len']})")
     ax.set_ylabel(rows[0]["metric_name"])
     ax.set_title("post-hoc pruning, no retraining")
@@ -171,6 +219,13 @@ def plot_pareto_with_baselines(run_dir: str | Path, rows: list[dict[str, Any]], 
     points = points_from(records)
     metric_name = rows[0]["metric_name"]
     maximize = higher_is_better(metric_name)
-    return plot_pareto(points, pareto_front(points, maximize_metric=maximize), path, metric_name=metric_name,
-                       seq_len=int(rows[0]["seq_len"]), maximize_metric=maximize,
-                       title="search Pareto set vs post-hoc pruning", extra=lambda ax: draw_baselines(ax, rows))
+    return plot_pareto(
+        points,
+        pareto_front(points, maximize_metric=maximize),
+        path,
+        metric_name=metric_name,
+        seq_len=int(rows[0]["seq_len"]),
+        maximize_metric=maximize,
+        title="search Pareto set vs post-hoc pruning",
+        extra=lambda ax: draw_baselines(ax, rows),
+    )

@@ -56,7 +56,13 @@ def input_from_text(text: str, tokenizer: Any, task: TaskSpec, max_length: int) 
 
 @torch.no_grad()
 def attention_maps(
-    model: nn.Module, rt: EconRuntime, inp: Input, *, mode: str, k: int | None = None, budget: float | None = None,
+    model: nn.Module,
+    rt: EconRuntime,
+    inp: Input,
+    *,
+    mode: str,
+    k: int | None = None,
+    budget: float | None = None,
 ) -> dict[int, torch.Tensor]:
     """{layer: (H, L, L)} attention probabilities of one forward in ``mode`` (eval, deterministic gates).
 
@@ -97,8 +103,15 @@ def check_selection(n_layers: int, n_heads: int, layers: list[int], heads: list[
 
 
 def render(
-    dense: dict[int, torch.Tensor], sparse: dict[int, torch.Tensor], *, layers: list[int], heads: list[int],
-    tokens: list[str], causal: bool, out: str | Path, sparse_label: str = "gated",
+    dense: dict[int, torch.Tensor],
+    sparse: dict[int, torch.Tensor],
+    *,
+    layers: list[int],
+    heads: list[int],
+    tokens: list[str],
+    causal: bool,
+    out: str | Path,
+    sparse_label: str = "gated",
 ) -> dict[str, Any]:
     """Write the PNG grid; return the file, the panels drawn and each sparse panel's kept fraction."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -125,8 +138,7 @@ def render(
                 ax.set_yticks(range(n), tokens, fontsize=7)
             ax.set_xlabel("key", fontsize=8)
             ax.set_ylabel("query", fontsize=8)
-            panels.append({"layer": layer, "head": head, "column": name,
-                           "kept_fraction": kept if col == 1 else 1.0})
+            panels.append({"layer": layer, "head": head, "column": name, "kept_fraction": kept if col == 1 else 1.0})
         fig.colorbar(im, ax=axes[row].tolist(), shrink=0.8)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

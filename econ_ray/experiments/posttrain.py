@@ -50,17 +50,35 @@ import torch
 
 from econ_ray.attention.runtime import EconRuntime, gate_parameters
 from econ_ray.config.schema import RunConfig
-from econ_ray.data import EncodedSplit, encode_split, load_task
+from econ_ray.data import encode_split, load_task
 from econ_ray.experiments.topk import sweep
 from econ_ray.training.evaluate import evaluate
 from econ_ray.training.loop import Prepared, prepare, resolve_device, seed_everything, train_run
 
-ROW_KEYS = ("method", "eps", "tau", "k", "budget", "ce", "ce_heldout", "perplexity", "kept_fraction",
-            "edges_per_query", "edges_per_query_expected", "empty_row_fraction", "effective_gflops",
-            "feasible", "multiplier", "steps", "matched_eps", "match")
+ROW_KEYS = (
+    "method",
+    "eps",
+    "tau",
+    "k",
+    "budget",
+    "ce",
+    "ce_heldout",
+    "perplexity",
+    "kept_fraction",
+    "edges_per_query",
+    "edges_per_query_expected",
+    "empty_row_fraction",
+    "effective_gflops",
+    "feasible",
+    "multiplier",
+    "steps",
+    "matched_eps",
+    "match",
+)
 
 
 # ---- counting edges --------------------------------------------------------------------------------
+
 
 def valid_keys_per_row(attention_mask: torch.Tensor) -> torch.Tensor:
     """(rows,) valid keys of every real query position of a causal LM: the real tokens up to and
@@ -97,6 +115,7 @@ def mean_valid_keys(rt: EconRuntime) -> float:
 
 # ---- the dense model ---------------------------------------------------------------------------------
 
+
 def prepare_from_folder(cfg: RunConfig, folder: str | Path) -> Prepared:
     """A ``Prepared`` whose model and tokenizer come from a saved econ-ray folder and whose data come
     from ``cfg`` (encoded with the folder's tokenizer); the model is set to dense attention."""
@@ -108,10 +127,20 @@ def prepare_from_folder(cfg: RunConfig, folder: str | Path) -> Prepared:
     if meta["task"]["kind"] != "lm":
         raise ValueError(f"{folder}: post-training needs a causal LM, this model is for {meta['task']['kind']}")
     d = cfg.data
-    splits = load_task(d.source, columns=d.columns, kind=d.kind, train_size=d.train_size, eval_size=d.eval_size,
-                       heldout_fraction=d.heldout_fraction, seed=cfg.training.seed, builtin_options=d.builtin)
-    enc = {name: encode_split(getattr(splits, name), splits.task, tokenizer, d.max_length)
-           for name in ("train", "validation", "heldout")}
+    splits = load_task(
+        d.source,
+        columns=d.columns,
+        kind=d.kind,
+        train_size=d.train_size,
+        eval_size=d.eval_size,
+        heldout_fraction=d.heldout_fraction,
+        seed=cfg.training.seed,
+        builtin_options=d.builtin,
+    )
+    enc = {
+        name: encode_split(getattr(splits, name), splits.task, tokenizer, d.max_length)
+        for name in ("train", "validation", "heldout")
+    }
     rt: EconRuntime = model.econ_runtime
     rt.set_mode("dense")
     rt.keep_strongest = cfg.attention.keep_strongest
@@ -132,11 +161,22 @@ def _variant(cfg: RunConfig, **changes: Any) -> RunConfig:
 
 def _dense_cfg(cfg: RunConfig, steps: int) -> RunConfig:
     """Plain dense training for ``steps`` steps, no objective terms, one evaluation at the end."""
-    return _variant(cfg, **{"attention.mode": "dense", "attention.k": None, "attention.budget": None,
-                            "objective.kind": "penalised", "objective.lam": 0.0, "objective.tau": None,
-                            "objective.tau_rel": None, "objective.dense_reference": "model",
-                            "training.max_steps": steps, "training.eval_every": steps,
-                            "training.early_stopping_patience": None})
+    return _variant(
+        cfg,
+        **{
+            "attention.mode": "dense",
+            "attention.k": None,
+            "attention.budget": None,
+            "objective.kind": "penalised",
+            "objective.lam": 0.0,
+            "objective.tau": None,
+            "objective.tau_rel": None,
+            "objective.dense_reference": "model",
+            "training.max_steps": steps,
+            "training.eval_every": steps,
+            "training.early_stopping_patience": None,
+        },
+    )
 
 
 def _reset_gates(model: torch.nn.Module, value: float) -> None:
@@ -147,18 +187,30 @@ def _reset_gates(model: torch.nn.Module, value: float) -> None:
 
 # ---- the experiment --------------------------------------------------------------------------------
 
+
 def _row(method: str, ev: dict[str, Any], valid_keys: float, **extra: Any) -> dict[str, Any]:
     row = {key: None for key in ROW_KEYS}
-    row.update(method=method, ce=ev["ce"], perplexity=ev.get("perplexity", ev.get("metric")),
-               kept_fraction=ev["attention_density"], edges_per_query=ev["attention_density"] * valid_keys,
-               empty_row_fraction=ev.get("empty_row_fraction"), effective_gflops=ev.get("effective_gflops"))
+    row.update(
+        method=method,
+        ce=ev["ce"],
+        perplexity=ev.get("perplexity", ev.get("metric")),
+        kept_fraction=ev["attention_density"],
+        edges_per_query=ev["attention_density"] * valid_keys,
+        empty_row_fraction=ev.get("empty_row_fraction"),
+        effective_gflops=ev.get("effective_gflops"),
+    )
     row.update(extra)
     return row
 
 
 def run_posttrain(
-    cfg: RunConfig, eps_values: list[float], *, model_dir: str | Path | None = None, freeze_weights: bool = False,
-    continued: bool = True, extra_ks: list[int] | None = None,
+    cfg: RunConfig,
+    eps_values: list[float],
+    *,
+    model_dir: str | Path | None = None,
+    freeze_weights: bool = False,
+    continued: bool = True,
+    extra_ks: list[int] | None = None,
 ) -> dict[str, Any]:
     """The experiment of the module docstring; returns {"rows": [...], "seq_len", "ce_dense", ...}."""
     if not eps_values or any(e < 0 for e in eps_values):
@@ -195,15 +247,32 @@ def run_posttrain(
     try:
         for eps in eps_values:
             model.load_state_dict(dense_state)
-            c = _variant(cfg, **{"attention.mode": "gates", "objective.kind": "constrained", "objective.tau": None,
-                                 "objective.tau_rel": float(eps), "objective.dense_reference": "model",
-                                 "training.max_steps": post_steps})
+            c = _variant(
+                cfg,
+                **{
+                    "attention.mode": "gates",
+                    "objective.kind": "constrained",
+                    "objective.tau": None,
+                    "objective.tau_rel": float(eps),
+                    "objective.dense_reference": "model",
+                    "training.max_steps": post_steps,
+                },
+            )
             seed_everything(cfg.training.seed)
             res = train_run(c, prepared=dataclasses.replace(p, cfg=c))
             ev = evaluate(model, rt, p.validation, p.task, batch_size=eval_bs, seq_len=L, distribution=False)
             s = res.summary
-            row = _row("gates", ev, valid_keys, eps=float(eps), tau=s["tau"], ce_heldout=s["ce_heldout"],
-                       feasible=s["feasible"], multiplier=s["multiplier"], steps=s["steps"])
+            row = _row(
+                "gates",
+                ev,
+                valid_keys,
+                eps=float(eps),
+                tau=s["tau"],
+                ce_heldout=s["ce_heldout"],
+                feasible=s["feasible"],
+                multiplier=s["multiplier"],
+                steps=s["steps"],
+            )
             row["edges_per_query"] = sum(st.kept for st in rt.stats.values()) / sum(st.rows for st in rt.stats.values())
             gated.append(row)
     finally:
@@ -223,7 +292,7 @@ def run_posttrain(
     model.load_state_dict(dense_state)
     rt.set_mode("dense")
     mask = p.validation.attention_mask
-    ks = {k for k in (2 ** i for i in range(L.bit_length())) if k <= L} | set(extra_ks or [])
+    ks = {k for k in (2**i for i in range(L.bit_length())) if k <= L} | set(extra_ks or [])
     brackets = {}
     for row in gated:
         lo, hi = bracket_ks(mask, row["edges_per_query"], L)
@@ -235,11 +304,17 @@ def run_posttrain(
     by_b = {r["budget"]: r for r in swept if r["mode"] == "budget"}
 
     def ev_of(r: dict[str, Any]) -> dict[str, Any]:
-        return {"ce": r["ce"], "metric": r["metric"], "attention_density": r["attention_density"],
-                "effective_gflops": r["effective_gflops"]}
+        return {
+            "ce": r["ce"],
+            "metric": r["metric"],
+            "attention_density": r["attention_density"],
+            "effective_gflops": r["effective_gflops"],
+        }
 
-    curve = [_row("topk", ev_of(by_k[k]), valid_keys, k=k, edges_per_query_expected=topk_edges_per_query(mask, k))
-             for k in sorted(by_k)]
+    curve = [
+        _row("topk", ev_of(by_k[k]), valid_keys, k=k, edges_per_query_expected=topk_edges_per_query(mask, k))
+        for k in sorted(by_k)
+    ]
     for row in gated:
         lo, hi = brackets[row["eps"]]
         for tag, k in (("k_lo", lo), ("k_hi", hi)):
@@ -249,10 +324,19 @@ def run_posttrain(
         b = max(row["edges_per_query"], 1.0)
         rows.append(_row("budget", ev_of(by_b[b]), valid_keys, budget=b, matched_eps=row["eps"], match="budget"))
         row["topk_ce_at_match"] = _interpolate(curve, row["edges_per_query"], lo, hi)
-    return {"rows": rows, "topk_curve": curve, "seq_len": L, "mean_valid_keys_per_query": valid_keys,
-            "ce_dense": rows[0]["ce"], "ce_dense_heldout": ce_dense_heldout, "dense_steps": dense_steps,
-            "posttrain_steps": post_steps, "freeze_weights": freeze_weights, "task": p.task.name,
-            "model": cfg.model.name if model_dir is None else str(model_dir)}
+    return {
+        "rows": rows,
+        "topk_curve": curve,
+        "seq_len": L,
+        "mean_valid_keys_per_query": valid_keys,
+        "ce_dense": rows[0]["ce"],
+        "ce_dense_heldout": ce_dense_heldout,
+        "dense_steps": dense_steps,
+        "posttrain_steps": post_steps,
+        "freeze_weights": freeze_weights,
+        "task": p.task.name,
+        "model": cfg.model.name if model_dir is None else str(model_dir),
+    }
 
 
 def _interpolate(curve: list[dict[str, Any]], edges: float, lo: int | None, hi: int | None) -> float | None:
@@ -270,6 +354,7 @@ def _interpolate(curve: list[dict[str, Any]], edges: float, lo: int | None, hi: 
 
 # ---- output ----------------------------------------------------------------------------------------
 
+
 def write_posttrain(out_dir: str | Path, result: dict[str, Any]) -> dict[str, Path]:
     """``posttrain.json`` (the whole result) and ``posttrain.png`` (CE against kept fraction)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -283,20 +368,36 @@ def write_posttrain(out_dir: str | Path, result: dict[str, Any]) -> dict[str, Pa
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     curve = sorted(result["topk_curve"], key=lambda r: r["kept_fraction"])
-    ax.plot([r["kept_fraction"] for r in curve], [r["ce"] for r in curve], "o-", color="tab:blue",
-            label="top-k on the dense model")
+    ax.plot(
+        [r["kept_fraction"] for r in curve],
+        [r["ce"] for r in curve],
+        "o-",
+        color="tab:blue",
+        label="top-k on the dense model",
+    )
     for r in curve:
         ax.annotate(f"k={r['k']}", (r["kept_fraction"], r["ce"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     budget = [r for r in rows if r["method"] == "budget"]
     if budget:
-        ax.plot([r["kept_fraction"] for r in budget], [r["ce"] for r in budget], "^", color="tab:purple",
-                label="threshold budget (same edges/query)")
+        ax.plot(
+            [r["kept_fraction"] for r in budget],
+            [r["ce"] for r in budget],
+            "^",
+            color="tab:purple",
+            label="threshold budget (same edges/query)",
+        )
     gates = sorted((r for r in rows if r["method"] == "gates"), key=lambda r: r["kept_fraction"])
-    ax.plot([r["kept_fraction"] for r in gates], [r["ce"] for r in gates], "s-", color="tab:orange",
-            label="gates post-trained, CE <= (1+eps) CE_dense")
+    ax.plot(
+        [r["kept_fraction"] for r in gates],
+        [r["ce"] for r in gates],
+        "s-",
+        color="tab:orange",
+        label="gates post-trained, CE <= (1+eps) CE_dense",
+    )
     for r in gates:
-        ax.annotate(f"eps={r['eps']:g}", (r["kept_fraction"], r["ce"]), fontsize=7, xytext=(3, -10),
-                    textcoords="offset points")
+        ax.annotate(
+            f"eps={r['eps']:g}", (r["kept_fraction"], r["ce"]), fontsize=7, xytext=(3, -10), textcoords="offset points"
+        )
     ax.axhline(result["ce_dense"], color="grey", ls="--", label="dense")
     cont = next((r for r in rows if r["method"] == "dense_continued"), None)
     if cont:

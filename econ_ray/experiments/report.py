@@ -21,6 +21,7 @@ Lines = list[str]
 
 # ---- formatting (pure) -------------------------------------------------------------------------
 
+
 def fmt(v: Any) -> str:
     """A table cell: 4 significant digits for floats, '-' for missing or non-finite values."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -65,6 +66,7 @@ def _img(folder: Path, root: Path, name: str, alt: str) -> Lines:
 
 # ---- sections ----------------------------------------------------------------------------------
 
+
 def _search(folder: Path, root: Path) -> Lines:
     from econ_ray.search.driver import TrialRecord, points_from
     from econ_ray.search.pareto import TrialPoint, pareto_front
@@ -74,18 +76,33 @@ def _search(folder: Path, root: Path) -> Lines:
     records = [TrialRecord(**r) for r in json.loads((folder / "trials.json").read_text())]
     pareto = summary.get("pareto", [])
     complete = [r for r in records if r.status == "complete"]
-    metric_name = pareto[0]["metric_name"] if pareto else next(
-        (r.metrics.get("metric_name") for r in complete if r.metrics.get("metric_name")), "metric")
+    metric_name = (
+        pareto[0]["metric_name"]
+        if pareto
+        else next((r.metrics.get("metric_name") for r in complete if r.metrics.get("metric_name")), "metric")
+    )
     maximize = metric_name != "perplexity"
     points = points_from(records)
     front = pareto_front(points, maximize_metric=maximize)
-    dense_metrics = sorted(float(r.metrics["dense_metric"]) for r in complete
-                           if isinstance(r.metrics.get("dense_metric"), (int, float)))
-    dense_g = next((float(r.metrics["dense_total_gflops"]) for r in complete if r.metrics.get("dense_total_gflops")), None)
-    dense_pt = TrialPoint("dense", dense_metrics[len(dense_metrics) // 2], dense_g) if dense_metrics and dense_g else None
+    dense_metrics = sorted(
+        float(r.metrics["dense_metric"]) for r in complete if isinstance(r.metrics.get("dense_metric"), (int, float))
+    )
+    dense_g = next(
+        (float(r.metrics["dense_total_gflops"]) for r in complete if r.metrics.get("dense_total_gflops")), None
+    )
+    dense_pt = (
+        TrialPoint("dense", dense_metrics[len(dense_metrics) // 2], dense_g) if dense_metrics and dense_g else None
+    )
     seq_len = next((int(r.metrics["seq_len"]) for r in complete if r.metrics.get("seq_len")), 0)
-    plot_pareto(points, front, folder / "pareto.png", metric_name=metric_name, seq_len=seq_len, dense=dense_pt,
-                maximize_metric=maximize)
+    plot_pareto(
+        points,
+        front,
+        folder / "pareto.png",
+        metric_name=metric_name,
+        seq_len=seq_len,
+        dense=dense_pt,
+        maximize_metric=maximize,
+    )
     history: list[tuple[int, float]] = []
     hv_csv = folder / "hypervolume.csv"
     if hv_csv.exists():
@@ -98,24 +115,71 @@ def _search(folder: Path, root: Path) -> Lines:
     out: Lines = [
         f"{summary.get('n_trials', len(records))} trials ({len(complete)} complete, {len(failed)} failed or stopped); "
         f"objectives: {metric_name} ({'max' if maximize else 'min'}) and effective GFLOPs per sequence "
-        f"(L = {seq_len}, min).", "",
+        f"(L = {seq_len}, min).",
+        "",
     ]
-    out += md_table([{"hypervolume": summary.get("hypervolume"), "reference metric": ref[0],
-                      "reference GFLOPs": ref[1], "dense metric (median)": dense_pt.metric if dense_pt else None,
-                      "dense GFLOPs": dense_g, "Pareto models": len(pareto),
-                      "registered model": summary.get("registered_model")}]) + [""]
+    out += md_table(
+        [
+            {
+                "hypervolume": summary.get("hypervolume"),
+                "reference metric": ref[0],
+                "reference GFLOPs": ref[1],
+                "dense metric (median)": dense_pt.metric if dense_pt else None,
+                "dense GFLOPs": dense_g,
+                "Pareto models": len(pareto),
+                "registered model": summary.get("registered_model"),
+            }
+        ]
+    ) + [""]
     out += ["**Pareto set**", ""]
-    out += md_table(pareto, ["rank", "trial_id", "metric", "effective_gflops", "lam", "alpha", "beta", "tau",
-                             "objective", "attention_density", "ffn_density", "version"]) + [""]
+    out += md_table(
+        pareto,
+        [
+            "rank",
+            "trial_id",
+            "metric",
+            "effective_gflops",
+            "lam",
+            "alpha",
+            "beta",
+            "tau",
+            "objective",
+            "attention_density",
+            "ffn_density",
+            "version",
+        ],
+    ) + [""]
     out += _img(folder, root, "pareto.png", "Pareto set")
     if history:
         out += ["**Hypervolume after each completed trial**", ""]
         out += md_table([{"trials": n, "hypervolume": hv} for n, hv in history]) + [""]
         out += _img(folder, root, "hypervolume.png", "hypervolume history")
     out += ["**All trials**", ""]
-    out += md_table([{"trial_id": r.trial_id, "status": r.status, **{k: r.metrics.get(k) for k in (
-        "lam", "alpha", "beta", "tau", "objective", "metric", "effective_gflops", "attention_density", "ffn_density")},
-        "feasible": r.feasible, "reason": r.reason} for r in sorted(records, key=lambda r: r.order)]) + [""]
+    out += md_table(
+        [
+            {
+                "trial_id": r.trial_id,
+                "status": r.status,
+                **{
+                    k: r.metrics.get(k)
+                    for k in (
+                        "lam",
+                        "alpha",
+                        "beta",
+                        "tau",
+                        "objective",
+                        "metric",
+                        "effective_gflops",
+                        "attention_density",
+                        "ffn_density",
+                    )
+                },
+                "feasible": r.feasible,
+                "reason": r.reason,
+            }
+            for r in sorted(records, key=lambda r: r.order)
+        ]
+    ) + [""]
     return out
 
 
@@ -124,9 +188,27 @@ def _topk(folder: Path, root: Path) -> Lines:
 
     rows = _rows(json.loads((folder / "topk.json").read_text()))
     write_sweep(folder, rows)
-    out = md_table(rows, ["mode", "k", "budget", "metric_name", "metric", "effective_gflops", "dense_total_gflops",
-                          "attention_density", "gini", "entropy_bits", "seq_len"]) + [""]
-    return out + _img(folder, root, "accuracy_vs_k.png", "metric vs k") + _img(folder, root, "allocation_vs_k.png", "Gini and entropy vs k")
+    out = md_table(
+        rows,
+        [
+            "mode",
+            "k",
+            "budget",
+            "metric_name",
+            "metric",
+            "effective_gflops",
+            "dense_total_gflops",
+            "attention_density",
+            "gini",
+            "entropy_bits",
+            "seq_len",
+        ],
+    ) + [""]
+    return (
+        out
+        + _img(folder, root, "accuracy_vs_k.png", "metric vs k")
+        + _img(folder, root, "allocation_vs_k.png", "Gini and entropy vs k")
+    )
 
 
 def _ablation(folder: Path, root: Path) -> Lines:
@@ -134,9 +216,25 @@ def _ablation(folder: Path, root: Path) -> Lines:
 
     rows = _rows(json.loads((folder / "ablation.json").read_text()))
     write_ablation(folder, rows)
-    out = md_table(rows, ["variant", "lam", "alpha", "beta", "metric_name", "metric", "dense_metric",
-                          "effective_gflops", "dense_total_gflops", "attention_density", "ffn_density",
-                          "dead_heads", "dead_neurons", "steps"]) + [""]
+    out = md_table(
+        rows,
+        [
+            "variant",
+            "lam",
+            "alpha",
+            "beta",
+            "metric_name",
+            "metric",
+            "dense_metric",
+            "effective_gflops",
+            "dense_total_gflops",
+            "attention_density",
+            "ffn_density",
+            "dead_heads",
+            "dead_neurons",
+            "steps",
+        ],
+    ) + [""]
     return out + _img(folder, root, "ablation.png", "ablation")
 
 
@@ -147,13 +245,30 @@ def _baselines(folder: Path, root: Path) -> Lines:
     rows = _rows(json.loads((folder / "baselines.json").read_text()))
     write_baselines(folder, rows)
     search = next((f for f in _folders(root) if _has(f, "summary.json")), None)
-    out = md_table(rows, ["method", "ratio", "k", "metric_name", "metric", "effective_gflops", "dense_total_gflops",
-                          "attention_density", "ffn_density", "dead_heads", "dead_neurons"]) + [""]
+    out = md_table(
+        rows,
+        [
+            "method",
+            "ratio",
+            "k",
+            "metric_name",
+            "metric",
+            "effective_gflops",
+            "dense_total_gflops",
+            "attention_density",
+            "ffn_density",
+            "dead_heads",
+            "dead_neurons",
+        ],
+    ) + [""]
     out += _img(folder, root, "baselines.png", "pruning baselines")
     if search is not None:
         plot_pareto_with_baselines(search, rows, folder / "pareto_baselines.png")
-        out += [f"The incentive-trained trials of `{search.relative_to(root).as_posix() or '.'}/` with the "
-                "baselines drawn over them:", ""]
+        out += [
+            f"The incentive-trained trials of `{search.relative_to(root).as_posix() or '.'}/` with the "
+            "baselines drawn over them:",
+            "",
+        ]
         out += _img(folder, root, "pareto_baselines.png", "Pareto set vs pruning baselines")
     return out
 
@@ -176,7 +291,11 @@ SECTIONS: list[tuple[str, str, Callable[[Path, Path], Lines]]] = [
     ("ablation.json", "Ablation of the compute price", _ablation),
     ("posttrain.json", "Sparse-attention post-training vs top-k", _generic("posttrain.json", ("posttrain.png",))),
     ("export.json", "Physical pruning: counted vs realised speedup (latency)", _generic("export.json", ())),
-    ("heatmap.png", "Attention heatmaps: dense vs sparse", lambda folder, root: _img(folder, root, "heatmap.png", "heatmaps")),
+    (
+        "heatmap.png",
+        "Attention heatmaps: dense vs sparse",
+        lambda folder, root: _img(folder, root, "heatmap.png", "heatmaps"),
+    ),
 ]
 
 
@@ -211,15 +330,23 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> Path:
     if not folders:
         known = ", ".join(n for n, _, _ in SECTIONS)
         raise FileNotFoundError(f"{root}: nothing to report (no {known} here or in a sub-folder)")
-    lines: Lines = [f"# {title or 'econ-ray report: ' + root.resolve().name}", "",
-                    f"Written {_dt.date.today().isoformat()} by `econ-ray report {root}` from the files of this "
-                    "folder: every number below is read from them.", ""]
+    lines: Lines = [
+        f"# {title or 'econ-ray report: ' + root.resolve().name}",
+        "",
+        f"Written {_dt.date.today().isoformat()} by `econ-ray report {root}` from the files of this "
+        "folder: every number below is read from them.",
+        "",
+    ]
     for folder in folders:
         for name, heading, render in SECTIONS:
             if _has(folder, name):
                 where = folder.relative_to(root).as_posix()
-                lines += [f"## {heading}" + ("" if where == "." else f" (`{where}/`)"), "",
-                          f"Source: `{(folder / name).relative_to(root).as_posix()}`", ""]
+                lines += [
+                    f"## {heading}" + ("" if where == "." else f" (`{where}/`)"),
+                    "",
+                    f"Source: `{(folder / name).relative_to(root).as_posix()}`",
+                    "",
+                ]
                 lines += render(folder, root)
     out = root / "report.md"
     out.write_text("\n".join(lines).rstrip() + "\n")

@@ -41,17 +41,42 @@ def load_target(target: str, model_dir: str | None = None, overrides: dict[str, 
         model, tok, meta = load_model(folder)
         cfg = RunConfig.model_validate({k: v for k, v in meta["config"].items() if k in RunConfig.model_fields})
         d = cfg.data
-        splits = load_task(d.source, columns=d.columns, kind=d.kind, train_size=d.train_size, eval_size=d.eval_size,
-                           heldout_fraction=d.heldout_fraction, seed=cfg.training.seed, builtin_options=d.builtin)
+        splits = load_task(
+            d.source,
+            columns=d.columns,
+            kind=d.kind,
+            train_size=d.train_size,
+            eval_size=d.eval_size,
+            heldout_fraction=d.heldout_fraction,
+            seed=cfg.training.seed,
+            builtin_options=d.builtin,
+        )
         calib = splits.heldout if splits.heldout else splits.train
-        return Target(model, model.econ_runtime, encode_split(splits.validation, splits.task, tok, d.max_length),
-                      encode_split(calib, splits.task, tok, d.max_length), splits.task, d.max_length, tok,
-                      cfg.model_dump())
+        return Target(
+            model,
+            model.econ_runtime,
+            encode_split(splits.validation, splits.task, tok, d.max_length),
+            encode_split(calib, splits.task, tok, d.max_length),
+            splits.task,
+            d.max_length,
+            tok,
+            cfg.model_dump(),
+        )
     from econ_ray.training import train_run
 
-    cfg = load_config(target, {"attention.mode": "dense", "attention.k": None, "attention.budget": None,
-                               "objective.kind": "penalised", "objective.lam": 0.0, "objective.tau": None,
-                               "objective.tau_rel": None, **(overrides or {})})
+    cfg = load_config(
+        target,
+        {
+            "attention.mode": "dense",
+            "attention.k": None,
+            "attention.budget": None,
+            "objective.kind": "penalised",
+            "objective.lam": 0.0,
+            "objective.tau": None,
+            "objective.tau_rel": None,
+            **(overrides or {}),
+        },
+    )
     res = train_run(cfg)  # the dense model of the file: dense phase + dense main phase
     p = res.prepared
     calib = p.heldout if len(p.heldout) else p.train

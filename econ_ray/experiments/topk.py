@@ -16,12 +16,35 @@ from econ_ray.attention.runtime import EconRuntime
 from econ_ray.data import EncodedSplit, TaskSpec
 from econ_ray.training.evaluate import evaluate
 
-ROW_KEYS = ("k", "budget", "metric_name", "metric", "ce", "effective_gflops", "dense_gflops", "dense_total_gflops", "attention_density", "ffn_density", "dead_heads", "dead_neurons", "gini", "entropy_bits", "seq_len")
+ROW_KEYS = (
+    "k",
+    "budget",
+    "metric_name",
+    "metric",
+    "ce",
+    "effective_gflops",
+    "dense_gflops",
+    "dense_total_gflops",
+    "attention_density",
+    "ffn_density",
+    "dead_heads",
+    "dead_neurons",
+    "gini",
+    "entropy_bits",
+    "seq_len",
+)
 
 
 def sweep(
-    model: nn.Module, rt: EconRuntime, split: EncodedSplit, task: TaskSpec, *, seq_len: int,
-    ks: list[int], budgets: list[float] | None = None, batch_size: int = 64,
+    model: nn.Module,
+    rt: EconRuntime,
+    split: EncodedSplit,
+    task: TaskSpec,
+    *,
+    seq_len: int,
+    ks: list[int],
+    budgets: list[float] | None = None,
+    batch_size: int = 64,
 ) -> list[dict[str, Any]]:
     """One row per k (``mode=topk``) and per budget (``mode=budget``), plus the dense reference row."""
     saved = (rt.mode, rt.k, rt.budget)

@@ -12,6 +12,14 @@ from econ_ray.metrics.task import (
 )
 
 __all__ = [
-    "accuracy", "compute_task_metrics", "density", "entropy_bits_rows", "gini_rows", "higher_is_better",
-    "matthews_corrcoef", "pearson", "perplexity", "spearman",
+    "accuracy",
+    "compute_task_metrics",
+    "density",
+    "entropy_bits_rows",
+    "gini_rows",
+    "higher_is_better",
+    "matthews_corrcoef",
+    "pearson",
+    "perplexity",
+    "spearman",
 ]

@@ -64,7 +64,9 @@ def build_tokenizer(cfg: ModelConfig, texts: list[str], max_length: int) -> Any:
     try:
         tok = AutoTokenizer.from_pretrained(resolve_name(cfg.name))
     except Exception as exc:  # noqa: BLE001 - reported with the name, whatever the loader raised
-        raise ModelError(f"model.name '{cfg.name}': tokenizer could not be loaded ({str(exc).splitlines()[0]})") from exc
+        raise ModelError(
+            f"model.name '{cfg.name}': tokenizer could not be loaded ({str(exc).splitlines()[0]})"
+        ) from exc
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token  # GPT-2 has no pad token; padding is masked out anyway
     return tok
@@ -94,9 +96,15 @@ def build_model(cfg: ModelConfig, task: TaskSpec, tokenizer: Any, max_length: in
             raise ModelError("model.name 'tiny-bert' is an encoder; a language-modelling task needs 'tiny-gpt2'")
         t = cfg.tiny
         conf = BertConfig(
-            vocab_size=vocab, hidden_size=t.hidden, num_hidden_layers=t.layers, num_attention_heads=t.heads,
-            intermediate_size=t.intermediate, max_position_embeddings=max(64, max_length),
-            pad_token_id=tokenizer.pad_token_id or 0, **_dropout_overrides(cfg, "bert"), **head,
+            vocab_size=vocab,
+            hidden_size=t.hidden,
+            num_hidden_layers=t.layers,
+            num_attention_heads=t.heads,
+            intermediate_size=t.intermediate,
+            max_position_embeddings=max(64, max_length),
+            pad_token_id=tokenizer.pad_token_id or 0,
+            **_dropout_overrides(cfg, "bert"),
+            **head,
         )
         return BertForSequenceClassification(conf)
     if cfg.name == "tiny-gpt2":
@@ -105,9 +113,16 @@ def build_model(cfg: ModelConfig, task: TaskSpec, tokenizer: Any, max_length: in
         t = cfg.tiny
         special = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else 0
         conf = GPT2Config(
-            vocab_size=vocab, n_embd=t.hidden, n_layer=t.layers, n_head=t.heads, n_inner=t.intermediate,
-            n_positions=max(64, max_length), bos_token_id=special, eos_token_id=special,
-            pad_token_id=tokenizer.pad_token_id, **_dropout_overrides(cfg, "gpt2"),
+            vocab_size=vocab,
+            n_embd=t.hidden,
+            n_layer=t.layers,
+            n_head=t.heads,
+            n_inner=t.intermediate,
+            n_positions=max(64, max_length),
+            bos_token_id=special,
+            eos_token_id=special,
+            pad_token_id=tokenizer.pad_token_id,
+            **_dropout_overrides(cfg, "gpt2"),
         )
         return GPT2LMHeadModel(conf)
 
@@ -118,7 +133,9 @@ def build_model(cfg: ModelConfig, task: TaskSpec, tokenizer: Any, max_length: in
         raise ModelError(f"model.name '{cfg.name}': could not be loaded ({str(exc).splitlines()[0]})") from exc
     family = _family(conf)
     if lm and family != "gpt2":
-        raise ModelError(f"model.name '{cfg.name}' is a {family} encoder; a language-modelling task needs a GPT-2-family model")
+        raise ModelError(
+            f"model.name '{cfg.name}' is a {family} encoder; a language-modelling task needs a GPT-2-family model"
+        )
     if not lm and family == "gpt2":
         raise ModelError(f"model.name '{cfg.name}' is a causal LM; classification/regression needs a BERT-family model")
     kwargs = {**head, **_dropout_overrides(cfg, family)}
@@ -159,7 +176,9 @@ def check_model(cfg: ModelConfig, task_kind: str | None) -> None:
     if folder.is_dir():
         conf_file = folder / "config.json"
         if not conf_file.is_file():
-            raise ModelError(f"model.name '{name}': folder {folder} has no config.json (not a saved Hugging Face model)")
+            raise ModelError(
+                f"model.name '{name}': folder {folder} has no config.json (not a saved Hugging Face model)"
+            )
         try:
             model_type = json.loads(conf_file.read_text()).get("model_type", "")
         except (OSError, ValueError) as exc:
@@ -168,8 +187,10 @@ def check_model(cfg: ModelConfig, task_kind: str | None) -> None:
     else:
         close = difflib.get_close_matches(name, BUILTIN_NAMES, n=1, cutoff=0.75)
         if close:
-            raise ModelError(f"model.name '{name}': unknown model (did you mean '{close[0]}'?); expected "
-                             f"{', '.join(BUILTIN_NAMES)}, a Hugging Face name or a local model folder")
+            raise ModelError(
+                f"model.name '{name}': unknown model (did you mean '{close[0]}'?); expected "
+                f"{', '.join(BUILTIN_NAMES)}, a Hugging Face name or a local model folder"
+            )
         from transformers import AutoConfig
 
         try:
@@ -188,6 +209,8 @@ def check_model(cfg: ModelConfig, task_kind: str | None) -> None:
             else:
                 return
     if lm and family != "gpt2":
-        raise ModelError(f"model.name '{name}' is a {family} encoder; a language-modelling task needs a GPT-2-family model")
+        raise ModelError(
+            f"model.name '{name}' is a {family} encoder; a language-modelling task needs a GPT-2-family model"
+        )
     if task_kind is not None and not lm and family == "gpt2":
         raise ModelError(f"model.name '{name}' is a causal LM; classification/regression needs a BERT-family model")

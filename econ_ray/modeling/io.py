@@ -52,8 +52,13 @@ def save_model(
     save_file(gates, str(folder / GATES_FILE))
     att = config.get("attention", {})
     meta = {
-        "attention": {"mode": rt.mode, "k": rt.k, "budget": rt.budget, "keep_strongest": rt.keep_strongest,
-                      "gate_bias_init": att.get("gate_bias_init", 3.0)},
+        "attention": {
+            "mode": rt.mode,
+            "k": rt.k,
+            "budget": rt.budget,
+            "keep_strongest": rt.keep_strongest,
+            "gate_bias_init": att.get("gate_bias_init", 3.0),
+        },
         "ffn_activation": config.get("model", {}).get("ffn_activation", "keep"),
         "task": {"name": task.name, "kind": task.kind, "num_labels": task.num_labels, "metric_name": task.metric_name},
         "config": config,
@@ -81,8 +86,15 @@ def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> tup
     tokenizer = AutoTokenizer.from_pretrained(folder / "model")
     a = meta["attention"]
     # the saved config already says relu if the activation was swapped; keep it as saved
-    install(model, mode=a["mode"], k=a["k"], budget=a["budget"], keep_strongest=a["keep_strongest"],
-            gate_bias_init=a.get("gate_bias_init", 3.0), ffn_activation="keep")
+    install(
+        model,
+        mode=a["mode"],
+        k=a["k"],
+        budget=a["budget"],
+        keep_strongest=a["keep_strongest"],
+        gate_bias_init=a.get("gate_bias_init", 3.0),
+        ffn_activation="keep",
+    )
     gates = load_file(str(folder / GATES_FILE))
     missing = model.load_state_dict(gates, strict=False)
     if missing.unexpected_keys:

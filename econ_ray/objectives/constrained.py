@@ -37,7 +37,9 @@ class LagrangeController:
             constraint_type=cooper.ConstraintType.INEQUALITY,
             formulation_type=cooper.formulations.Lagrangian,
         )
-        self.optimizer = nuPI(self.multiplier.parameters(), lr=lr, Kp=torch.tensor(kp), Ki=torch.tensor(ki), maximize=True)
+        self.optimizer = nuPI(
+            self.multiplier.parameters(), lr=lr, Kp=torch.tensor(kp), Ki=torch.tensor(ki), maximize=True
+        )
 
     @property
     def value(self) -> float:

@@ -37,9 +37,24 @@ from econ_ray.search.pareto import (
     reference_point,
 )
 
-PARETO_FIELDS = ("rank", "trial_id", "metric_name", "metric", "effective_gflops", "dense_total_gflops", "dense_gflops",
-                 "seq_len", "lam",
-                 "alpha", "beta", "tau", "objective", "attention_density", "ffn_density", "ce")
+PARETO_FIELDS = (
+    "rank",
+    "trial_id",
+    "metric_name",
+    "metric",
+    "effective_gflops",
+    "dense_total_gflops",
+    "dense_gflops",
+    "seq_len",
+    "lam",
+    "alpha",
+    "beta",
+    "tau",
+    "objective",
+    "attention_density",
+    "ffn_density",
+    "ce",
+)
 
 
 class SearchError(RuntimeError):
@@ -86,15 +101,17 @@ def points_from(records: list[TrialRecord]) -> list[TrialPoint]:
     for r in records:
         m = r.metrics
         ok = r.status == "complete" and _finite(m.get("metric")) and _finite(m.get("effective_gflops"))
-        pts.append(TrialPoint(
-            trial_id=r.trial_id,
-            metric=float(m["metric"]) if _finite(m.get("metric")) else float("nan"),
-            gflops=float(m["effective_gflops"]) if _finite(m.get("effective_gflops")) else float("nan"),
-            feasible=r.feasible,
-            complete=ok,
-            order=r.order,
-            params={**r.knobs, **{k: m.get(k) for k in ("lam", "alpha", "beta", "tau", "objective")}},
-        ))
+        pts.append(
+            TrialPoint(
+                trial_id=r.trial_id,
+                metric=float(m["metric"]) if _finite(m.get("metric")) else float("nan"),
+                gflops=float(m["effective_gflops"]) if _finite(m.get("effective_gflops")) else float("nan"),
+                feasible=r.feasible,
+                complete=ok,
+                order=r.order,
+                params={**r.knobs, **{k: m.get(k) for k in ("lam", "alpha", "beta", "tau", "objective")}},
+            )
+        )
     return pts
 
 
@@ -120,8 +137,9 @@ class SearchOutcome:
         return asdict(self)
 
 
-def summarise(run_dir: Path, records: list[TrialRecord], *, metric_name: str, maximize: bool,
-              chance: float) -> tuple[list[dict[str, Any]], float, tuple[float, float], list[tuple[int, float]]]:
+def summarise(
+    run_dir: Path, records: list[TrialRecord], *, metric_name: str, maximize: bool, chance: float
+) -> tuple[list[dict[str, Any]], float, tuple[float, float], list[tuple[int, float]]]:
     """Compute the Pareto set, hypervolume and its history from trial records; write the files."""
     from econ_ray.search.plot import plot_hypervolume_history, plot_pareto
 
@@ -130,19 +148,42 @@ def summarise(run_dir: Path, records: list[TrialRecord], *, metric_name: str, ma
     by_id = {r.trial_id: r for r in records}
     complete = [r for r in records if r.status == "complete"]
     # the unmodified model's whole cost: the same count as effective_gflops with nothing skipped
-    dense_g = next((float(r.metrics["dense_total_gflops"]) for r in complete
-                    if _finite(r.metrics.get("dense_total_gflops"))), float("nan"))
+    dense_g = next(
+        (float(r.metrics["dense_total_gflops"]) for r in complete if _finite(r.metrics.get("dense_total_gflops"))),
+        float("nan"),
+    )
     ref = reference_point(dense_gflops=dense_g, chance_metric=chance)
-    hv = hypervolume(points, ref_metric=ref[0], ref_gflops=ref[1], maximize_metric=maximize) if math.isfinite(dense_g) else 0.0
-    history = hypervolume_history(points, ref_metric=ref[0], ref_gflops=ref[1], maximize_metric=maximize) if math.isfinite(dense_g) else []
+    hv = (
+        hypervolume(points, ref_metric=ref[0], ref_gflops=ref[1], maximize_metric=maximize)
+        if math.isfinite(dense_g)
+        else 0.0
+    )
+    history = (
+        hypervolume_history(points, ref_metric=ref[0], ref_gflops=ref[1], maximize_metric=maximize)
+        if math.isfinite(dense_g)
+        else []
+    )
     ranked = sorted(front, key=lambda p: (-p.metric if maximize else p.metric, p.gflops))
     rows = []
     for rank, p in enumerate(ranked, 1):
         m = by_id[p.trial_id].metrics
-        rows.append({"rank": rank, "trial_id": p.trial_id, "metric_name": metric_name, "metric": p.metric,
-                     "effective_gflops": p.gflops, **{k: m.get(k) for k in PARETO_FIELDS if k not in
-                                                      ("rank", "trial_id", "metric_name", "metric", "effective_gflops")}})
-    (run_dir / "pareto.json").write_text(json.dumps({"reference_point": ref, "hypervolume": hv, "pareto": rows}, indent=2))
+        rows.append(
+            {
+                "rank": rank,
+                "trial_id": p.trial_id,
+                "metric_name": metric_name,
+                "metric": p.metric,
+                "effective_gflops": p.gflops,
+                **{
+                    k: m.get(k)
+                    for k in PARETO_FIELDS
+                    if k not in ("rank", "trial_id", "metric_name", "metric", "effective_gflops")
+                },
+            }
+        )
+    (run_dir / "pareto.json").write_text(
+        json.dumps({"reference_point": ref, "hypervolume": hv, "pareto": rows}, indent=2)
+    )
     with open(run_dir / "pareto.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(PARETO_FIELDS))
         w.writeheader()
@@ -156,8 +197,15 @@ def summarise(run_dir: Path, records: list[TrialRecord], *, metric_name: str, ma
     if dense_metrics and math.isfinite(dense_g):
         dense_pt = TrialPoint("dense", sorted(dense_metrics)[len(dense_metrics) // 2], dense_g)
     seq_len = next((int(r.metrics["seq_len"]) for r in complete if _finite(r.metrics.get("seq_len"))), 0)
-    plot_pareto(points, front, run_dir / "pareto.png", metric_name=metric_name, seq_len=seq_len, dense=dense_pt,
-                maximize_metric=maximize)
+    plot_pareto(
+        points,
+        front,
+        run_dir / "pareto.png",
+        metric_name=metric_name,
+        seq_len=seq_len,
+        dense=dense_pt,
+        maximize_metric=maximize,
+    )
     plot_hypervolume_history(history, run_dir / "hypervolume.png")
     return rows, hv, ref, history
 
@@ -173,8 +221,17 @@ def write_trials(run_dir: Path, records: list[TrialRecord]) -> None:
         # prefix: one header name per column, so csv readers do not overwrite status or id
         w.writerow([*fixed, *[f"knob_{k}" for k in knobs], *[f"result_{k}" if k in fixed else k for k in keys]])
         for r in records:
-            w.writerow([r.trial_id, r.order, r.status, r.feasible, r.reason or "", *[r.knobs.get(k) for k in knobs],
-                        *[r.metrics.get(k) for k in keys]])
+            w.writerow(
+                [
+                    r.trial_id,
+                    r.order,
+                    r.status,
+                    r.feasible,
+                    r.reason or "",
+                    *[r.knobs.get(k) for k in knobs],
+                    *[r.metrics.get(k) for k in keys],
+                ]
+            )
 
 
 def local_ray_options(cfg: SearchSpaceFile) -> dict[str, Any]:
@@ -184,8 +241,13 @@ def local_ray_options(cfg: SearchSpaceFile) -> dict[str, Any]:
     listen on all interfaces whatever ``ray.init`` is given (measured: docs/reliability.md); run
     on a trusted network or behind a firewall."""
     d = cfg.distributed
-    return {"address": "local", "num_cpus": os.cpu_count(), "include_dashboard": d.dashboard,
-            "dashboard_host": d.dashboard_host, "log_to_driver": False}
+    return {
+        "address": "local",
+        "num_cpus": os.cpu_count(),
+        "include_dashboard": d.dashboard,
+        "dashboard_host": d.dashboard_host,
+        "log_to_driver": False,
+    }
 
 
 def _start_ray(address: str | None, cfg: SearchSpaceFile, concurrency: int) -> None:
@@ -220,16 +282,15 @@ def run_search(
     ``resume=RUN_DIR`` go on with the search of that folder (``econ_ray.search.resume``)."""
     from ray import tune
 
+    from econ_ray.config.checks import check_search
+    from econ_ray.search import resume as rs
     from econ_ray.search.optuna_searcher import ConstrainedOptunaSearch
     from econ_ray.search.tracking_callback import MlflowTuneCallback
     from econ_ray.search.trial import trial_fn
-    from econ_ray.search import resume as rs
     from econ_ray.tracking import MlflowTracker, check_tracking_uri
     from econ_ray.tracking import tracking_uri as resolve_uri
     from econ_ray.tracking.outbox import BufferedTracker
     from econ_ray.tracking.store import redact_uri
-
-    from econ_ray.config.checks import check_search
 
     s = cfg.search
     state: dict[str, Any] = {}
@@ -253,10 +314,12 @@ def run_search(
         root = root.resolve()
     # pre-flight with the effective trials / concurrency / sampler: a bad input raises ConfigError
     # here, before the run folder, Ray or MLflow exist
-    effective = cfg.model_copy(update={"search": s.model_copy(update={"trials": n_trials, "concurrency": conc,
-                                                                      "sampler": sampler_name})})
-    check_search(effective, config_path, address=address, run_dir=str(root), storage_path=storage_path,
-                 tracking_uri=uri)
+    effective = cfg.model_copy(
+        update={"search": s.model_copy(update={"trials": n_trials, "concurrency": conc, "sampler": sampler_name})}
+    )
+    check_search(
+        effective, config_path, address=address, run_dir=str(root), storage_path=storage_path, tracking_uri=uri
+    )
     check_tracking_uri(uri)
     root.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -278,23 +341,48 @@ def run_search(
         rs.write_state(root, state)
     else:
         parent = mlflow_tracker.start_parent(
-        f"search-{stamp}",
-        params={"trials": n_trials, "concurrency": conc, "sampler": sampler_name, "seed": seed,
-                "config_file": config_path, "space": json.dumps(s.space.model_dump(exclude_none=True)),
-                "workers_per_trial": cfg.distributed.workers, "deepspeed": cfg.distributed.deepspeed,
-                "zero_stage": cfg.distributed.zero_stage, "model": cfg.model.name, "data": cfg.data.source,
-                "attention": cfg.attention.mode, "registered_model": registered,
-                "scheduler": s.scheduler.kind},
-        tags={"run_dir": str(root), "econ_ray.kind": "search"},
+            f"search-{stamp}",
+            params={
+                "trials": n_trials,
+                "concurrency": conc,
+                "sampler": sampler_name,
+                "seed": seed,
+                "config_file": config_path,
+                "space": json.dumps(s.space.model_dump(exclude_none=True)),
+                "workers_per_trial": cfg.distributed.workers,
+                "deepspeed": cfg.distributed.deepspeed,
+                "zero_stage": cfg.distributed.zero_stage,
+                "model": cfg.model.name,
+                "data": cfg.data.source,
+                "attention": cfg.attention.mode,
+                "registered_model": registered,
+                "scheduler": s.scheduler.kind,
+            },
+            tags={"run_dir": str(root), "econ_ray.kind": "search"},
         )
-        state = {"n_trials": n_trials, "concurrency": conc, "sampler": sampler_name, "seed": seed, "stamp": stamp,
-                 "parent_run_id": parent, "experiment": cfg.name, "registered_model": registered,
-                 "tracking_uri": uri if redact_uri(uri) == uri else None, "config_file": config_path, "resumes": 0}
+        state = {
+            "n_trials": n_trials,
+            "concurrency": conc,
+            "sampler": sampler_name,
+            "seed": seed,
+            "stamp": stamp,
+            "parent_run_id": parent,
+            "experiment": cfg.name,
+            "registered_model": registered,
+            "tracking_uri": uri if redact_uri(uri) == uri else None,
+            "config_file": config_path,
+            "resumes": 0,
+        }
         rs.write_state(root, state)
     tracker = BufferedTracker(mlflow_tracker, root)  # an outage from here on fills RUN_DIR/tracking_outbox
     searcher = ConstrainedOptunaSearch(
-        s.space, sampler=sampler_name, seed=seed, n_trials=n_trials,
-        storage=f"sqlite:///{root / 'optuna.db'}", study_name=cfg.name, maximize_metric=maximize,
+        s.space,
+        sampler=sampler_name,
+        seed=seed,
+        n_trials=n_trials,
+        storage=f"sqlite:///{root / 'optuna.db'}",
+        study_name=cfg.name,
+        maximize_metric=maximize,
         constraints=make_constraints(cfg, maximize),
     )
     rerun: list[dict[str, Any]] = []
@@ -303,8 +391,11 @@ def run_search(
         rerun = rs.reconcile_study(searcher.study, prior)
         for r in rerun:
             if r["tune_trial_id"] and tracker.child_id(r["tune_trial_id"]):
-                tracker.finish_child(r["tune_trial_id"], status="KILLED",
-                                     reason="the search driver was interrupted; re-run with the same knobs")
+                tracker.finish_child(
+                    r["tune_trial_id"],
+                    status="KILLED",
+                    reason="the search driver was interrupted; re-run with the same knobs",
+                )
         tracker.set_parent_tag("econ_ray.resumes", state["resumes"])
     callback = MlflowTuneCallback(tracker, run_dir=root, order_offset=len(prior))
     remaining = rs.remaining_trials(n_trials, prior)
@@ -314,16 +405,25 @@ def run_search(
             # the trial function only drives a TorchTrainer: no CPU of its own (its workers reserve theirs)
             tune.with_resources(trial_fn, {"CPU": 0, "memory": 256 * 1024**2}),
             param_space={"file": cfg.model_dump(mode="json"), "train_storage": tune_storage.rstrip("/") + "/train"},
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(cfg, maximize),
-                                        num_samples=remaining, max_concurrent_trials=conc,
-                                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
-                                        # a finished trial's actor runs the next trial: one process start and
-                                        # its imports fewer per trial (docs/benchmarks.md section 5)
-                                        reuse_actors=True),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=make_scheduler(cfg, maximize),
+                num_samples=remaining,
+                max_concurrent_trials=conc,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+                # a finished trial's actor runs the next trial: one process start and
+                # its imports fewer per trial (docs/benchmarks.md section 5)
+                reuse_actors=True,
+            ),
             # a resumed search runs a new Tune experiment next to the first (see econ_ray.search.resume)
-            run_config=tune.RunConfig(name=f"tune-resume-{state['resumes']}" if resume else "tune",
-                                      storage_path=tune_storage, callbacks=[callback], verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=0)),
+            run_config=tune.RunConfig(
+                name=f"tune-resume-{state['resumes']}" if resume else "tune",
+                storage_path=tune_storage,
+                callbacks=[callback],
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
         )
         timing["t_fit_start"] = time.time()
         tuner.fit()  # failed trials are recorded by the callback; the others go on
@@ -340,29 +440,76 @@ def run_search(
     # register every Pareto model, alias by rank
     for row in rows:
         rec = next(r for r in records if r.trial_id == row["trial_id"])
-        tags = {**{k: row.get(k) for k in ("metric", "metric_name", "effective_gflops", "dense_gflops", "dense_total_gflops", "seq_len",
-                                           "lam", "alpha", "beta", "tau", "objective")},
-                "parent_run_id": parent, "higher_is_better": str(maximize).lower(), "trial_id": rec.trial_id}
+        tags = {
+            **{
+                k: row.get(k)
+                for k in (
+                    "metric",
+                    "metric_name",
+                    "effective_gflops",
+                    "dense_gflops",
+                    "dense_total_gflops",
+                    "seq_len",
+                    "lam",
+                    "alpha",
+                    "beta",
+                    "tau",
+                    "objective",
+                )
+            },
+            "parent_run_id": parent,
+            "higher_is_better": str(maximize).lower(),
+            "trial_id": rec.trial_id,
+        }
         # an existing version of the trial's child run is reused (a resumed search registers nothing twice);
         # None while the registration waits in the tracking outbox
-        row["version"] = tracker.register(trial_id=rec.trial_id, model_dir=_model_dir(rec.checkpoint),
-                                          name=registered, tags=tags, alias=f"rank-{row['rank']}")
+        row["version"] = tracker.register(
+            trial_id=rec.trial_id,
+            model_dir=_model_dir(rec.checkpoint),
+            name=registered,
+            tags=tags,
+            alias=f"rank-{row['rank']}",
+        )
     # rewritten with the registry version of each Pareto model
     (root / "pareto.json").write_text(json.dumps({"reference_point": ref, "hypervolume": hv, "pareto": rows}, indent=2))
     for step, (n, value) in enumerate(history):
         tracker.log_parent_metrics({"hypervolume": value, "trials_completed": n}, step=step)
-    failures = [{"trial_id": r.trial_id, "status": r.status, "reason": r.reason} for r in records if r.status != "complete"]
-    tracker.log_parent_metrics({"hypervolume_final": hv, "n_trials": len(records), "n_failed": len(failures),
-                                "pareto_size": len(rows)})
+    failures = [
+        {"trial_id": r.trial_id, "status": r.status, "reason": r.reason} for r in records if r.status != "complete"
+    ]
+    tracker.log_parent_metrics(
+        {"hypervolume_final": hv, "n_trials": len(records), "n_failed": len(failures), "pareto_size": len(rows)}
+    )
     outcome = SearchOutcome(
-        run_dir=str(root), n_trials=len(records), n_failed=len(failures), hypervolume=hv,
-        registered_model=registered if rows else None, mlflow_parent_run_id=parent, pareto=rows,
-        failures=failures, reference_point=ref, plot=str(root / "pareto.png"),
-        resumed=int(state.get("resumes", 0)), rerun=rerun,
+        run_dir=str(root),
+        n_trials=len(records),
+        n_failed=len(failures),
+        hypervolume=hv,
+        registered_model=registered if rows else None,
+        mlflow_parent_run_id=parent,
+        pareto=rows,
+        failures=failures,
+        reference_point=ref,
+        plot=str(root / "pareto.png"),
+        resumed=int(state.get("resumes", 0)),
+        rerun=rerun,
     )
     (root / "summary.json").write_text(json.dumps(outcome.to_json(), indent=2, default=str))
-    tracker.log_parent_artifacts([root / n for n in ("pareto.csv", "pareto.json", "pareto.png", "hypervolume.csv",
-                                                     "hypervolume.png", "trials.csv", "summary.json", "config.yaml")])
+    tracker.log_parent_artifacts(
+        [
+            root / n
+            for n in (
+                "pareto.csv",
+                "pareto.json",
+                "pareto.png",
+                "hypervolume.csv",
+                "hypervolume.png",
+                "trials.csv",
+                "summary.json",
+                "config.yaml",
+            )
+        ]
+    )
     tracker.end_parent("FINISHED")
     if tracker.outbox_file is not None:
         outcome.tracking_outbox, outcome.pending_tracking_ops = str(tracker.outbox_file), tracker.pending
@@ -382,9 +529,15 @@ def make_scheduler(cfg: SearchSpaceFile, maximize: bool) -> Any:
         return FIFOScheduler()
     from econ_ray.search.moasha import MOASHAScheduler
 
-    return MOASHAScheduler(grace_period=sc.grace_period, reduction_factor=sc.reduction_factor, max_t=sc.max_t,
-                           time_attr=sc.time_attr, maximize=(maximize, False), rank=sc.rank,
-                           reference=(sc.reference_metric, None))
+    return MOASHAScheduler(
+        grace_period=sc.grace_period,
+        reduction_factor=sc.reduction_factor,
+        max_t=sc.max_t,
+        time_attr=sc.time_attr,
+        maximize=(maximize, False),
+        rank=sc.rank,
+        reference=(sc.reference_metric, None),
+    )
 
 
 def _trial_name(trial: Any) -> str:

@@ -103,8 +103,7 @@ def hypervolume_2d(points: Sequence[Vector], ref: Vector) -> float:
 
     Points not strictly better than ``ref`` in both objectives add nothing. O(n log n) sweep.
     """
-    boxes = sorted((p[0], p[1]) for p in points
-                   if all(math.isfinite(x) for x in p) and p[0] < ref[0] and p[1] < ref[1])
+    boxes = sorted((p[0], p[1]) for p in points if all(math.isfinite(x) for x in p) and p[0] < ref[0] and p[1] < ref[1])
     area, best = 0.0, ref[1]
     for i, (x, y) in enumerate(boxes):
         best = min(best, y)
@@ -202,8 +201,9 @@ class RungBook:
             return rung_order(points)
         nadir = nadir_reference(points)
         given = self.reference or (None,) * len(nadir)
-        ref = tuple(nadir[m] if r is None else (-float(r) if self.maximize[m] else float(r))
-                    for m, r in enumerate(given))
+        ref = tuple(
+            nadir[m] if r is None else (-float(r) if self.maximize[m] else float(r)) for m, r in enumerate(given)
+        )
         return hv_order(points, ref)
 
     def decide(self, trial_id: str, t: float, values: Sequence[float]) -> bool:

@@ -47,7 +47,9 @@ def startup_trials(name: str, n_trials: int) -> int:
     return min(OPTUNA_STARTUP_DEFAULT[name], max(MIN_STARTUP, math.ceil(n_trials / 3)))
 
 
-def make_sampler(name: str, *, seed: int, space: SearchSpace, n_trials: int, constrained: bool) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str, *, seed: int, space: SearchSpace, n_trials: int, constrained: bool
+) -> optuna.samplers.BaseSampler:
     """tpe (multi-objective TPE, default), nsga2, gp, random, or grid (log grid over lambda).
 
     The random start-up phase of tpe and gp (``n_startup_trials``) and NSGA-II's population (its
@@ -58,14 +60,17 @@ def make_sampler(name: str, *, seed: int, space: SearchSpace, n_trials: int, con
     """
     cf = _constraints_func if constrained else None
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=cf,
-                                          n_startup_trials=startup_trials(name, n_trials))
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, constraints_func=cf, n_startup_trials=startup_trials(name, n_trials)
+        )
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf,
-                                             population_size=startup_trials(name, n_trials))
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, constraints_func=cf, population_size=startup_trials(name, n_trials)
+        )
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, constraints_func=cf,
-                                         n_startup_trials=startup_trials(name, n_trials))
+        return optuna.samplers.GPSampler(
+            seed=seed, constraints_func=cf, n_startup_trials=startup_trials(name, n_trials)
+        )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
@@ -94,8 +99,15 @@ class ConstrainedOptunaSearch(Searcher):
         super().__init__(metric=None, mode=None)
         self.space = space
         self.sampler_name = sampler
-        self.dists = distributions(space) if sampler != "grid" else {"lam": optuna.distributions.FloatDistribution(
-            min(lam_grid(space, n_trials)), max(lam_grid(space, n_trials)), log=True)}
+        self.dists = (
+            distributions(space)
+            if sampler != "grid"
+            else {
+                "lam": optuna.distributions.FloatDistribution(
+                    min(lam_grid(space, n_trials)), max(lam_grid(space, n_trials)), log=True
+                )
+            }
+        )
         self.constraints = list(constraints)
         self.objective_keys = objective_keys
         self._study_args = dict(
@@ -110,8 +122,9 @@ class ConstrainedOptunaSearch(Searcher):
         if n_old:
             # a resumed study: a sampler seeded as before would draw its first (random start-up)
             # points again; seed it past the trials already in the study instead
-            self._study_args["sampler"] = make_sampler(sampler, seed=seed + n_old, space=space, n_trials=n_trials,
-                                                       constrained=bool(constraints))
+            self._study_args["sampler"] = make_sampler(
+                sampler, seed=seed + n_old, space=space, n_trials=n_trials, constrained=bool(constraints)
+            )
             self.study.sampler = self._study_args["sampler"]
         if sampler == "grid" and not n_old:
             for lam in lam_grid(space, n_trials):
@@ -129,8 +142,12 @@ class ConstrainedOptunaSearch(Searcher):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.study = optuna.create_study(**self._study_args)
-        self._live = {tid: optuna.Trial(self.study, self.study._storage.get_trial_id_from_study_id_trial_number(
-            self.study._study_id, n)) for tid, n in state["_live"].items()}
+        self._live = {
+            tid: optuna.Trial(
+                self.study, self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, n)
+            )
+            for tid, n in state["_live"].items()
+        }
 
     # -- Searcher API ------------------------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:

@@ -13,8 +13,9 @@ A hypervolume is therefore in metric units x GFLOPs.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "TrialPoint",
@@ -72,10 +73,7 @@ def dominates(a: TrialPoint, b: TrialPoint, *, maximize_metric: bool = True) -> 
 
 def _eligible(points: Iterable[TrialPoint]) -> list[TrialPoint]:
     """Feasible, complete points with finite metric and GFLOPs (NaN/inf come from diverged runs)."""
-    return [
-        p for p in points
-        if p.feasible and p.complete and math.isfinite(p.metric) and math.isfinite(p.gflops)
-    ]
+    return [p for p in points if p.feasible and p.complete and math.isfinite(p.metric) and math.isfinite(p.gflops)]
 
 
 def pareto_front(points: Iterable[TrialPoint], *, maximize_metric: bool = True) -> list[TrialPoint]:
@@ -152,8 +150,7 @@ def hypervolume_history(
     ordered = sorted(points, key=lambda p: p.order)  # stable: input order breaks ties
     history: list[tuple[int, float]] = []
     for k in range(1, len(ordered) + 1):
-        hv = hypervolume(ordered[:k], ref_metric=ref_metric, ref_gflops=ref_gflops,
-                         maximize_metric=maximize_metric)
+        hv = hypervolume(ordered[:k], ref_metric=ref_metric, ref_gflops=ref_gflops, maximize_metric=maximize_metric)
         history.append((k, hv))
     return history
 

@@ -7,8 +7,9 @@ threads, and it never leaks figures.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from econ_ray.search.pareto import TrialPoint
 
@@ -74,11 +75,20 @@ def plot_pareto(
     feasible = [p for p in done if p.feasible]
     infeasible = [p for p in done if not p.feasible]
     if feasible:
-        ax.scatter([p.gflops for p in feasible], [p.metric for p in feasible],
-                   s=18, color="0.6", label="trials", zorder=2)
+        ax.scatter(
+            [p.gflops for p in feasible], [p.metric for p in feasible], s=18, color="0.6", label="trials", zorder=2
+        )
     if infeasible:
-        ax.scatter([p.gflops for p in infeasible], [p.metric for p in infeasible],
-                   s=22, marker="x", color="0.6", linewidths=1.0, label="infeasible trials", zorder=2)
+        ax.scatter(
+            [p.gflops for p in infeasible],
+            [p.metric for p in infeasible],
+            s=22,
+            marker="x",
+            color="0.6",
+            linewidths=1.0,
+            label="infeasible trials",
+            zorder=2,
+        )
 
     ordered = sorted(front, key=lambda p: p.gflops)
     if ordered:
@@ -88,14 +98,30 @@ def plot_pareto(
         # which is exactly the attainment staircase whose area is the hypervolume.
         ax.step(xs, ys, where="post", color="C0", linewidth=1.5, zorder=3)
         direction = "higher" if maximize_metric else "lower"
-        ax.plot(xs, ys, linestyle="none", marker="o", markersize=5, color="C0",
-                label=f"Pareto set ({direction} {metric_name} is better)", zorder=4)
+        ax.plot(
+            xs,
+            ys,
+            linestyle="none",
+            marker="o",
+            markersize=5,
+            color="C0",
+            label=f"Pareto set ({direction} {metric_name} is better)",
+            zorder=4,
+        )
 
     if dense is not None:
-        ax.plot([dense.gflops], [dense.metric], linestyle="none", marker="*", markersize=14,
-                color="C3", markeredgecolor="black", label="dense (λ = 0)", zorder=5)
-        ax.annotate("dense", (dense.gflops, dense.metric), textcoords="offset points",
-                    xytext=(6, 6), fontsize=9)
+        ax.plot(
+            [dense.gflops],
+            [dense.metric],
+            linestyle="none",
+            marker="*",
+            markersize=14,
+            color="C3",
+            markeredgecolor="black",
+            label="dense (λ = 0)",
+            zorder=5,
+        )
+        ax.annotate("dense", (dense.gflops, dense.metric), textcoords="offset points", xytext=(6, 6), fontsize=9)
 
     if extra is not None:
         extra(ax)

@@ -56,8 +56,9 @@ def write_record(run_dir: Path, record: Any) -> None:
     """Persist one finished trial's record (a ``TrialRecord``) under ``trial_records/``."""
     folder = Path(run_dir) / RECORDS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / f"{record.trial_id}.json",
-                 lambda p: p.write_text(json.dumps(asdict(record), indent=2, default=str)))
+    atomic_write(
+        folder / f"{record.trial_id}.json", lambda p: p.write_text(json.dumps(asdict(record), indent=2, default=str))
+    )
 
 
 def load_records(run_dir: Path) -> list:
@@ -108,6 +109,7 @@ def reconcile_study(study: Any, records: list) -> list[dict[str, Any]]:
 
 def check_same_config(stored: dict[str, Any], given: dict[str, Any]) -> None:
     """A resumed search must train what it started with; only the search budget may differ."""
+
     def strip(d: dict[str, Any]) -> dict[str, Any]:
         d = json.loads(json.dumps(d))
         for key in ("trials", "concurrency"):
@@ -117,5 +119,7 @@ def check_same_config(stored: dict[str, Any], given: dict[str, Any]) -> None:
     a, b = strip(stored), strip(given)
     if a != b:
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-        raise ResumeError(f"the file differs from the run's config.yaml in {', '.join(diff)}; "
-                          "resume without FILE to use the run's own config")
+        raise ResumeError(
+            f"the file differs from the run's config.yaml in {', '.join(diff)}; "
+            "resume without FILE to use the run's own config"
+        )

@@ -53,9 +53,17 @@ class MlflowTuneCallback(Callback):
         self._knobs[trial.trial_id] = knobs
         run = trial.config["file"]
         obj = run["objective"]
-        params = {"lam": obj["lam"], "alpha": obj["alpha"], "beta": obj["beta"], "tau": obj["tau"],
-                  "tau_rel": obj["tau_rel"], "objective": obj["kind"], **knobs,
-                  "optuna_trial": trial.config.get("optuna_trial"), "attention": run["attention"]["mode"]}
+        params = {
+            "lam": obj["lam"],
+            "alpha": obj["alpha"],
+            "beta": obj["beta"],
+            "tau": obj["tau"],
+            "tau_rel": obj["tau_rel"],
+            "objective": obj["kind"],
+            **knobs,
+            "optuna_trial": trial.config.get("optuna_trial"),
+            "attention": run["attention"]["mode"],
+        }
         self.tracker.start_child(trial.trial_id, params=params, tags={"trial_id": trial.trial_id})
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -65,9 +73,15 @@ class MlflowTuneCallback(Callback):
             self._final[trial.trial_id] = dict(result)
             return
         step = int(result.get("step", result.get("training_iteration", 0)))
-        self.tracker.log_metrics(trial.trial_id, {f"eval_{k}": v for k, v in _numeric(result).items()
-                                                  if not k.startswith(("time_", "timestamp", "training_iteration",
-                                                                       "pid", "iterations_since"))}, step=step)
+        self.tracker.log_metrics(
+            trial.trial_id,
+            {
+                f"eval_{k}": v
+                for k, v in _numeric(result).items()
+                if not k.startswith(("time_", "timestamp", "training_iteration", "pid", "iterations_since"))
+            },
+            step=step,
+        )
 
     def _history(self, checkpoint: str | None) -> dict[str, Any]:
         if checkpoint and Path(checkpoint, HISTORY_FILE).is_file():
@@ -111,12 +125,22 @@ class MlflowTuneCallback(Callback):
             if tid in self._errors:
                 out.append(TrialRecord(tid, order, "failed", self._knobs.get(tid, {}), reason=self._errors[tid]))
             elif final:
-                out.append(TrialRecord(tid, order, "complete", self._knobs.get(tid, {}),
-                                       metrics={k: v for k, v in final.items() if k not in ("config",)},
-                                       checkpoint=final.get(CHECKPOINT_PATH_KEY)))
+                out.append(
+                    TrialRecord(
+                        tid,
+                        order,
+                        "complete",
+                        self._knobs.get(tid, {}),
+                        metrics={k: v for k, v in final.items() if k not in ("config",)},
+                        checkpoint=final.get(CHECKPOINT_PATH_KEY),
+                    )
+                )
             else:
-                out.append(TrialRecord(tid, order, "stopped", self._knobs.get(tid, {}),
-                                       reason="stopped before its final evaluation"))
+                out.append(
+                    TrialRecord(
+                        tid, order, "stopped", self._knobs.get(tid, {}), reason="stopped before its final evaluation"
+                    )
+                )
         return out
 
 
@@ -132,8 +156,8 @@ def _error_line(trial: Any) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for ln in reversed(lines):  # a diverged trial: the loop's own message, whatever Ray wrapped it in
         if "DivergenceError" in ln and "training diverged" in ln:
-            return ln[ln.index("training diverged"):][:500]
+            return ln[ln.index("training diverged") :][:500]
     for ln in reversed(lines):
         if "Error" in ln or "error" in ln:
             return ln[:500]
-    return (lines[-1][:500] if lines else "trial failed")
+    return lines[-1][:500] if lines else "trial failed"

@@ -34,10 +34,41 @@ TIMING_FILE = "timing.json"  # where a trial's wall time went (benchmarks/machin
 
 # Summary keys reported to Tune (scalars only; everything else is in the checkpoint folder).
 REPORT_KEYS = (
-    "metric", "metric_name", "ce", "ce_heldout", "ce_dense", "dense_metric", "attention_density", "ffn_density",
-    "gini", "entropy_bits", "empty_row_fraction", "dead_heads", "dead_neurons", "seq_len", "dense_gflops",
-    "effective_gflops", "attention_gflops", "effective_attention_gflops", "dense_total_gflops", "lam", "alpha", "beta", "tau", "tau_rel", "objective", "attention", "multiplier",
-    "feasible", "steps", "task", "task_kind", "num_labels", "vocab_size", "restarts", "resumed_from_step",
+    "metric",
+    "metric_name",
+    "ce",
+    "ce_heldout",
+    "ce_dense",
+    "dense_metric",
+    "attention_density",
+    "ffn_density",
+    "gini",
+    "entropy_bits",
+    "empty_row_fraction",
+    "dead_heads",
+    "dead_neurons",
+    "seq_len",
+    "dense_gflops",
+    "effective_gflops",
+    "attention_gflops",
+    "effective_attention_gflops",
+    "dense_total_gflops",
+    "lam",
+    "alpha",
+    "beta",
+    "tau",
+    "tau_rel",
+    "objective",
+    "attention",
+    "multiplier",
+    "feasible",
+    "steps",
+    "task",
+    "task_kind",
+    "num_labels",
+    "vocab_size",
+    "restarts",
+    "resumed_from_step",
     "resumed_from_phase",
 )
 CHECKPOINT_FLAG = "train_checkpoint"  # set on the reports that only carry a training-state checkpoint
@@ -61,7 +92,9 @@ def _stop_requested(path: str) -> bool:
 
     flag = 1.0 if os.path.exists(path) else 0.0
     if tdist.is_available() and tdist.is_initialized():
-        dev = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else torch.device("cpu")
+        dev = (
+            torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else torch.device("cpu")
+        )
         t = torch.tensor([flag], device=dev)
         tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
         flag = float(t.item())
@@ -91,9 +124,15 @@ def train_worker(config: dict[str, Any]) -> None:
         cfg.training.device = "cpu"
     cfg.training.progress = False
     # wall-clock split of this worker (seconds); evaluation = time from a step's end to its on_eval
-    timing = {"t_trial_start": config.get("t_trial_start"), "t_worker_entry": t_entry, "t_worker_start": t_worker,
-              "engine_init_s": 0.0,
-              "eval_s": 0.0, "report_s": 0.0, "n_evals": 0}
+    timing = {
+        "t_trial_start": config.get("t_trial_start"),
+        "t_worker_entry": t_entry,
+        "t_worker_start": t_worker,
+        "engine_init_s": 0.0,
+        "eval_s": 0.0,
+        "report_s": 0.0,
+        "n_evals": 0,
+    }
     last = {"step": t_worker}
     if config.get("pid_dir"):
         Path(config["pid_dir"]).mkdir(parents=True, exist_ok=True)
@@ -111,9 +150,11 @@ def train_worker(config: dict[str, Any]) -> None:
     def on_checkpoint(state: TrainState) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             save_state(tmp, state, rank=rank)  # every rank: its optimiser partition and RNG; rank 0 the rest
-            ray.train.report({"final": 0, CHECKPOINT_FLAG: 1, "checkpoint_step": state.step},
-                             checkpoint=Checkpoint.from_directory(tmp),
-                             checkpoint_dir_name=f"state-{state.phase}-{state.step:07d}")
+            ray.train.report(
+                {"final": 0, CHECKPOINT_FLAG: 1, "checkpoint_step": state.step},
+                checkpoint=Checkpoint.from_directory(tmp),
+                checkpoint_dir_name=f"state-{state.phase}-{state.step:07d}",
+            )
 
     def engine_factory(model, steps, phase):
         t0 = time.time()
@@ -128,8 +169,14 @@ def train_worker(config: dict[str, Any]) -> None:
         from econ_ray.training.engine import TorchEngine
 
         t = cfg.training
-        return TorchEngine(model, lr=t.lr, gate_lr=t.gate_lr, weight_decay=t.weight_decay, total_steps=steps,
-                           warmup_ratio=t.warmup_ratio)
+        return TorchEngine(
+            model,
+            lr=t.lr,
+            gate_lr=t.gate_lr,
+            weight_decay=t.weight_decay,
+            total_steps=steps,
+            warmup_ratio=t.warmup_ratio,
+        )
 
     def on_step(rec: dict[str, Any]) -> None:
         last["step"] = time.time()
@@ -150,23 +197,37 @@ def train_worker(config: dict[str, Any]) -> None:
     timing["prepare_s"] = time.time() - t_worker
     t_run = time.time()
     try:
-        result = train_run(cfg, engine_factory=engine_factory, on_step=on_step, on_eval=on_eval, shard=(rank, world),
-                           prepared=prepared, checkpoint_every=every, on_checkpoint=on_checkpoint, resume=resume)
+        result = train_run(
+            cfg,
+            engine_factory=engine_factory,
+            on_step=on_step,
+            on_eval=on_eval,
+            shard=(rank, world),
+            prepared=prepared,
+            checkpoint_every=every,
+            on_checkpoint=on_checkpoint,
+            resume=resume,
+        )
     except _StopRequested:
         return  # stopped early: the last report stays partial (final = 0), so the trial counts as stopped
     t_end = time.time()
     timing["final_eval_s"] = t_end - last["step"]
     # training = the rest of train_run: dense and main steps (plus the two small dense-reference evaluations)
-    timing["train_s"] = (t_end - t_run) - sum(timing[k] for k in ("eval_s", "report_s", "final_eval_s", "engine_init_s"))
+    timing["train_s"] = (t_end - t_run) - sum(
+        timing[k] for k in ("eval_s", "report_s", "final_eval_s", "engine_init_s")
+    )
     summary = {k: _scalar(result.summary.get(k)) for k in REPORT_KEYS}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if rank == 0:
             p = result.prepared
             save_model(tmp, p.model, p.tokenizer, task=p.task, config=cfg.model_dump(), summary=result.summary)
-            history = {"evaluations": result.history, "multiplier": result.multiplier_history,
-                       "restarts": result.summary.get("restarts", 0),
-                       "resumed_from_step": result.summary.get("resumed_from_step")}
+            history = {
+                "evaluations": result.history,
+                "multiplier": result.multiplier_history,
+                "restarts": result.summary.get("restarts", 0),
+                "resumed_from_step": result.summary.get("resumed_from_step"),
+            }
             Path(tmp, HISTORY_FILE).write_text(json.dumps(history, default=float))
             timing["save_s"] = time.time() - t_end
             timing["t_final_report"] = time.time()
@@ -197,9 +258,12 @@ def _torch_trainer_class():
 
     class EconTorchTrainer(TorchTrainer):
         def _create_default_callbacks(self):  # type: ignore[override]
-            return [PlacementGroupCleanerCallback(check_interval_s=1.0, get_actor_timeout_s=2.0)
-                    if isinstance(cb, PlacementGroupCleanerCallback) else cb
-                    for cb in super()._create_default_callbacks()]
+            return [
+                PlacementGroupCleanerCallback(check_interval_s=1.0, get_actor_timeout_s=2.0)
+                if isinstance(cb, PlacementGroupCleanerCallback)
+                else cb
+                for cb in super()._create_default_callbacks()
+            ]
 
     return EconTorchTrainer
 
@@ -229,9 +293,16 @@ def trial_fn(config: dict[str, Any]) -> None:
     flag = stop_file(config, trial_name)
     trainer = _torch_trainer_class()(
         train_worker,
-        train_loop_config={"run": run_cfg.model_dump(), "distributed": dist.model_dump(), "pid_dir": pid_dir,
-                           "t_trial_start": t_trial_start, "stop_file": str(flag) if flag else None},
-        scaling_config=ray.train.ScalingConfig(num_workers=dist.workers, use_gpu=use_gpu, resources_per_worker=resources),
+        train_loop_config={
+            "run": run_cfg.model_dump(),
+            "distributed": dist.model_dump(),
+            "pid_dir": pid_dir,
+            "t_trial_start": t_trial_start,
+            "stop_file": str(flag) if flag else None,
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=dist.workers, use_gpu=use_gpu, resources_per_worker=resources
+        ),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=ray.train.RunConfig(
             name=trial_name,
@@ -240,8 +311,9 @@ def trial_fn(config: dict[str, Any]) -> None:
             failure_config=ray.train.FailureConfig(max_failures=dist.max_failures),
             # the newest two: the last training state, and the final model once reported
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            worker_runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false",
-                                             "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}},
+            worker_runtime_env={
+                "env_vars": {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}
+            },
         ),
     )
     trainer.fit()

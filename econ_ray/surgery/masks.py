@@ -42,8 +42,10 @@ def blocks(model: nn.Module) -> list[Block]:
     enc = getattr(model.base_model, "encoder", None)
     if enc is None or not hasattr(enc, "layer"):
         raise ValueError(f"{type(model).__name__}: no BERT-style encoder.layer or GPT-2 transformer.h to prune")
-    return [Block("bert", l.attention.self, l.attention.output.dense, l.intermediate.dense, l.output.dense, False)
-            for l in enc.layer]
+    return [
+        Block("bert", lay.attention.self, lay.attention.output.dense, lay.intermediate.dense, lay.output.dense, False)
+        for lay in enc.layer
+    ]
 
 
 def n_heads(model: nn.Module) -> int:
@@ -71,8 +73,9 @@ def _device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def activation_sums(model: nn.Module, rt: EconRuntime, split: EncodedSplit, *, batch_size: int,
-                    n_batches: int) -> tuple[list[torch.Tensor], int]:
+def activation_sums(
+    model: nn.Module, rt: EconRuntime, split: EncodedSplit, *, batch_size: int, n_batches: int
+) -> tuple[list[torch.Tensor], int]:
     """Per layer the sum of |activation| of each FFN neuron over real tokens, and the token count."""
     observers = sorted((m for m in model.modules() if isinstance(m, ObservedActivation)), key=lambda m: m.layer)
     sums: dict[int, torch.Tensor] = {}
@@ -80,7 +83,11 @@ def activation_sums(model: nn.Module, rt: EconRuntime, split: EncodedSplit, *, b
 
     def hook(mod: ObservedActivation, _inp: tuple, out: torch.Tensor) -> None:  # out: (B, L, I)
         tm = rt.token_mask
-        m = tm[..., None].to(out.dtype) if tm is not None and tm.shape == out.shape[:2] else torch.ones_like(out[..., :1])
+        m = (
+            tm[..., None].to(out.dtype)
+            if tm is not None and tm.shape == out.shape[:2]
+            else torch.ones_like(out[..., :1])
+        )
         s = (out.abs() * m).flatten(0, 1).sum(dim=0).float().cpu()
         sums[mod.layer] = s if mod.layer not in sums else sums[mod.layer] + s
 
@@ -100,8 +107,9 @@ def activation_sums(model: nn.Module, rt: EconRuntime, split: EncodedSplit, *, b
     return [sums[i] for i in sorted(sums)], tokens
 
 
-def head_importance(model: nn.Module, rt: EconRuntime, split: EncodedSplit, task: TaskSpec, *,
-                    batch_size: int, n_batches: int) -> torch.Tensor:
+def head_importance(
+    model: nn.Module, rt: EconRuntime, split: EncodedSplit, task: TaskSpec, *, batch_size: int, n_batches: int
+) -> torch.Tensor:
     """(layers, H) raw importance ``mean_x |dL(x)/dxi_h|`` (Michel et al. 2019), not yet normalised.
 
     Every example gets its own mask row ``xi[b, :]`` (all ones: the model is unchanged), so one
@@ -158,8 +166,13 @@ def clear_masks(rt: EconRuntime) -> None:
 
 
 @contextmanager
-def masked(rt: EconRuntime, *, heads: torch.Tensor | None = None, neurons: list[torch.Tensor] | None = None,
-           device: torch.device | str = "cpu") -> Iterator[EconRuntime]:
+def masked(
+    rt: EconRuntime,
+    *,
+    heads: torch.Tensor | None = None,
+    neurons: list[torch.Tensor] | None = None,
+    device: torch.device | str = "cpu",
+) -> Iterator[EconRuntime]:
     """Apply head and/or neuron keep-masks for the duration of the block; the previous masks come back after."""
     saved = dict(rt.head_masks), dict(rt.neuron_masks)
     try:

@@ -62,7 +62,7 @@ def plan_from_alive(head_alive: list[torch.Tensor], neuron_alive: list[torch.Ten
 
 def plan_from_runtime(model: nn.Module, rt: EconRuntime) -> Plan:
     """The plan the last ``evaluate`` observed: heads with an open edge, neurons ever nonzero."""
-    nl, h = len(blocks(model)), n_heads(model)
+    nl = len(blocks(model))
     inter = [b.ffn_in.weight.shape[1 if b.conv1d else 0] for b in blocks(model)]
     head_alive, neuron_alive = [], []
     for i in range(nl):
@@ -70,7 +70,9 @@ def plan_from_runtime(model: nn.Module, rt: EconRuntime) -> Plan:
         if st is None or st.head_open is None or st.neuron_active is None:
             raise ValueError("no evaluation statistics in the runtime: run evaluate() on the model first")
         head_alive.append(st.head_open)
-        neuron_alive.append(st.neuron_active if st.neuron_active.numel() == inter[i] else torch.ones(inter[i], dtype=torch.bool))
+        neuron_alive.append(
+            st.neuron_active if st.neuron_active.numel() == inter[i] else torch.ones(inter[i], dtype=torch.bool)
+        )
     return plan_from_alive(head_alive, neuron_alive)
 
 
@@ -81,14 +83,22 @@ def _classes(model: nn.Module) -> tuple[type, type]:
         return hf_pruned.PrunedBertConfig, hf_pruned.PrunedBertForSequenceClassification
     if isinstance(model, GPT2LMHeadModel):
         return hf_pruned.PrunedGPT2Config, hf_pruned.PrunedGPT2LMHeadModel
-    raise ValueError(f"physical pruning supports BertForSequenceClassification and GPT2LMHeadModel, "
-                     f"not {type(model).__name__}")
+    raise ValueError(
+        f"physical pruning supports BertForSequenceClassification and GPT2LMHeadModel, not {type(model).__name__}"
+    )
 
 
 def _config_dict(model: nn.Module) -> dict[str, Any]:
     d = model.config.to_dict()
-    for key in ("model_type", "architectures", "auto_map", "transformers_version", "_attn_implementation",
-                "heads_per_layer", "intermediate_per_layer"):
+    for key in (
+        "model_type",
+        "architectures",
+        "auto_map",
+        "transformers_version",
+        "_attn_implementation",
+        "heads_per_layer",
+        "intermediate_per_layer",
+    ):
         d.pop(key, None)
     return d
 
@@ -110,8 +120,11 @@ def plain_copy(model: nn.Module, attn_implementation: str = "sdpa") -> nn.Module
 def prune(model: nn.Module, plan: Plan, attn_implementation: str = "sdpa") -> nn.Module:
     """A new, smaller stock-forward model holding the kept heads and neurons of ``model`` (unchanged)."""
     cfg_cls, model_cls = _classes(model)
-    cfg = cfg_cls(**_config_dict(model), heads_per_layer=[len(h) for h in plan.heads],
-                  intermediate_per_layer=[len(n) for n in plan.neurons])
+    cfg = cfg_cls(
+        **_config_dict(model),
+        heads_per_layer=[len(h) for h in plan.heads],
+        intermediate_per_layer=[len(n) for n in plan.neurons],
+    )
     small = model_cls(cfg)
     names = {m: n for n, m in model.named_modules()}
     state = plain_state(model)
@@ -151,7 +164,11 @@ def prune(model: nn.Module, plan: Plan, attn_implementation: str = "sdpa") -> nn
 def save_pruned(small: nn.Module, tokenizer: Any, folder: str | Path) -> Path:
     """``save_pretrained`` with this module's classes registered as remote code (copied beside the weights)."""
     folder = Path(folder)
-    auto = "AutoModelForCausalLM" if isinstance(small, hf_pruned.PrunedGPT2LMHeadModel) else "AutoModelForSequenceClassification"
+    auto = (
+        "AutoModelForCausalLM"
+        if isinstance(small, hf_pruned.PrunedGPT2LMHeadModel)
+        else "AutoModelForSequenceClassification"
+    )
     small.config.register_for_auto_class()
     small.register_for_auto_class(auto)
     small.save_pretrained(folder)
@@ -171,11 +188,18 @@ def load_pruned(folder: str | Path) -> nn.Module:
 
 def pruned_flops(model: nn.Module, plan: Plan, task: TaskSpec, seq_len: int) -> float:
     """Dense FLOPs (batch 1, ``seq_len`` tokens) of the physically pruned model, by the project's formulas."""
-    shape = shape_from_hf_config(model.config, n_labels=None if task.kind == "lm" else task.num_labels,
-                                 lm_head=task.kind == "lm")
-    layers = [LayerSparsity(attention_density=len(h) / shape.n_heads, dead_heads=shape.n_heads - len(h),
-                            ffn_density=len(n) / shape.intermediate, dead_neurons=shape.intermediate - len(n))
-              for h, n in zip(plan.heads, plan.neurons)]
+    shape = shape_from_hf_config(
+        model.config, n_labels=None if task.kind == "lm" else task.num_labels, lm_head=task.kind == "lm"
+    )
+    layers = [
+        LayerSparsity(
+            attention_density=len(h) / shape.n_heads,
+            dead_heads=shape.n_heads - len(h),
+            ffn_density=len(n) / shape.intermediate,
+            dead_neurons=shape.intermediate - len(n),
+        )
+        for h, n in zip(plan.heads, plan.neurons)
+    ]
     return effective_flops(shape, seq_len, layers).total
 
 
@@ -183,7 +207,9 @@ def _params(model: nn.Module) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if not n.endswith("econ_gate_bias"))
 
 
-def _outputs(model: nn.Module, split: EncodedSplit, task: TaskSpec, batch_size: int) -> tuple[float, torch.Tensor | None]:
+def _outputs(
+    model: nn.Module, split: EncodedSplit, task: TaskSpec, batch_size: int
+) -> tuple[float, torch.Tensor | None]:
     ce, logits, _ = task_loss_and_outputs(model, split, task, batch_size=batch_size)
     return ce, logits
 
@@ -199,8 +225,17 @@ def _install_like(small: nn.Module, source: nn.Module, plan: Plan) -> EconRuntim
 
 
 def export(
-    model: nn.Module, tokenizer: Any, split: EncodedSplit, task: TaskSpec, *, seq_len: int, out: str | Path,
-    batch_size: int = 64, warmup: int = 10, repeats: int = 50, tolerance: float = TOLERANCE,
+    model: nn.Module,
+    tokenizer: Any,
+    split: EncodedSplit,
+    task: TaskSpec,
+    *,
+    seq_len: int,
+    out: str | Path,
+    batch_size: int = 64,
+    warmup: int = 10,
+    repeats: int = 50,
+    tolerance: float = TOLERANCE,
 ) -> dict[str, Any]:
     """Evaluate the (masked) model, remove what it never used, save, reload, check equality, time both.
 
@@ -272,4 +307,3 @@ def export(
     }
     (Path(folder) / "export.json").write_text(json.dumps(report, indent=2))
     return report
-

@@ -13,11 +13,26 @@ from econ_ray.tracking.store import (
     tracking_uri,
 )
 
-_REGISTRY = ("EconPyfunc", "best_version", "download_registered", "list_versions", "load_registered",
-             "predict_texts", "register_model", "resolve_version")
+_REGISTRY = (
+    "EconPyfunc",
+    "best_version",
+    "download_registered",
+    "list_versions",
+    "load_registered",
+    "predict_texts",
+    "register_model",
+    "resolve_version",
+)
 
-__all__ = ["MlflowTracker", "TrackingError", "check_tracking_uri", "finite_metrics", "safe_params",
-           "tracking_uri", *_REGISTRY]
+__all__ = [
+    "MlflowTracker",
+    "TrackingError",
+    "check_tracking_uri",
+    "finite_metrics",
+    "safe_params",
+    "tracking_uri",
+    *_REGISTRY,
+]
 
 
 def __getattr__(name: str):

@@ -34,8 +34,9 @@ OUTBOX_DIR = "tracking_outbox"
 _TRANSIENT = ("database is locked", "database table is locked")
 
 
-def register_once(tracker: Any, *, trial_id: str, model_dir: str, name: str, tags: Mapping[str, Any],
-                  alias: str) -> int:
+def register_once(
+    tracker: Any, *, trial_id: str, model_dir: str, name: str, tags: Mapping[str, Any], alias: str
+) -> int:
     """The registry version of ``trial_id``'s model under ``name``: the existing one of its child run
     (a resumed or re-synced search) with ``alias`` moved to it, else a newly registered one."""
     from mlflow.exceptions import MlflowException
@@ -65,20 +66,23 @@ def apply_op(tracker: Any, op: str, args: Mapping[str, Any]) -> Any:
     if op == "log_series":
         return tracker.log_series(a["trial_id"], a["key"], a["values"], start_step=a.get("start_step", 0))
     if op == "finish_child":
-        return tracker.finish_child(a["trial_id"], status=a.get("status", "FINISHED"), metrics=a.get("metrics"),
-                                    reason=a.get("reason"))
+        return tracker.finish_child(
+            a["trial_id"], status=a.get("status", "FINISHED"), metrics=a.get("metrics"), reason=a.get("reason")
+        )
     if op == "log_parent_metrics":
         return tracker.log_parent_metrics(a["metrics"], step=a.get("step"))
     if op == "log_parent_artifacts":
-        return tracker.log_parent_artifacts([p for p in a["paths"] if Path(p).exists()],
-                                            artifact_path=a.get("artifact_path"))
+        return tracker.log_parent_artifacts(
+            [p for p in a["paths"] if Path(p).exists()], artifact_path=a.get("artifact_path")
+        )
     if op == "set_parent_tag":
         return tracker.client.set_tag(tracker.parent_run_id, a["key"], str(a["value"]))
     if op == "end_parent":
         return tracker.end_parent(a.get("status", "FINISHED"))
     if op == "register":
-        return register_once(tracker, trial_id=a["trial_id"], model_dir=a["model_dir"], name=a["name"],
-                             tags=a["tags"], alias=a["alias"])
+        return register_once(
+            tracker, trial_id=a["trial_id"], model_dir=a["model_dir"], name=a["name"], tags=a["tags"], alias=a["alias"]
+        )
     raise ValueError(f"unknown tracking operation {op!r}")
 
 
@@ -136,11 +140,14 @@ class BufferedTracker:
                         text = " ".join(str(exc).split())
                         if any(t in text for t in _TRANSIENT) and attempt < self._lock_retries:
                             self.lock_waits += 1
-                            time.sleep(min(8.0, 0.25 * 2 ** attempt))  # another writer holds SQLite's lock
+                            time.sleep(min(8.0, 0.25 * 2**attempt))  # another writer holds SQLite's lock
                             continue
                         self.offline_reason = f"{type(exc).__name__}: {text[:300]}"
-                        print(f"econ-ray: tracking store failed ({self.offline_reason}); keeping tracking "
-                              f"operations in {self.folder} (upload them with econ-ray sync)", file=sys.stderr)
+                        print(
+                            f"econ-ray: tracking store failed ({self.offline_reason}); keeping tracking "
+                            f"operations in {self.folder} (upload them with econ-ray sync)",
+                            file=sys.stderr,
+                        )
                         break
             self._append(op, args)
             return None
@@ -154,8 +161,14 @@ class BufferedTracker:
     def log_series(self, trial_id: str, key: str, values: Sequence[float], *, start_step: int = 0) -> None:
         self._call("log_series", trial_id=str(trial_id), key=key, values=list(values), start_step=int(start_step))
 
-    def finish_child(self, trial_id: str, *, status: str = "FINISHED", metrics: Mapping[str, Any] | None = None,
-                     reason: str | None = None) -> None:
+    def finish_child(
+        self,
+        trial_id: str,
+        *,
+        status: str = "FINISHED",
+        metrics: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> None:
         self._call("finish_child", trial_id=str(trial_id), status=status, metrics=dict(metrics or {}), reason=reason)
 
     def log_parent_metrics(self, metrics: Mapping[str, Any], *, step: int | None = None) -> None:
@@ -172,8 +185,14 @@ class BufferedTracker:
 
     def register(self, *, trial_id: str, model_dir: str, name: str, tags: Mapping[str, Any], alias: str) -> int | None:
         """The registry version, or None when the registration waits in the outbox."""
-        return self._call("register", trial_id=str(trial_id), model_dir=str(model_dir), name=name,
-                          tags={k: v for k, v in tags.items() if v is not None}, alias=alias)
+        return self._call(
+            "register",
+            trial_id=str(trial_id),
+            model_dir=str(model_dir),
+            name=name,
+            tags={k: v for k, v in tags.items() if v is not None},
+            alias=alias,
+        )
 
 
 def outbox_files(run_dir: str | Path) -> list[Path]:

@@ -11,7 +11,6 @@ child run, and registered from the LoggedModel's storage location (with its ``mo
 global MLflow state is read or set, so ``MLFLOW_TRACKING_URI`` may point elsewhere.
 """
 
-
 import contextlib
 import logging
 import math
@@ -26,7 +25,14 @@ import mlflow.pyfunc
 import pandas as pd
 
 from econ_ray.modeling.io import META_FILE
-from econ_ray.tracking.store import MlflowTracker, TrackingError, has_secret, redact_text_files, redact_uri, tracking_uri
+from econ_ray.tracking.store import (
+    MlflowTracker,
+    TrackingError,
+    has_secret,
+    redact_text_files,
+    redact_uri,
+    tracking_uri,
+)
 
 ARTIFACT_KEY = "econ_model"
 LOGGED_MODEL_NAME = "model"
@@ -97,8 +103,15 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def predict_texts(model, tokenizer, meta: Mapping[str, Any], texts: list[str], pairs: list[str | None] | None = None,
-                  *, batch_size: int = 64) -> list:
+def predict_texts(
+    model,
+    tokenizer,
+    meta: Mapping[str, Any],
+    texts: list[str],
+    pairs: list[str | None] | None = None,
+    *,
+    batch_size: int = 64,
+) -> list:
     """Predictions of a loaded econ-ray model on raw texts, encoded exactly as in training
     (padded and truncated to the saved ``data.max_length``)."""
     import torch
@@ -127,7 +140,9 @@ def predict_texts(model, tokenizer, meta: Mapping[str, Any], texts: list[str], p
             logits = model(**batch).logits.float()
             if task.kind == "lm":
                 tgt = labels[:, 1:]
-                ce = nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), tgt, ignore_index=-100, reduction="none")
+                ce = nn.functional.cross_entropy(
+                    logits[:, :-1].transpose(1, 2), tgt, ignore_index=-100, reduction="none"
+                )
                 n = (tgt != -100).sum(1)
                 mean = ce.sum(1) / n.clamp(min=1)
                 out += [float(m) if int(c) > 0 else float("nan") for m, c in zip(mean.cpu(), n.cpu())]
@@ -142,8 +157,9 @@ def predict_texts(model, tokenizer, meta: Mapping[str, Any], texts: list[str], p
 # Registering
 
 
-def register_model(tracker: MlflowTracker, *, trial_id: str, model_dir: str | Path, name: str,
-                   tags: Mapping[str, Any], alias: str) -> int:
+def register_model(
+    tracker: MlflowTracker, *, trial_id: str, model_dir: str | Path, name: str, tags: Mapping[str, Any], alias: str
+) -> int:
     """Log ``model_dir`` as a pyfunc model of the trial's child run, register it as a new version
     of ``name`` with ``tags`` (stringified) and move ``alias`` to it; returns the version."""
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
@@ -159,16 +175,26 @@ def register_model(tracker: MlflowTracker, *, trial_id: str, model_dir: str | Pa
     client = tracker.client
     str_tags = {str(k): str(v) for k, v in tags.items() if v is not None and not has_secret(str(v))}
     try:
-        logged = client.create_logged_model(tracker.experiment_id, name=LOGGED_MODEL_NAME, source_run_id=run_id,
-                                            tags={"trial_id": str(trial_id)}, model_type="econ-ray")
-        mlflow_model = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id, run_id=run_id,
-                             model_id=logged.model_id)
+        logged = client.create_logged_model(
+            tracker.experiment_id,
+            name=LOGGED_MODEL_NAME,
+            source_run_id=run_id,
+            tags={"trial_id": str(trial_id)},
+            model_type="econ-ray",
+        )
+        mlflow_model = Model(
+            artifact_path=logged.artifact_location, model_uuid=logged.model_id, run_id=run_id, model_id=logged.model_id
+        )
         with tempfile.TemporaryDirectory(prefix="econ-ray-pyfunc-") as tmp:
             local = Path(tmp) / "model"
             with _quiet_save():
                 mlflow.pyfunc.save_model(
-                    path=str(local), python_model=EconPyfunc(), artifacts={ARTIFACT_KEY: str(model_dir.resolve())},
-                    pip_requirements=_pip_requirements(), signature=_signature(), mlflow_model=mlflow_model,
+                    path=str(local),
+                    python_model=EconPyfunc(),
+                    artifacts={ARTIFACT_KEY: str(model_dir.resolve())},
+                    pip_requirements=_pip_requirements(),
+                    signature=_signature(),
+                    mlflow_model=mlflow_model,
                 )
             redact_text_files(local)  # the copy: econ.json carries the run config
             client.log_model_artifacts(logged.model_id, str(local))
@@ -181,8 +207,14 @@ def register_model(tracker: MlflowTracker, *, trial_id: str, model_dir: str | Pa
                 raise
         # The storage location, not "models:/<model_id>": a local database store resolves the
         # latter through the *global* tracking URI.
-        mv = client.create_model_version(name, source=logged.artifact_location, run_id=run_id, tags=str_tags,
-                                         model_id=logged.model_id, await_creation_for=0)
+        mv = client.create_model_version(
+            name,
+            source=logged.artifact_location,
+            run_id=run_id,
+            tags=str_tags,
+            model_id=logged.model_id,
+            await_creation_for=0,
+        )
         client.set_registered_model_alias(name, alias, mv.version)
     except MlflowException as exc:
         raise TrackingError(f"registering {model_dir} as {name!r}: {exc.message}") from None
@@ -228,10 +260,15 @@ def list_versions(name: str, *, uri: str | None = None) -> list[dict[str, Any]]:
     while True:
         page = client.search_model_versions(f"name = '{escaped}'", max_results=1000, page_token=token)
         for mv in page:
-            rows.append({
-                "name": mv.name, "version": int(mv.version), "aliases": sorted(set(mv.aliases or []) | set(aliases.get(int(mv.version), []))),
-                "run_id": mv.run_id, "tags": {k: _parse_tag(v) for k, v in (mv.tags or {}).items()},
-            })
+            rows.append(
+                {
+                    "name": mv.name,
+                    "version": int(mv.version),
+                    "aliases": sorted(set(mv.aliases or []) | set(aliases.get(int(mv.version), []))),
+                    "run_id": mv.run_id,
+                    "tags": {k: _parse_tag(v) for k, v in (mv.tags or {}).items()},
+                }
+            )
         token = page.token
         if not token:
             break
@@ -249,8 +286,9 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def best_version(name: str, *, max_gflops: float, min_metric: float | None = None,
-                 uri: str | None = None) -> dict[str, Any] | None:
+def best_version(
+    name: str, *, max_gflops: float, min_metric: float | None = None, uri: str | None = None
+) -> dict[str, Any] | None:
     """The version with the best ``metric`` tag among those with ``effective_gflops <= max_gflops``
     (and ``metric >= min_metric``; ``<=`` where tag ``higher_is_better`` is ``false``, e.g.
     perplexity); ties go to the cheaper one. None if nothing fits."""
@@ -274,7 +312,7 @@ def resolve_version(ref: str, *, uri: str | None = None):
     from mlflow.exceptions import MlflowException
 
     client, u = _client(uri)
-    r = ref[len("models:/"):] if ref.startswith("models:/") else ref
+    r = ref[len("models:/") :] if ref.startswith("models:/") else ref
     try:
         if "@" in r:
             name, alias = r.rsplit("@", 1)

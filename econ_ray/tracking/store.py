@@ -47,19 +47,34 @@ STATUSES = ("FINISHED", "FAILED", "KILLED")
 # Keys whose names contain one of these words are never logged ...
 SECRET_WORDS = ("token", "secret", "password", "passwd", "key", "credential", "auth", "cookie", "session")
 # ... except these exact knob names (a search space or config field that merely contains a word).
-ALLOWED_KEYS = frozenset({
-    "lam", "alpha", "beta", "tau", "tau_rel", "objective", "k", "budget", "keep_strongest",
-    "attention.keep_strongest", "attention.k", "attention.budget", "max_tokens", "num_tokens",
-    "tokenizer", "model.tokenizer",
-})
+ALLOWED_KEYS = frozenset(
+    {
+        "lam",
+        "alpha",
+        "beta",
+        "tau",
+        "tau_rel",
+        "objective",
+        "k",
+        "budget",
+        "keep_strongest",
+        "attention.keep_strongest",
+        "attention.k",
+        "attention.budget",
+        "max_tokens",
+        "num_tokens",
+        "tokenizer",
+        "model.tokenizer",
+    }
+)
 # Values that look like a credential whatever their key is called.
 _SECRET_VALUE = re.compile(
-    r"(AKIA|ASIA)[0-9A-Z]{16}"              # AWS access key id
-    r"|gh[pousr]_[A-Za-z0-9]{20,}"          # GitHub tokens
+    r"(AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key id
+    r"|gh[pousr]_[A-Za-z0-9]{20,}"  # GitHub tokens
     r"|github_pat_[A-Za-z0-9_]{20,}"
-    r"|hf_[A-Za-z0-9]{20,}"                 # Hugging Face
-    r"|sk-[A-Za-z0-9_\-]{20,}"              # OpenAI-style keys
-    r"|xox[abpr]-[A-Za-z0-9\-]{10,}"        # Slack
+    r"|hf_[A-Za-z0-9]{20,}"  # Hugging Face
+    r"|sk-[A-Za-z0-9_\-]{20,}"  # OpenAI-style keys
+    r"|xox[abpr]-[A-Za-z0-9\-]{10,}"  # Slack
     r"|eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}"  # JWT
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
     r"|[a-z][a-z0-9+.\-]*://[^/\s:@]+:[^/\s@]+@"  # URL with user:password@
@@ -68,7 +83,9 @@ _SECRET_VALUE = re.compile(
 )
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]+$")
 # Environment variables whose names say they hold a secret; their values are never logged.
-_SECRET_ENV_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|AUTH|(^|_)KEY($|_)|API_?KEY|PRIVATE", re.IGNORECASE)
+_SECRET_ENV_NAME = re.compile(
+    r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|AUTH|(^|_)KEY($|_)|API_?KEY|PRIVATE", re.IGNORECASE
+)
 # ... except settings about secrets, which hold ordinary words or paths (RAY_AUTH_MODE=token, HF_TOKEN_PATH)
 _NOT_SECRET_ENV_SUFFIX = ("_MODE", "_PATH", "_FILE", "_DIR", "_SOCK", "_TYPE", "_ENABLED", "_URL", "_URI")
 _MIN_SECRET_LEN = 8  # shorter values ("1", "true", "token") would redact ordinary text
@@ -107,7 +124,7 @@ def sqlite_path(uri: str) -> Path | None:
     directory), or None for an in-memory database or a URI of another scheme."""
     if not uri.startswith("sqlite:"):
         return None
-    rest = uri[len("sqlite:"):]
+    rest = uri[len("sqlite:") :]
     if not rest.startswith("///"):
         return None
     path = rest[3:].split("?", 1)[0]
@@ -149,7 +166,9 @@ def check_tracking_uri(uri: str, *, timeout_s: float = 3.0) -> None:
     if scheme == "sqlite":
         db = sqlite_path(uri)
         if db is None:
-            raise TrackingError(f"tracking URI {shown}: need a SQLite file (sqlite:///path/mlflow.db), not an in-memory database")
+            raise TrackingError(
+                f"tracking URI {shown}: need a SQLite file (sqlite:///path/mlflow.db), not an in-memory database"
+            )
         db = db if db.is_absolute() else Path.cwd() / db
         _check_writable_folder(db.parent, f"tracking URI {shown}", may_create=False)
         if db.exists() and (not db.is_file() or not os.access(db, os.R_OK | os.W_OK)):
@@ -164,14 +183,18 @@ def check_tracking_uri(uri: str, *, timeout_s: float = 3.0) -> None:
             raise TrackingError(f"tracking server {shown}: /health answered HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise TrackingError(f"tracking server {shown} did not answer /health within {timeout_s:g}s: {reason}") from None
+            raise TrackingError(
+                f"tracking server {shown} did not answer /health within {timeout_s:g}s: {reason}"
+            ) from None
         if not 200 <= status < 300:
             raise TrackingError(f"tracking server {shown}: /health answered HTTP {status}")
         return
     if scheme == "file" or scheme == "":
         _check_writable_folder(_file_path(uri), f"tracking URI {shown}", may_create=True)
         return
-    raise TrackingError(f"unsupported tracking URI {shown}: use sqlite:///path/mlflow.db, http(s)://server or file:/folder")
+    raise TrackingError(
+        f"unsupported tracking URI {shown}: use sqlite:///path/mlflow.db, http(s)://server or file:/folder"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,8 +230,14 @@ def env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     """Values of the environment variables whose names say they hold a secret (AWS_SECRET_ACCESS_KEY,
     HF_TOKEN, MLFLOW_TRACKING_PASSWORD, ...), longest first."""
     env = os.environ if environ is None else environ
-    vals = {v for k, v in env.items() if _SECRET_ENV_NAME.search(k) and not k.upper().endswith(_NOT_SECRET_ENV_SUFFIX)
-            and v and len(v) >= _MIN_SECRET_LEN}
+    vals = {
+        v
+        for k, v in env.items()
+        if _SECRET_ENV_NAME.search(k)
+        and not k.upper().endswith(_NOT_SECRET_ENV_SUFFIX)
+        and v
+        and len(v) >= _MIN_SECRET_LEN
+    }
     return sorted(vals, key=len, reverse=True)
 
 
@@ -291,7 +320,7 @@ def finite_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _now_ms() -> int:
@@ -325,11 +354,14 @@ class MlflowTracker:
             if exp is None:
                 try:
                     self.experiment_id = self.client.create_experiment(
-                        experiment, artifact_location=self.default_artifact_location(experiment))
+                        experiment, artifact_location=self.default_artifact_location(experiment)
+                    )
                 except MlflowException as exc:  # created concurrently
                     exp = self.client.get_experiment_by_name(experiment)
                     if exp is None:
-                        raise TrackingError(f"cannot create MLflow experiment {experiment!r} at {redact_uri(uri)}: {exc.message}") from None
+                        raise TrackingError(
+                            f"cannot create MLflow experiment {experiment!r} at {redact_uri(uri)}: {exc.message}"
+                        ) from None
                     self.experiment_id = exp.experiment_id
             else:
                 if exp.lifecycle_stage == "deleted":
@@ -369,8 +401,9 @@ class MlflowTracker:
     def start_parent(self, run_name: str, *, params: Mapping[str, Any], tags: Mapping[str, Any] | None = None) -> str:
         """Create the search's parent run (status RUNNING) and log ``params``; returns its id."""
         with self._lock:
-            run = self.client.create_run(self.experiment_id, run_name=run_name,
-                                         tags={**_safe_tags(tags), ROLE_TAG: "search"})
+            run = self.client.create_run(
+                self.experiment_id, run_name=run_name, tags={**_safe_tags(tags), ROLE_TAG: "search"}
+            )
             self._parent = run.info.run_id
             self._children.clear()
             self._last_step.clear()
@@ -388,8 +421,10 @@ class MlflowTracker:
             except MlflowException as exc:
                 raise TrackingError(f"cannot resume parent run {run_id}: {exc.message}") from None
             if run.info.experiment_id != self.experiment_id:
-                raise TrackingError(f"run {run_id} belongs to experiment {run.info.experiment_id}, "
-                                    f"not {self.experiment_name!r} ({self.experiment_id})")
+                raise TrackingError(
+                    f"run {run_id} belongs to experiment {run.info.experiment_id}, "
+                    f"not {self.experiment_name!r} ({self.experiment_id})"
+                )
             if set_running:
                 self.client.update_run(run_id, status="RUNNING")
             self._parent = run_id
@@ -397,8 +432,12 @@ class MlflowTracker:
             self._last_step.clear()
             token = None
             while True:
-                page = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'",
-                                               max_results=1000, page_token=token)
+                page = self.client.search_runs(
+                    [self.experiment_id],
+                    filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'",
+                    max_results=1000,
+                    page_token=token,
+                )
                 for child in page:
                     trial = child.data.tags.get(TRIAL_TAG)
                     if trial and trial not in self._children:
@@ -457,7 +496,8 @@ class MlflowTracker:
             if trial_id in self._children:
                 return self._children[trial_id]
             run = self.client.create_run(
-                self.experiment_id, run_name=trial_id,
+                self.experiment_id,
+                run_name=trial_id,
                 tags={**_safe_tags(tags), PARENT_TAG: parent, TRIAL_TAG: trial_id, ROLE_TAG: "trial"},
             )
             run_id = run.info.run_id
@@ -495,8 +535,14 @@ class MlflowTracker:
         for chunk in _chunks(items, MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=list(chunk))
 
-    def finish_child(self, trial_id: str, *, status: str = "FINISHED", metrics: Mapping[str, Any] | None = None,
-                     reason: str | None = None) -> None:
+    def finish_child(
+        self,
+        trial_id: str,
+        *,
+        status: str = "FINISHED",
+        metrics: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> None:
         """Log final ``metrics`` (at the trial's last logged step, so they show as the latest
         values), tag ``failure_reason`` when given, and end the child run with ``status``."""
         status = _status(status)

@@ -74,15 +74,30 @@ def rng_state() -> dict[str, Any]:
     """This process's torch, numpy and Python RNG states as tensors and plain values."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
-    return {"torch": torch.get_rng_state(), "numpy_kind": str(kind), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
-            "numpy_pos": int(pos), "numpy_has_gauss": int(has_gauss), "numpy_cached": float(cached),
-            "python_version": int(version), "python_internal": list(internal), "python_gauss": gauss}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy_kind": str(kind),
+        "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_pos": int(pos),
+        "numpy_has_gauss": int(has_gauss),
+        "numpy_cached": float(cached),
+        "python_version": int(version),
+        "python_internal": list(internal),
+        "python_gauss": gauss,
+    }
 
 
 def set_rng_state(s: dict[str, Any]) -> None:
     torch.set_rng_state(s["torch"])
-    np.random.set_state((s["numpy_kind"], s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"],
-                         s["numpy_has_gauss"], s["numpy_cached"]))
+    np.random.set_state(
+        (
+            s["numpy_kind"],
+            s["numpy_keys"].numpy().astype(np.uint32),
+            s["numpy_pos"],
+            s["numpy_has_gauss"],
+            s["numpy_cached"],
+        )
+    )
     random.setstate((s["python_version"], tuple(s["python_internal"]), s["python_gauss"]))
 
 
@@ -131,6 +146,13 @@ def load_state(folder: str | Path, *, rank: int) -> TrainState | None:
     best = None
     if (folder / BEST_FILE).is_file():
         best = (float(meta["best_feasible_density"]), load_file(str(folder / BEST_FILE)))
-    return TrainState(phase=str(meta["phase"]), step=int(meta["step"]), model=load_file(str(folder / MODEL_FILE)),
-                      engine=pt(engine_file(rank)), controller=pt(CONTROLLER_FILE), rng=pt(rng_file(rank)),
-                      meta=meta, best_feasible=best)
+    return TrainState(
+        phase=str(meta["phase"]),
+        step=int(meta["step"]),
+        model=load_file(str(folder / MODEL_FILE)),
+        engine=pt(engine_file(rank)),
+        controller=pt(CONTROLLER_FILE),
+        rng=pt(rng_file(rank)),
+        meta=meta,
+        best_feasible=best,
+    )

@@ -57,7 +57,9 @@ def import_deepspeed():
 class DeepSpeedEngine:
     """``deepspeed.initialize`` around our AdamW groups and warm-up/decay schedule."""
 
-    def __init__(self, model: nn.Module, *, dist: DistributedConfig, training: TrainingConfig, total_steps: int) -> None:
+    def __init__(
+        self, model: nn.Module, *, dist: DistributedConfig, training: TrainingConfig, total_steps: int
+    ) -> None:
         deepspeed = import_deepspeed()
         cuda = torch.cuda.is_available() and dist.gpus_per_worker > 0
         optimizer = torch.optim.AdamW(

@@ -73,8 +73,16 @@ def param_groups(model: nn.Module, *, lr: float, gate_lr: float | None, weight_d
 class TorchEngine:
     """AdamW with linear warm-up and decay."""
 
-    def __init__(self, model: nn.Module, *, lr: float, gate_lr: float | None, weight_decay: float,
-                 total_steps: int, warmup_ratio: float) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        lr: float,
+        gate_lr: float | None,
+        weight_decay: float,
+        total_steps: int,
+        warmup_ratio: float,
+    ) -> None:
         self.module = model
         self.optimizer = torch.optim.AdamW(param_groups(model, lr=lr, gate_lr=gate_lr, weight_decay=weight_decay))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_linear(total_steps, warmup_ratio))

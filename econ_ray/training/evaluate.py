@@ -49,7 +49,9 @@ def task_loss_and_outputs(
         if task.kind == "lm":
             logits = out.logits[:, :-1].float()
             tgt = labels[:, 1:]
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100, reduction="sum")
+            loss = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100, reduction="sum"
+            )
             total += float(loss)
             count += int((tgt != -100).sum())
         elif task.kind == "regression":
@@ -99,7 +101,9 @@ def summarise_allocation(rt: EconRuntime, n_heads: int, intermediate: int) -> Al
     )
 
 
-def flops_for(model: nn.Module, task: TaskSpec, seq_len: int, layers: list[LayerSparsity] | None) -> tuple[FlopCount, FlopCount]:
+def flops_for(
+    model: nn.Module, task: TaskSpec, seq_len: int, layers: list[LayerSparsity] | None
+) -> tuple[FlopCount, FlopCount]:
     """(dense, effective) FLOPs at batch 1 and ``seq_len`` for this model's shape and measured sparsity."""
     shape = shape_from_hf_config(
         model.config, n_labels=None if task.kind == "lm" else task.num_labels, lm_head=task.kind == "lm"
@@ -111,7 +115,13 @@ def flops_for(model: nn.Module, task: TaskSpec, seq_len: int, layers: list[Layer
 
 
 def evaluate(
-    model: nn.Module, rt: EconRuntime, split: EncodedSplit, task: TaskSpec, *, batch_size: int, seq_len: int,
+    model: nn.Module,
+    rt: EconRuntime,
+    split: EncodedSplit,
+    task: TaskSpec,
+    *,
+    batch_size: int,
+    seq_len: int,
     distribution: bool = True,
 ) -> dict[str, Any]:
     """Every metric of METHOD section 5 plus dense and effective GFLOPs, on ``split`` in eval mode.

@@ -98,21 +98,37 @@ def prepare(cfg: RunConfig) -> Prepared:
     seed_everything(cfg.training.seed)
     d = cfg.data
     splits = load_task(
-        d.source, columns=d.columns, kind=d.kind, train_size=d.train_size, eval_size=d.eval_size,
-        heldout_fraction=d.heldout_fraction, seed=cfg.training.seed, builtin_options=d.builtin,
+        d.source,
+        columns=d.columns,
+        kind=d.kind,
+        train_size=d.train_size,
+        eval_size=d.eval_size,
+        heldout_fraction=d.heldout_fraction,
+        seed=cfg.training.seed,
+        builtin_options=d.builtin,
     )
-    texts = [t for ex in splits.train + splits.validation + splits.heldout for t in (ex.get("text"), ex.get("text_pair")) if t]
+    texts = [
+        t
+        for ex in splits.train + splits.validation + splits.heldout
+        for t in (ex.get("text"), ex.get("text_pair"))
+        if t
+    ]
     tokenizer = build_tokenizer(cfg.model, texts, d.max_length)
     model = build_model(cfg.model, splits.task, tokenizer, d.max_length)
     a = cfg.attention
     rt = install(
-        model, mode="dense", gate_bias_init=a.gate_bias_init, keep_strongest=a.keep_strongest,
+        model,
+        mode="dense",
+        gate_bias_init=a.gate_bias_init,
+        keep_strongest=a.keep_strongest,
         ffn_activation=cfg.model.ffn_activation,
     )
     device = resolve_device(cfg.training.device)
     model.to(device)
-    enc = {name: encode_split(getattr(splits, name), splits.task, tokenizer, d.max_length)
-           for name in ("train", "validation", "heldout")}
+    enc = {
+        name: encode_split(getattr(splits, name), splits.task, tokenizer, d.max_length)
+        for name in ("train", "validation", "heldout")
+    }
     return Prepared(cfg, splits.task, tokenizer, model, rt, enc["train"], enc["validation"], enc["heldout"], device)
 
 
@@ -125,7 +141,7 @@ def _batches(n: int, batch_size: int, seed: int, shard: tuple[int, int]) -> Iter
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
             if i % world == rank:
-                yield perm[start:start + batch_size]
+                yield perm[start : start + batch_size]
             i += 1
 
 
@@ -146,8 +162,14 @@ def _default_engine(cfg: RunConfig) -> EngineFactory:
     t = cfg.training
 
     def make(model: nn.Module, total_steps: int, phase: str) -> Engine:
-        return TorchEngine(model, lr=t.lr, gate_lr=t.gate_lr, weight_decay=t.weight_decay,
-                           total_steps=total_steps, warmup_ratio=t.warmup_ratio)
+        return TorchEngine(
+            model,
+            lr=t.lr,
+            gate_lr=t.gate_lr,
+            weight_decay=t.weight_decay,
+            total_steps=total_steps,
+            warmup_ratio=t.warmup_ratio,
+        )
 
     return make
 
@@ -217,8 +239,14 @@ def train_run(
     every = checkpoint_every if (checkpoint_every and on_checkpoint) else 0
 
     def state(phase: str, step: int, engine: Engine, **meta: Any) -> TrainState:
-        return TrainState(phase=phase, step=step, model=model.state_dict(), engine=engine.state_dict(),
-                          rng=rng_state(), meta={"restarts": restarts, **meta})
+        return TrainState(
+            phase=phase,
+            step=step,
+            model=model.state_dict(),
+            engine=engine.state_dict(),
+            rng=rng_state(),
+            meta={"restarts": restarts, **meta},
+        )
 
     def to_dev(idx: torch.Tensor, split: EncodedSplit) -> dict[str, torch.Tensor]:
         return {k: v.to(dev) for k, v in split.batch(idx).items()}
@@ -249,7 +277,9 @@ def train_run(
         for step in range(start, dense_steps):
             loss = _forward_loss(engine.module, to_dev(next(batches), p.train))
             if not torch.isfinite(loss):
-                raise DivergenceError(f"training diverged in the dense phase: loss is {float(loss.detach())} at step {step}")
+                raise DivergenceError(
+                    f"training diverged in the dense phase: loss is {float(loss.detach())} at step {step}"
+                )
             engine.backward(loss)
             engine.step()
             if bar:
@@ -266,7 +296,9 @@ def train_run(
     else:
         model.eval()
         ce_dense_heldout, _, _ = task_loss_and_outputs(model, p.heldout, task, batch_size=max(t.batch_size, 64))
-        dense_eval = evaluate(model, rt, p.validation, task, batch_size=max(t.batch_size, 64), seq_len=L, distribution=False)
+        dense_eval = evaluate(
+            model, rt, p.validation, task, batch_size=max(t.batch_size, 64), seq_len=L, distribution=False
+        )
 
     # ---- phase 2: the configured mode and objective -------------------------------------------
     # top-k and budget are inference-time rules (no retraining): train dense, apply them at evaluation
@@ -295,8 +327,12 @@ def train_run(
         ev = evaluate(model, rt, p.heldout, task, batch_size=eval_bs, seq_len=L, distribution=False)
         if ev["ce"] <= tau and (best_feasible is None or ev["attention_density"] <= best_feasible[0]):
             best_feasible = (ev["attention_density"], copy.deepcopy(model.state_dict()))
-        return {"step": step, "heldout_ce": ev["ce"], "heldout_density": ev["attention_density"],
-                "feasible": ev["ce"] <= tau}
+        return {
+            "step": step,
+            "heldout_ce": ev["ce"],
+            "heldout_density": ev["attention_density"],
+            "feasible": ev["ce"] <= tau,
+        }
 
     batches = _batches(len(p.train), t.batch_size, t.seed + 1, shard)
     start = 0
@@ -321,8 +357,17 @@ def train_run(
         history.append(check_feasible(0))  # the starting point may already meet the ceiling
 
     def main_state(step: int) -> TrainState:
-        st = state("main", step, engine, history=history, mu_history=mu_history, best_score=best_score,
-                   bad_evals=bad_evals, ce_dense=ce_dense_heldout, dense_metric=dense_eval["metric"])
+        st = state(
+            "main",
+            step,
+            engine,
+            history=history,
+            mu_history=mu_history,
+            best_score=best_score,
+            bad_evals=bad_evals,
+            ce_dense=ce_dense_heldout,
+            dense_metric=dense_eval["metric"],
+        )
         st.controller = controller.state_dict() if controller is not None else None
         st.best_feasible = best_feasible
         return st
@@ -368,8 +413,10 @@ def train_run(
             bar.set_postfix({k: f"{v:.3g}" for k, v in rec.items() if k in ("task_loss", "cost", "multiplier")})
         if step % t.eval_every == 0 or step == steps:
             ev = evaluate(model, rt, p.validation, task, batch_size=eval_bs, seq_len=L, distribution=False)
-            erec = {"step": step, **{k: ev[k] for k in ("metric", "ce", "attention_density", "ffn_density",
-                                                         "effective_gflops")}}
+            erec = {
+                "step": step,
+                **{k: ev[k] for k in ("metric", "ce", "attention_density", "ffn_density", "effective_gflops")},
+            }
             if constrained:
                 erec.update(check_feasible(step))
             history.append(erec)

@@ -18,8 +18,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).with_name("econ-ray"))
 # a small quickstart search: 3 trials one at a time, each a few seconds of training
-SMALL = ["--set", "objective.dense_steps=30", "--set", "training.max_steps=30", "--set", "training.eval_every=15",
-         "--set", "data.builtin.n_train=800", "--set", "data.builtin.n_validation=300"]
+SMALL = [
+    "--set",
+    "objective.dense_steps=30",
+    "--set",
+    "training.max_steps=30",
+    "--set",
+    "training.eval_every=15",
+    "--set",
+    "data.builtin.n_train=800",
+    "--set",
+    "data.builtin.n_validation=300",
+]
 
 
 def free_port() -> int:
@@ -75,8 +85,16 @@ class Spawner:
         self.pids: set[int] = set()
 
     def popen(self, args: list[str], env: dict, **kw) -> subprocess.Popen:
-        proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True, **kw)
+        proc = subprocess.Popen(
+            args,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            **kw,
+        )
         self.procs.append(proc)
         return proc
 
@@ -116,9 +134,23 @@ def spawner():
 def start_mlflow_server(spawner: Spawner, folder: Path, port: int) -> subprocess.Popen:
     """A real ``mlflow server`` on 127.0.0.1:port over a SQLite store in ``folder``; waits for /health."""
     mlflow = str(Path(sys.executable).with_name("mlflow"))
-    proc = spawner.popen([mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                          "--backend-store-uri", f"sqlite:///{folder}/server.db",
-                          "--artifacts-destination", str(folder / "artifacts")], {**os.environ})
+    proc = spawner.popen(
+        [
+            mlflow,
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{folder}/server.db",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+        ],
+        {**os.environ},
+    )
 
     def healthy():
         try:

@@ -20,16 +20,28 @@ SECRET = "planted-secret-123"
 
 CONFIG = {
     "name": "divergence",
-    "model": {"name": "tiny-bert", "tiny": {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64},
-              "ffn_activation": "relu", "dropout": 0.0},
-    "data": {"source": "builtin:majority", "max_length": 16,
-             "builtin": {"n_train": 300, "n_validation": 100, "min_len": 4, "max_len": 12}},
+    "model": {
+        "name": "tiny-bert",
+        "tiny": {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64},
+        "ffn_activation": "relu",
+        "dropout": 0.0,
+    },
+    "data": {
+        "source": "builtin:majority",
+        "max_length": 16,
+        "builtin": {"n_train": 300, "n_validation": 100, "min_len": 4, "max_len": 12},
+    },
     "attention": {"mode": "gates"},
     "objective": {"kind": "penalised", "lam": 0.1, "alpha": 1.0, "beta": 0.0, "dense_steps": 20},
     "training": {"lr": 3e-3, "batch_size": 16, "max_steps": 20, "eval_every": 10},
-    "search": {"trials": 2, "concurrency": 2, "sampler": "grid", "registered_model": "econ-ray-divergence",
-               # grid = [0.01, 1e39]: the second price overflows float32, the loss is inf at step 1
-               "space": {"lam": {"low": 0.01, "high": 1.0e39, "log": True}}},
+    "search": {
+        "trials": 2,
+        "concurrency": 2,
+        "sampler": "grid",
+        "registered_model": "econ-ray-divergence",
+        # grid = [0.01, 1e39]: the second price overflows float32, the loss is inf at step 1
+        "space": {"lam": {"low": 0.01, "high": 1.0e39, "log": True}},
+    },
     "distributed": {"workers": 2, "cpus_per_worker": 0.5, "deepspeed": True, "zero_stage": 2},
 }
 
@@ -43,11 +55,20 @@ def search(tmp_path_factory, mlflow_template):
     cfg.write_text(yaml.safe_dump(CONFIG, sort_keys=False))
     (tmp / "store").mkdir()
     shutil.copyfile(mlflow_template, tmp / "store" / "mlflow.db")  # empty store with its tables (tests/conftest.py)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'store' / 'mlflow.db'}",
-           "AWS_SECRET_ACCESS_KEY": SECRET}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'store' / 'mlflow.db'}",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+    }
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([EXE, "search", str(cfg), "--run-dir", str(tmp / "run"), "--json"], capture_output=True,
-                          text=True, env=env, cwd=tmp, timeout=900)
+    proc = subprocess.run(
+        [EXE, "search", str(cfg), "--run-dir", str(tmp / "run"), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc, env, tmp
 
@@ -77,8 +98,9 @@ def test_mlflow_marks_the_trial_failed_and_registers_only_the_good_one(search):
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     parent = client.get_run(out["mlflow_parent_run_id"])
     assert parent.data.metrics["n_failed"] == 1 and parent.data.metrics["pareto_size"] == 1
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
     by_trial = {c.data.tags["trial_id"]: c for c in children}
     bad = by_trial[out["failures"][0]["trial_id"]]
     assert bad.info.status == "FAILED" and bad.data.tags["failure_reason"].startswith("training diverged")

@@ -14,17 +14,50 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).with_name("econ-ray"))
-SHORT = ["--set", "objective.dense_steps=40", "--set", "training.max_steps=90", "--set", "training.eval_every=30",
-         "--set", "data.builtin.n_train=800", "--set", "data.builtin.n_validation=300",
-         "--set", "search.scheduler.kind=moasha", "--set", "search.scheduler.grace_period=30",
-         "--set", "search.scheduler.reduction_factor=3"]
+SHORT = [
+    "--set",
+    "objective.dense_steps=40",
+    "--set",
+    "training.max_steps=90",
+    "--set",
+    "training.eval_every=30",
+    "--set",
+    "data.builtin.n_train=800",
+    "--set",
+    "data.builtin.n_validation=300",
+    "--set",
+    "search.scheduler.kind=moasha",
+    "--set",
+    "search.scheduler.grace_period=30",
+    "--set",
+    "search.scheduler.reduction_factor=3",
+]
 
 
 def test_moasha_search_stops_trials_and_keeps_them_out(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    proc = subprocess.run([EXE, "search", "search_spaces/quickstart.yaml", "--trials", "4", "--concurrency", "1",
-                           "--seed", "0", "--run-dir", str(tmp_path / "run"), "--json", *SHORT],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=1500)
+    proc = subprocess.run(
+        [
+            EXE,
+            "search",
+            "search_spaces/quickstart.yaml",
+            "--trials",
+            "4",
+            "--concurrency",
+            "1",
+            "--seed",
+            "0",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--json",
+            *SHORT,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     trials = json.loads(Path(out["run_dir"], "trials.json").read_text())

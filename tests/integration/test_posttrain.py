@@ -10,8 +10,20 @@ pytestmark = pytest.mark.integration
 
 
 def test_posttrain_gpt2_beats_topk_at_the_same_edges(tmp_path, capsys):
-    assert main(["posttrain", "search_spaces/posttrain_gpt2.yaml", "--eps", "0.01,0.05,0.1",
-                 "--out", str(tmp_path), "--json"]) == 0
+    assert (
+        main(
+            [
+                "posttrain",
+                "search_spaces/posttrain_gpt2.yaml",
+                "--eps",
+                "0.01,0.05,0.1",
+                "--out",
+                str(tmp_path),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (tmp_path / "posttrain.png").stat().st_size > 10_000
     gates = [r for r in out["rows"] if r["method"] == "gates"]

@@ -31,8 +31,18 @@ def test_killed_search_resumes(tmp_path, spawner, mlflow_db):
 
     run = tmp_path / "run"
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_db(tmp_path / "mlflow.db")}
-    args = ["search", "search_spaces/quickstart.yaml", "--trials", "3", "--concurrency", "1", "--seed", "0",
-            "--json", *SMALL]
+    args = [
+        "search",
+        "search_spaces/quickstart.yaml",
+        "--trials",
+        "3",
+        "--concurrency",
+        "1",
+        "--seed",
+        "0",
+        "--json",
+        *SMALL,
+    ]
     driver = spawner.popen([EXE, *args, "--run-dir", str(run)], env)
     wait_for(lambda: len(_records(run)) >= 1, timeout=900, what="the first finished trial", proc=driver)
     before = {r: json.loads((run / "trial_records" / f"{r}.json").read_text()) for r in _records(run)}
@@ -69,8 +79,9 @@ def test_killed_search_resumes(tmp_path, spawner, mlflow_db):
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     parent = client.get_run(state["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["econ_ray.resumes"] == "1"
-    kids = client.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    kids = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     finished = sorted(k.data.tags["trial_id"] for k in kids if k.info.status == "FINISHED")
     assert finished == sorted(t["trial_id"] for t in trials)
     # a cut-off trial has a child run only if Tune had started it: that run is ended KILLED
@@ -78,8 +89,11 @@ def test_killed_search_resumes(tmp_path, spawner, mlflow_db):
     assert sum(k.info.status == "KILLED" for k in kids) <= running_at_kill
 
     def versions():
-        return [v for v in client.search_model_versions(f"name = '{out['registered_model']}'")
-                if v.tags.get("parent_run_id") == parent.info.run_id]
+        return [
+            v
+            for v in client.search_model_versions(f"name = '{out['registered_model']}'")
+            if v.tags.get("parent_run_id") == parent.info.run_id
+        ]
 
     assert sorted(v.tags["trial_id"] for v in versions()) == sorted(p["trial_id"] for p in pareto)
     # resuming a finished search registers nothing twice and changes nothing
@@ -88,4 +102,3 @@ def test_killed_search_resumes(tmp_path, spawner, mlflow_db):
     assert last_json(again.stdout)["n_trials"] == 3
     assert len(versions()) == len(pareto)
     assert json.loads((run / "pareto.json").read_text())["pareto"] == pareto
-

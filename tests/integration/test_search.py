@@ -24,8 +24,18 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 EXE = str(BIN / "econ-ray")
 # 4 trials, 2 at a time; each trial's time is mostly its launch (Ray Train workers, DeepSpeed), not its steps
-SHORT = ["--set", "objective.dense_steps=40", "--set", "training.max_steps=40", "--set", "training.eval_every=20",
-         "--set", "data.builtin.n_train=800", "--set", "data.builtin.n_validation=300"]
+SHORT = [
+    "--set",
+    "objective.dense_steps=40",
+    "--set",
+    "training.max_steps=40",
+    "--set",
+    "training.eval_every=20",
+    "--set",
+    "data.builtin.n_train=800",
+    "--set",
+    "data.builtin.n_validation=300",
+]
 
 
 def _run(args, env, timeout=900):
@@ -64,23 +74,63 @@ def search(tmp_path_factory, mlflow_template):
     port = random.randint(20000, 40000)
     dport = port + 1
     # as after `source .venv/bin/activate` (which sets RAY_AUTH_MODE=token, see the Makefile)
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "RAY_AUTH_MODE": "token",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+    }
     env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dport}", "--num-cpus=2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dport}",
+            "--num-cpus=2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
     )
     try:
         _wait_http(f"http://127.0.0.1:{dport}/api/version", 120)
         runtime_env = json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]}})
         proc = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dport}", "--working-dir", ".",
-             "--runtime-env-json", runtime_env, "--",
-             "econ-ray", "search", "search_spaces/quickstart.yaml", "--trials", "4", "--concurrency", "2",
-             "--seed", "0", "--run-dir", str(tmp / "run"), "--json", *SHORT],
-            capture_output=True, text=True, cwd=ROOT, env=env, timeout=1200,
+            [
+                str(BIN / "ray"),
+                "job",
+                "submit",
+                "--address",
+                f"http://127.0.0.1:{dport}",
+                "--working-dir",
+                ".",
+                "--runtime-env-json",
+                runtime_env,
+                "--",
+                "econ-ray",
+                "search",
+                "search_spaces/quickstart.yaml",
+                "--trials",
+                "4",
+                "--concurrency",
+                "2",
+                "--seed",
+                "0",
+                "--run-dir",
+                str(tmp / "run"),
+                "--json",
+                *SHORT,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=1200,
         )
         assert proc.returncode == 0 and "succeeded" in proc.stdout.lower(), (proc.stdout[-3000:], proc.stderr[-2000:])
         out = _search_json(proc.stdout)
@@ -109,13 +159,24 @@ def test_pareto_set_is_non_dominated_and_feasible(search):
     for a in pareto:
         for b in pareto:
             if a is not b:
-                assert not (b["metric"] >= a["metric"] and b["effective_gflops"] <= a["effective_gflops"]
-                            and (b["metric"] > a["metric"] or b["effective_gflops"] < a["effective_gflops"]))
+                assert not (
+                    b["metric"] >= a["metric"]
+                    and b["effective_gflops"] <= a["effective_gflops"]
+                    and (b["metric"] > a["metric"] or b["effective_gflops"] < a["effective_gflops"])
+                )
     trials = {t["trial_id"]: t for t in json.loads(Path(out["run_dir"], "trials.json").read_text())}
     for p in pareto:
         assert trials[p["trial_id"]]["status"] == "complete" and trials[p["trial_id"]]["feasible"]
     assert out["hypervolume"] > 0
-    for name in ("pareto.csv", "pareto.json", "pareto.png", "hypervolume.csv", "trials.csv", "optuna.db", "config.yaml"):
+    for name in (
+        "pareto.csv",
+        "pareto.json",
+        "pareto.png",
+        "hypervolume.csv",
+        "trials.csv",
+        "optuna.db",
+        "config.yaml",
+    ):
         assert Path(out["run_dir"], name).is_file(), name
 
 
@@ -126,8 +187,9 @@ def test_mlflow_parent_children_and_registry(search):
     out, env, _, _ = search
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     parent = client.get_run(out["mlflow_parent_run_id"])
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     assert len(children) == 4
     for c in children:
         assert {"lam", "alpha", "beta"} <= set(c.data.params)
@@ -137,8 +199,18 @@ def test_mlflow_parent_children_and_registry(search):
     versions = client.search_model_versions(f"name = '{out['registered_model']}'")
     assert len(versions) == len(out["pareto"])
     for v in versions:
-        for tag in ("metric", "metric_name", "effective_gflops", "dense_gflops", "seq_len", "lam", "alpha", "beta",
-                    "objective", "parent_run_id"):
+        for tag in (
+            "metric",
+            "metric_name",
+            "effective_gflops",
+            "dense_gflops",
+            "seq_len",
+            "lam",
+            "alpha",
+            "beta",
+            "objective",
+            "parent_run_id",
+        ):
             assert tag in v.tags, tag
         assert v.tags["parent_run_id"] == out["mlflow_parent_run_id"]
     del mlflow
@@ -170,8 +242,14 @@ def test_registered_model_reproduces_its_metric(search):
     model, tok, meta = load_registered(f"{out['registered_model']}@rank-1", uri=env["MLFLOW_TRACKING_URI"])
     cfg = load_config(Path(out["run_dir"]) / "config.yaml")
     d = cfg.data
-    splits = load_task(d.source, train_size=d.train_size, eval_size=d.eval_size, heldout_fraction=d.heldout_fraction,
-                       seed=cfg.training.seed, builtin_options=d.builtin)
+    splits = load_task(
+        d.source,
+        train_size=d.train_size,
+        eval_size=d.eval_size,
+        heldout_fraction=d.heldout_fraction,
+        seed=cfg.training.seed,
+        builtin_options=d.builtin,
+    )
     val = encode_split(splits.validation, splits.task, tok, d.max_length)
     ev = evaluate(model, model.econ_runtime, val, splits.task, batch_size=64, seq_len=d.max_length)
     assert ev["metric"] == pytest.approx(out["pareto"][0]["metric"], abs=1e-9)

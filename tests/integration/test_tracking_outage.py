@@ -22,10 +22,28 @@ def test_search_survives_a_tracking_outage_and_syncs(tmp_path, spawner, mlflow_d
     server = start_mlflow_server(spawner, tmp_path, port)
     run = tmp_path / "run"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    driver = spawner.popen([EXE, "search", "search_spaces/quickstart.yaml", "--trials", "3", "--concurrency", "1",
-                            "--run-dir", str(run), "--json", *SMALL], env)
-    wait_for(lambda: list((run / "trial_records").glob("*.json")) if (run / "trial_records").is_dir() else None,
-             timeout=900, what="the first finished trial", proc=driver)
+    driver = spawner.popen(
+        [
+            EXE,
+            "search",
+            "search_spaces/quickstart.yaml",
+            "--trials",
+            "3",
+            "--concurrency",
+            "1",
+            "--run-dir",
+            str(run),
+            "--json",
+            *SMALL,
+        ],
+        env,
+    )
+    wait_for(
+        lambda: list((run / "trial_records").glob("*.json")) if (run / "trial_records").is_dir() else None,
+        timeout=900,
+        what="the first finished trial",
+        proc=driver,
+    )
     spawner.kill(server, signal.SIGTERM)  # the tracking server goes away
     server.wait(timeout=60)
     out, err = driver.communicate(timeout=1500)
@@ -46,8 +64,9 @@ def test_search_survives_a_tracking_outage_and_syncs(tmp_path, spawner, mlflow_d
     client = MlflowClient(uri)
     parent = client.get_run(res["mlflow_parent_run_id"])
     assert parent.info.status == "FINISHED" and "hypervolume_final" in parent.data.metrics
-    kids = client.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    kids = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     trials = json.loads((run / "trials.json").read_text())
     assert sorted(k.data.tags["trial_id"] for k in kids) == sorted(t["trial_id"] for t in trials)
     for k in kids:

@@ -12,16 +12,41 @@ from conftest import EXE, descendants, last_json, wait_for
 
 pytestmark = pytest.mark.integration
 
-LONGER = ["--set", "objective.dense_steps=40", "--set", "training.max_steps=240", "--set", "training.eval_every=40",
-          "--set", "training.checkpoint_every=20", "--set", "data.builtin.n_train=800",
-          "--set", "data.builtin.n_validation=300"]
+LONGER = [
+    "--set",
+    "objective.dense_steps=40",
+    "--set",
+    "training.max_steps=240",
+    "--set",
+    "training.eval_every=40",
+    "--set",
+    "training.checkpoint_every=20",
+    "--set",
+    "data.builtin.n_train=800",
+    "--set",
+    "data.builtin.n_validation=300",
+]
 
 
 def test_killed_worker_resumes_from_its_checkpoint(tmp_path, spawner, mlflow_db):
     run = tmp_path / "run"
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_db(tmp_path / "mlflow.db")}
-    driver = spawner.popen([EXE, "search", "search_spaces/quickstart.yaml", "--trials", "1", "--concurrency", "1",
-                            "--run-dir", str(run), "--json", *LONGER], env)
+    driver = spawner.popen(
+        [
+            EXE,
+            "search",
+            "search_spaces/quickstart.yaml",
+            "--trials",
+            "1",
+            "--concurrency",
+            "1",
+            "--run-dir",
+            str(run),
+            "--json",
+            *LONGER,
+        ],
+        env,
+    )
     train = run / "tune" / "train"
 
     def main_checkpoint_and_pid():
@@ -31,8 +56,9 @@ def test_killed_worker_resumes_from_its_checkpoint(tmp_path, spawner, mlflow_db)
         pids = sorted(train.glob("trial_*/worker_pids/rank1.pid"))
         return (ckpts[-1], pids[0]) if len(ckpts) >= 2 and pids else None
 
-    ckpt, pid_file = wait_for(main_checkpoint_and_pid, timeout=900, what="a main-phase checkpoint", proc=driver,
-                              poll=0.2)
+    ckpt, pid_file = wait_for(
+        main_checkpoint_and_pid, timeout=900, what="a main-phase checkpoint", proc=driver, poll=0.2
+    )
     pid = int(pid_file.read_text())
     assert pid in descendants(driver.pid), "the worker must belong to this test's Ray cluster"
     os.kill(pid, signal.SIGKILL)

@@ -59,7 +59,9 @@ def test_entropy_bits_hand_values():
     assert entropy_bits_rows(torch.full((1, 4), 0.25), ones).item() == pytest.approx(2.0)
     assert entropy_bits_rows(torch.tensor([[1.0, 0, 0, 0]]), ones).item() == pytest.approx(0.0)
     # [0.5, 0.25, 0.25] -> 0.5*1 + 2*0.25*2 = 1.5 bits
-    assert entropy_bits_rows(torch.tensor([[0.5, 0.25, 0.25]]), torch.ones(1, 3, dtype=torch.bool)).item() == pytest.approx(1.5)
+    assert entropy_bits_rows(
+        torch.tensor([[0.5, 0.25, 0.25]]), torch.ones(1, 3, dtype=torch.bool)
+    ).item() == pytest.approx(1.5)
 
 
 def test_entropy_renormalises_and_ignores_masked():

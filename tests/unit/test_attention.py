@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from econ_ray.attention import gate_parameters, install
-from econ_ray.attention import kernels
+from econ_ray.attention import gate_parameters, install, kernels
 
 
 @pytest.mark.parametrize("family", ["tiny_bert", "tiny_gpt2"])
@@ -130,7 +129,7 @@ def test_topk_full_equals_dense(tiny_bert, batch):
     ids, mask = batch
     with torch.no_grad():
         ref = tiny_bert(input_ids=ids, attention_mask=mask).logits
-        rt = install(tiny_bert, mode="topk", k=9)
+        install(tiny_bert, mode="topk", k=9)
         out = tiny_bert(input_ids=ids, attention_mask=mask).logits
     assert (out - ref).abs().max() <= 1e-5
 

@@ -3,7 +3,6 @@ ends (tiny model, plain AdamW engine, through the files on disk, weights-only lo
 
 import json
 
-
 import pytest
 import torch
 
@@ -21,16 +20,34 @@ from econ_ray.training.checkpoint import (
 
 
 def tiny_cfg(**objective):
-    return parse_config({
-        "model": {"name": "tiny-bert", "tiny": {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64},
-                  "ffn_activation": "relu", "dropout": 0.0},
-        "data": {"source": "builtin:majority", "max_length": 16, "heldout_fraction": 0.2,
-                 "builtin": {"n_train": 300, "n_validation": 100, "max_len": 14, "noise_pct": 10}},
-        "attention": {"mode": "gates"},
-        "objective": {"dense_steps": 12, **objective},
-        "training": {"lr": 3e-3, "gate_lr": 5e-2, "batch_size": 16, "max_steps": 16, "eval_every": 8,
-                     "seed": 0, "progress": False},
-    }, "test.yaml")
+    return parse_config(
+        {
+            "model": {
+                "name": "tiny-bert",
+                "tiny": {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64},
+                "ffn_activation": "relu",
+                "dropout": 0.0,
+            },
+            "data": {
+                "source": "builtin:majority",
+                "max_length": 16,
+                "heldout_fraction": 0.2,
+                "builtin": {"n_train": 300, "n_validation": 100, "max_len": 14, "noise_pct": 10},
+            },
+            "attention": {"mode": "gates"},
+            "objective": {"dense_steps": 12, **objective},
+            "training": {
+                "lr": 3e-3,
+                "gate_lr": 5e-2,
+                "batch_size": 16,
+                "max_steps": 16,
+                "eval_every": 8,
+                "seed": 0,
+                "progress": False,
+            },
+        },
+        "test.yaml",
+    )
 
 
 KEYS = ("metric", "ce", "attention_density", "ffn_density", "effective_gflops", "multiplier")
@@ -47,14 +64,25 @@ def _run_with_checkpoints(cfg, tmp_path, every):
     return train_run(cfg, checkpoint_every=every, on_checkpoint=keep), folders
 
 
-@pytest.mark.parametrize("objective,resume_from", [
-    (dict(kind="penalised", lam=1.0, alpha=1.0, beta=0.5), ("dense-8", "main-8")),
-    (dict(kind="constrained", tau_rel=0.05), ("main-8",)),
-    # multiplier every 3 steps (updates at 1, 4, 7, 10, 13, 16) on 4 held-out batches of 16, so a wrong
-    # fast-forward of the held-out batches or of the schedule changes the multiplier history
-    (dict(kind="constrained", tau_rel=0.0, constraint_every=3, constraint_batch_size=16,
-          multiplier={"lr": 1.0, "init": 0.5}), ("main-4", "main-8")),
-])
+@pytest.mark.parametrize(
+    "objective,resume_from",
+    [
+        (dict(kind="penalised", lam=1.0, alpha=1.0, beta=0.5), ("dense-8", "main-8")),
+        (dict(kind="constrained", tau_rel=0.05), ("main-8",)),
+        # multiplier every 3 steps (updates at 1, 4, 7, 10, 13, 16) on 4 held-out batches of 16, so a wrong
+        # fast-forward of the held-out batches or of the schedule changes the multiplier history
+        (
+            dict(
+                kind="constrained",
+                tau_rel=0.0,
+                constraint_every=3,
+                constraint_batch_size=16,
+                multiplier={"lr": 1.0, "init": 0.5},
+            ),
+            ("main-4", "main-8"),
+        ),
+    ],
+)
 def test_resumed_run_matches_the_uninterrupted_one(tmp_path, objective, resume_from):
     cfg = tiny_cfg(**objective)
     full, folders = _run_with_checkpoints(cfg, tmp_path, every=4)
@@ -98,4 +126,3 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         atomic_write(target, boom)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
-

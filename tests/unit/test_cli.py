@@ -32,8 +32,20 @@ def test_every_option_has_help(verb):
 
 def test_train_help_lists_contract_options():
     text = _sub_help("train")
-    for opt in ("--lam", "--alpha", "--beta", "--objective", "--tau", "--tau-rel", "--attention", "--k",
-                "--max-steps", "--seed", "--set", "--json"):
+    for opt in (
+        "--lam",
+        "--alpha",
+        "--beta",
+        "--objective",
+        "--tau",
+        "--tau-rel",
+        "--attention",
+        "--k",
+        "--max-steps",
+        "--seed",
+        "--set",
+        "--json",
+    ):
         assert opt in text
 
 
@@ -74,15 +86,48 @@ def test_train_json_last_line_subprocess(tmp_path):
     """The real console entry point, a short run: the last stdout line is the summary JSON; --save
     writes a model folder that econ-ray loads back."""
     exe = Path(sys.executable).with_name("econ-ray")
-    cmd = [str(exe), "train", str(QUICKSTART), "--lam", "1", "--max-steps", "20", "--seed", "1",
-           "--set", "objective.dense_steps=20", "--set", "data.builtin.n_train=300",
-           "--set", "data.builtin.n_validation=200", "--save", str(tmp_path / "m"), "--json"]
+    cmd = [
+        str(exe),
+        "train",
+        str(QUICKSTART),
+        "--lam",
+        "1",
+        "--max-steps",
+        "20",
+        "--seed",
+        "1",
+        "--set",
+        "objective.dense_steps=20",
+        "--set",
+        "data.builtin.n_train=300",
+        "--set",
+        "data.builtin.n_validation=200",
+        "--save",
+        str(tmp_path / "m"),
+        "--json",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    for key in ("task", "metric_name", "metric", "ce", "dense_gflops", "effective_gflops", "seq_len",
-                "attention_density", "ffn_density", "gini", "entropy_bits", "lam", "alpha", "beta", "tau",
-                "objective", "attention"):
+    for key in (
+        "task",
+        "metric_name",
+        "metric",
+        "ce",
+        "dense_gflops",
+        "effective_gflops",
+        "seq_len",
+        "attention_density",
+        "ffn_density",
+        "gini",
+        "entropy_bits",
+        "lam",
+        "alpha",
+        "beta",
+        "tau",
+        "objective",
+        "attention",
+    ):
         assert key in summary
     assert summary["lam"] == 1.0 and summary["steps"] == 20
     from econ_ray.modeling import load_model

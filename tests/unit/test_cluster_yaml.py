@@ -55,8 +55,7 @@ def test_head_node_type_is_a_cpu_node(config):
 
 
 def test_a100_worker_type(config):
-    a100 = [t for t in config["available_node_types"].values()
-            if t["node_config"]["InstanceType"] == "p4d.24xlarge"]
+    a100 = [t for t in config["available_node_types"].values() if t["node_config"]["InstanceType"] == "p4d.24xlarge"]
     assert len(a100) == 1
     (t,) = a100
     assert t["resources"]["GPU"] == 8

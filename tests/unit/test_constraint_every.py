@@ -11,17 +11,41 @@ from econ_ray.training.loop import constraint_step, constraint_updates
 
 
 def tiny_cfg(**objective):
-    return parse_config({
-        "model": {"name": "tiny-bert", "tiny": {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64},
-                  "ffn_activation": "relu", "dropout": 0.0},
-        "data": {"source": "builtin:majority", "max_length": 16, "heldout_fraction": 0.2,
-                 "builtin": {"n_train": 300, "n_validation": 100, "max_len": 14, "noise_pct": 10}},
-        "attention": {"mode": "gates"},
-        "objective": {"kind": "constrained", "tau_rel": 0.02, "dense_steps": 10, "constraint_batch_size": 16,
-                      "multiplier": {"lr": 1.0, "kp": 2.0, "ki": 1.0, "init": 0.5}, **objective},
-        "training": {"lr": 3e-3, "gate_lr": 5e-2, "batch_size": 16, "max_steps": 10, "eval_every": 5,
-                     "seed": 0, "progress": False},
-    }, "test.yaml")
+    return parse_config(
+        {
+            "model": {
+                "name": "tiny-bert",
+                "tiny": {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64},
+                "ffn_activation": "relu",
+                "dropout": 0.0,
+            },
+            "data": {
+                "source": "builtin:majority",
+                "max_length": 16,
+                "heldout_fraction": 0.2,
+                "builtin": {"n_train": 300, "n_validation": 100, "max_len": 14, "noise_pct": 10},
+            },
+            "attention": {"mode": "gates"},
+            "objective": {
+                "kind": "constrained",
+                "tau_rel": 0.02,
+                "dense_steps": 10,
+                "constraint_batch_size": 16,
+                "multiplier": {"lr": 1.0, "kp": 2.0, "ki": 1.0, "init": 0.5},
+                **objective,
+            },
+            "training": {
+                "lr": 3e-3,
+                "gate_lr": 5e-2,
+                "batch_size": 16,
+                "max_steps": 10,
+                "eval_every": 5,
+                "seed": 0,
+                "progress": False,
+            },
+        },
+        "test.yaml",
+    )
 
 
 def _run(every):

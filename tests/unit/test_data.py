@@ -56,8 +56,9 @@ def test_majority_labels_recount_and_balance():
 
 
 def test_majority_options():
-    s = load_task("builtin:majority", builtin_options={"n_train": 100, "n_validation": 20.0, "min_len": 3,
-                                                       "max_len": 5})
+    s = load_task(
+        "builtin:majority", builtin_options={"n_train": 100, "n_validation": 20.0, "min_len": 3, "max_len": 5}
+    )
     assert len(s.train) + len(s.heldout) == 100 and len(s.validation) == 20
     assert all(3 <= len(ex["text"].split()) <= 5 for ex in s.train)
     with pytest.raises(DataError, match=r"builtin:majority.*unknown builtin option 'n_trian'.*n_train"):
@@ -198,7 +199,11 @@ def test_local_txt_is_lm(tmp_path):
     s = load_task(str(path))
     assert s.task == TaskSpec(str(path), "lm", 0, "perplexity")
     assert sorted(ex["text"] for ex in s.train + s.validation + s.heldout) == [
-        "five", "one two", "six seven", "three four"]
+        "five",
+        "one two",
+        "six seven",
+        "three four",
+    ]
 
 
 def test_missing_column_names_it(tmp_path):
@@ -256,15 +261,23 @@ def test_glue_mnli_mapping(monkeypatch):
     import datasets
 
     def split(n, offset):
-        return datasets.Dataset.from_dict({
-            "premise": [f"p{offset + i}" for i in range(n)],
-            "hypothesis": [f"h{offset + i}" for i in range(n)],
-            "label": [i % 3 for i in range(n)],
-            "idx": list(range(n)),
-        })
+        return datasets.Dataset.from_dict(
+            {
+                "premise": [f"p{offset + i}" for i in range(n)],
+                "hypothesis": [f"h{offset + i}" for i in range(n)],
+                "label": [i % 3 for i in range(n)],
+                "idx": list(range(n)),
+            }
+        )
 
-    fake = datasets.DatasetDict({"train": split(50, 0), "validation_matched": split(10, 1000),
-                                 "validation_mismatched": split(10, 2000), "test_matched": split(5, 3000)})
+    fake = datasets.DatasetDict(
+        {
+            "train": split(50, 0),
+            "validation_matched": split(10, 1000),
+            "validation_mismatched": split(10, 2000),
+            "test_matched": split(5, 3000),
+        }
+    )
     calls = []
     monkeypatch.setattr(datasets, "load_dataset", _fake_load(calls, fake))
     s = load_task("glue/mnli", seed=0)
@@ -280,23 +293,36 @@ def test_glue_mnli_mapping(monkeypatch):
 def test_glue_stsb_and_cola_mapping(monkeypatch):
     import datasets
 
-    stsb = datasets.DatasetDict({
-        name: datasets.Dataset.from_dict({"sentence1": ["a b", "c d", "e f"], "sentence2": ["a", "c", "x"],
-                                          "label": [4.5, 2.0, 0.0], "idx": [0, 1, 2]})
-        for name in ("train", "validation")
-    })
+    stsb = datasets.DatasetDict(
+        {
+            name: datasets.Dataset.from_dict(
+                {
+                    "sentence1": ["a b", "c d", "e f"],
+                    "sentence2": ["a", "c", "x"],
+                    "label": [4.5, 2.0, 0.0],
+                    "idx": [0, 1, 2],
+                }
+            )
+            for name in ("train", "validation")
+        }
+    )
     calls = []
     monkeypatch.setattr(datasets, "load_dataset", _fake_load(calls, stsb))
     s = load_task("glue/stsb")
     assert calls[-1][:2] == ("nyu-mll/glue", "stsb")
     assert s.task == TaskSpec("glue/stsb", "regression", 1, "pearson")
     assert {(ex["text"], ex["text_pair"], ex["label"]) for ex in s.train + s.heldout} == {
-        ("a b", "a", 4.5), ("c d", "c", 2.0), ("e f", "x", 0.0)}
+        ("a b", "a", 4.5),
+        ("c d", "c", 2.0),
+        ("e f", "x", 0.0),
+    }
 
-    cola = datasets.DatasetDict({
-        name: datasets.Dataset.from_dict({"sentence": ["s1", "s2", "s3"], "label": [1, 0, -1], "idx": [0, 1, 2]})
-        for name in ("train", "validation")
-    })
+    cola = datasets.DatasetDict(
+        {
+            name: datasets.Dataset.from_dict({"sentence": ["s1", "s2", "s3"], "label": [1, 0, -1], "idx": [0, 1, 2]})
+            for name in ("train", "validation")
+        }
+    )
     monkeypatch.setattr(datasets, "load_dataset", _fake_load(calls, cola))
     c = load_task("glue/cola")
     assert calls[-1][:2] == ("nyu-mll/glue", "cola")
@@ -308,8 +334,9 @@ def test_wikitext_mapping_drops_empty_lines(monkeypatch):
     import datasets
 
     lines = ["", " = Title = ", "", " some text here ", "more text", "   "]
-    fake = datasets.DatasetDict({name: datasets.Dataset.from_dict({"text": lines})
-                                 for name in ("train", "validation", "test")})
+    fake = datasets.DatasetDict(
+        {name: datasets.Dataset.from_dict({"text": lines}) for name in ("train", "validation", "test")}
+    )
     calls = []
     monkeypatch.setattr(datasets, "load_dataset", _fake_load(calls, fake))
     s = load_task("wikitext-103")
@@ -321,9 +348,14 @@ def test_wikitext_mapping_drops_empty_lines(monkeypatch):
 
 
 def test_hub_columns_registry():
-    expected = {"glue/qnli": ("question", "sentence"), "glue/qqp": ("question1", "question2"),
-                "glue/mrpc": ("sentence1", "sentence2"), "glue/rte": ("sentence1", "sentence2"),
-                "glue/sst2": ("sentence", None), "glue/mnli": ("premise", "hypothesis")}
+    expected = {
+        "glue/qnli": ("question", "sentence"),
+        "glue/qqp": ("question1", "question2"),
+        "glue/mrpc": ("sentence1", "sentence2"),
+        "glue/rte": ("sentence1", "sentence2"),
+        "glue/sst2": ("sentence", None),
+        "glue/mnli": ("premise", "hypothesis"),
+    }
     for name, (text, pair) in expected.items():
         assert (HUB_TASKS[name].text, HUB_TASKS[name].text_pair) == (text, pair)
 
@@ -341,10 +373,13 @@ def test_hub_failure_and_missing_column(monkeypatch):
     assert msg.startswith("data.source 'glue/sst2': could not be loaded")
     assert "nyu-mll/glue" in msg and "Couldn't reach the Hugging Face Hub" in msg and "more detail" not in msg
 
-    wrong = datasets.DatasetDict({n: datasets.Dataset.from_dict({"text": ["a"], "label": [0]})
-                                  for n in ("train", "validation")})
+    wrong = datasets.DatasetDict(
+        {n: datasets.Dataset.from_dict({"text": ["a"], "label": [0]}) for n in ("train", "validation")}
+    )
     monkeypatch.setattr(datasets, "load_dataset", _fake_load([], wrong))
-    with pytest.raises(DataError, match=r"glue/sst2': split 'train': column 'sentence' not found \(columns: text, label\)"):
+    with pytest.raises(
+        DataError, match=r"glue/sst2': split 'train': column 'sentence' not found \(columns: text, label\)"
+    ):
         load_task("glue/sst2")
     monkeypatch.setattr(datasets, "load_dataset", _fake_load([], {"train": wrong["train"]}))
     with pytest.raises(DataError, match=r"glue/mnli': split 'validation_matched' not found"):
@@ -393,8 +428,7 @@ def test_word_tokenizer_round_trip(tmp_path):
 
 
 def test_encode_classification_shapes_and_mask():
-    s = load_task("builtin:majority", builtin_options={"n_train": 40, "n_validation": 10, "min_len": 8,
-                                                       "max_len": 24})
+    s = load_task("builtin:majority", builtin_options={"n_train": 40, "n_validation": 10, "min_len": 8, "max_len": 24})
     tok = build_word_tokenizer(ex["text"] for ex in s.train)
     enc = encode_split(s.validation, s.task, tok, max_length=16)
     assert isinstance(enc, EncodedSplit) and len(enc) == 10
@@ -449,8 +483,9 @@ def test_encode_lm_without_pad_token_uses_eos():
 
     core = Tokenizer(WordLevel({"<|endoftext|>": 0, "a": 1, "b": 2, "<unk>": 3}, unk_token="<unk>"))
     core.pre_tokenizer = WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                  unk_token="<unk>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<unk>"
+    )
     assert tok.pad_token is None
     task = TaskSpec("t", "lm", 0, "perplexity")
     enc = encode_split([{"text": "a b a"}, {"text": "b"}], task, tok, max_length=6)

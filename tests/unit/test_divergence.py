@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,11 +15,17 @@ from econ_ray.search.driver import TrialRecord, points_from, write_trials
 from econ_ray.search.pareto import pareto_front
 from econ_ray.training import DivergenceError, train_run
 
-TINY = {"model": {"name": "tiny-bert", "tiny": {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32}},
-        "data": {"source": "builtin:majority", "max_length": 16,
-                 "builtin": {"n_train": 64, "n_validation": 16, "min_len": 4, "max_len": 12}},
-        "attention": {"mode": "gates"}, "objective": {"lam": 0.0, "dense_steps": 0},
-        "training": {"max_steps": 10, "batch_size": 8, "eval_every": 10, "progress": False, "device": "cpu"}}
+TINY = {
+    "model": {"name": "tiny-bert", "tiny": {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32}},
+    "data": {
+        "source": "builtin:majority",
+        "max_length": 16,
+        "builtin": {"n_train": 64, "n_validation": 16, "min_len": 4, "max_len": 12},
+    },
+    "attention": {"mode": "gates"},
+    "objective": {"lam": 0.0, "dense_steps": 0},
+    "training": {"max_steps": 10, "batch_size": 8, "eval_every": 10, "progress": False, "device": "cpu"},
+}
 
 
 def _cfg(**sections) -> RunConfig:
@@ -74,7 +79,8 @@ def test_failed_trial_reason_and_pareto(tmp_path):
         "[Rank 0 Error Snippet]:\nTraceback (most recent call last):\n"
         '  File "econ_ray/training/loop.py", line 280, in train_run\n'
         "econ_ray.training.loop.DivergenceError: training diverged: loss is inf at step 1\n"
-        "[Rank 1 Error Snippet]:\nRuntimeError: Connection closed by peer\n")
+        "[Rank 1 Error Snippet]:\nRuntimeError: Connection closed by peer\n"
+    )
     reason = _error_line(SimpleNamespace(error_file=str(error_file)))
     assert reason == "training diverged: loss is inf at step 1"
     ok = TrialRecord("a", 0, "complete", {"lam": 0.1}, metrics={"metric": 0.8, "effective_gflops": 1.0})
@@ -92,8 +98,9 @@ def test_failed_trial_reason_and_pareto(tmp_path):
 def test_trials_csv_has_one_column_per_name(tmp_path):
     """Tune's results carry trial_id and the run's feasible: they must not shadow the record's own."""
     ok = TrialRecord("a", 0, "complete", {"lam": 0.1}, metrics={"metric": 0.8, "trial_id": "a", "feasible": None})
-    bad = TrialRecord("b", 1, "failed", {"lam": 1e39}, reason="training diverged: loss is inf at step 1",
-                      feasible=False)
+    bad = TrialRecord(
+        "b", 1, "failed", {"lam": 1e39}, reason="training diverged: loss is inf at step 1", feasible=False
+    )
     write_trials(tmp_path, [ok, bad])
     with open(tmp_path / "trials.csv") as f:
         header = next(csv.reader(f))

@@ -37,8 +37,15 @@ GPT2_TINY = dict(
 #   attention / layer: 2 * 2*16*16*64 = 65_536
 #   pooler: 2*64*64 = 8_192
 TINY = ArchShape(
-    n_layers=2, hidden=64, n_heads=4, intermediate=128, vocab_size=100,
-    causal=False, pooler=True, n_labels=None, lm_head=False,
+    n_layers=2,
+    hidden=64,
+    n_heads=4,
+    intermediate=128,
+    vocab_size=100,
+    causal=False,
+    pooler=True,
+    n_labels=None,
+    lm_head=False,
 )
 
 

@@ -51,8 +51,16 @@ def test_render_draws_one_row_per_head(tiny_gpt2, batch, tmp_path, layers, heads
     inp = hm.Input({"input_ids": ids[:1], "attention_mask": mask[:1]}, [f"t{i}" for i in range(9)])
     dense = hm.attention_maps(tiny_gpt2, rt, inp, mode="dense")
     sparse = hm.attention_maps(tiny_gpt2, rt, inp, mode="topk", k=2)
-    out = hm.render(dense, sparse, layers=layers, heads=heads, tokens=inp.tokens, causal=True,
-                    out=tmp_path / "h.png", sparse_label="top-2")
+    out = hm.render(
+        dense,
+        sparse,
+        layers=layers,
+        heads=heads,
+        tokens=inp.tokens,
+        causal=True,
+        out=tmp_path / "h.png",
+        sparse_label="top-2",
+    )
     n = len(layers) * len(heads)
     assert len(out["panels"]) == 2 * n
     assert [p["column"] for p in out["panels"][:2]] == ["dense", "top-2"]
@@ -80,24 +88,66 @@ def saved_lm(tmp_path_factory):
     cfg.objective.dense_steps = 5
     res = train_run(cfg)
     p = res.prepared
-    return save_model(tmp_path_factory.mktemp("m") / "lm", p.model, p.tokenizer, task=p.task,
-                      config=cfg.model_dump(), summary=res.summary)
+    return save_model(
+        tmp_path_factory.mktemp("m") / "lm",
+        p.model,
+        p.tokenizer,
+        task=p.task,
+        config=cfg.model_dump(),
+        summary=res.summary,
+    )
 
 
 def test_cli_heatmap_text_and_index(saved_lm, tmp_path, capsys):
     out = tmp_path / "h.png"
-    assert main(["heatmap", str(saved_lm), "--layers", "0,1", "--heads", "0", "--text", "1 2 + 3 4 = 4 6",
-                 "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "heatmap",
+                str(saved_lm),
+                "--layers",
+                "0,1",
+                "--heads",
+                "0",
+                "--text",
+                "1 2 + 3 4 = 4 6",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out.stat().st_size > 5000 and len(res["panels"]) == 4
     assert res["tokens"][1:] == ["1", "2", "+", "3", "4", "=", "4", "6"]  # BOS first, as the task encodes
     assert res["sparse_mode"] == "gates"
-    assert main(["heatmap", str(saved_lm), "--dense-model", str(saved_lm), "--layers", "1", "--heads", "0,3",
-                 "--index", "2", "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "heatmap",
+                str(saved_lm),
+                "--dense-model",
+                str(saved_lm),
+                "--layers",
+                "1",
+                "--heads",
+                "0,3",
+                "--index",
+                "2",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert len(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["panels"]) == 4
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--layers", "2"), ("--heads", "7"), ("--layers", "x"), ("--index", "999")])
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--layers", "2"), ("--heads", "7"), ("--layers", "x"), ("--index", "999")]
+)
 def test_cli_heatmap_bad_selection_exits_2(saved_lm, tmp_path, capsys, flag, value):
     args = {"--layers": "0", "--heads": "0", flag: value}
     argv = ["heatmap", str(saved_lm), "--out", str(tmp_path / "h.png")]

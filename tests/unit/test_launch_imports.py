@@ -39,8 +39,12 @@ def test_import_deepspeed_skips_mlflow_and_leaves_it_importable():
         "after['mlflow_importable'] = hasattr(mlflow, 'log_metric')\n"
         "print(json.dumps(after))\n"
     )
-    assert got == {"deepspeed": "deepspeed", "mlflow_loaded": False, "autotuner_has_mlflow": False,
-                   "mlflow_importable": True}
+    assert got == {
+        "deepspeed": "deepspeed",
+        "mlflow_loaded": False,
+        "autotuner_has_mlflow": False,
+        "mlflow_importable": True,
+    }
 
 
 def test_import_deepspeed_does_not_hide_a_loaded_mlflow():

@@ -34,8 +34,12 @@ BASE: dict[str, Any] = {
     "attention": {"mode": "gates"},
     "objective": {"kind": "penalised", "lam": 0.1, "dense_steps": 2},
     "training": {"max_steps": 2, "batch_size": 8, "eval_every": 2},
-    "search": {"trials": 1, "concurrency": 1, "sampler": "random",
-               "space": {"lam": {"low": 0.1, "high": 1.0, "log": True}}},
+    "search": {
+        "trials": 1,
+        "concurrency": 1,
+        "sampler": "random",
+        "space": {"lam": {"low": 0.1, "high": 1.0, "log": True}},
+    },
     "distributed": {"workers": 1, "cpus_per_worker": 0.5, "deepspeed": False},
 }
 
@@ -81,6 +85,7 @@ def _write(rel: str, text: str) -> Callable[[Path], None]:
         p = tmp / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
+
     return make
 
 
@@ -98,112 +103,203 @@ CONFIG_VERBS = ("search", "train", "validate")
 
 CASES: dict[str, Case] = {
     # --- the file itself
-    "bad YAML syntax": Case("line 2", "not valid YAML", raw="name: x\ndata: source: builtin:majority\n", verbs=CONFIG_VERBS),
+    "bad YAML syntax": Case(
+        "line 2", "not valid YAML", raw="name: x\ndata: source: builtin:majority\n", verbs=CONFIG_VERBS
+    ),
     "top level is a list": Case("", "expected a mapping at the top level", raw="- a\n- b\n", verbs=CONFIG_VERBS),
     "empty file (nothing to search)": Case("search.space", "expected a range for lam", raw=""),
     "config file missing": Case("", "file not found", raw=None, args=("--missing-file",), verbs=CONFIG_VERBS),
     # --- schema: keys, types, ranges
-    "unknown top-level key": Case("objectve", "did you mean 'objective'", changes={"objectve": {"lam": 1}},
-                                  verbs=CONFIG_VERBS),
-    "unknown nested key": Case("objective.lamda", "did you mean 'lam'", changes={"objective.lamda": 1.0},
-                               verbs=CONFIG_VERBS),
-    "wrong type": Case("training.batch_size", "valid integer", changes={"training.batch_size": "big"},
-                       verbs=CONFIG_VERBS),
-    "lambda range on log scale with low 0": Case("search.space.lam", "log scale needs low > 0",
-                                                 changes={"search.space.lam": {"low": 0.0, "high": 1.0, "log": True}}),
-    "lambda range on log scale with low < 0": Case("search.space.lam", "log scale needs low > 0",
-                                                   changes={"search.space.lam": {"low": -1.0, "high": 1.0, "log": True}}),
-    "negative lambda": Case("objective.lam", "greater than or equal to 0", changes={"objective.lam": -1.0},
-                            verbs=CONFIG_VERBS),
-    "reversed range": Case("search.space.alpha", "reversed range",
-                           changes={"search.space.alpha": {"low": 1.0, "high": 0.1}}),
-    "alpha < 0": Case("objective.alpha", "greater than or equal to 0", changes={"objective.alpha": -0.5},
-                      verbs=CONFIG_VERBS),
-    "beta range below 0": Case("search.space", "beta.low must be >= 0",
-                               changes={"search.space.beta": {"low": -0.5, "high": 1.0}}),
-    "tau <= 0": Case("objective.tau", "greater than 0",
-                     changes={"objective.kind": "constrained", "objective.tau": 0.0}, verbs=CONFIG_VERBS),
-    "tau range with low <= 0": Case("search.space", "tau.low must be > 0",
-                                    changes={"search.space.tau": {"low": 0.0, "high": 1.0}}),
-    "constrained without a ceiling": Case("objective", "needs tau or tau_rel",
-                                          changes={"objective.kind": "constrained"}, verbs=CONFIG_VERBS),
-    "k larger than the sequence length": Case("attention.k", "larger than data.max_length",
-                                              changes={"attention.mode": "topk", "attention.k": 64},
-                                              verbs=CONFIG_VERBS),
-    "budget <= 0": Case("attention.budget", "greater than 0",
-                        changes={"attention.mode": "budget", "attention.budget": 0.0}, verbs=CONFIG_VERBS),
-    "unknown attention mode": Case("attention.mode", "'dense', 'gates', 'topk' or 'budget'",
-                                   changes={"attention.mode": "sparse"}, verbs=CONFIG_VERBS),
+    "unknown top-level key": Case(
+        "objectve", "did you mean 'objective'", changes={"objectve": {"lam": 1}}, verbs=CONFIG_VERBS
+    ),
+    "unknown nested key": Case(
+        "objective.lamda", "did you mean 'lam'", changes={"objective.lamda": 1.0}, verbs=CONFIG_VERBS
+    ),
+    "wrong type": Case(
+        "training.batch_size", "valid integer", changes={"training.batch_size": "big"}, verbs=CONFIG_VERBS
+    ),
+    "lambda range on log scale with low 0": Case(
+        "search.space.lam",
+        "log scale needs low > 0",
+        changes={"search.space.lam": {"low": 0.0, "high": 1.0, "log": True}},
+    ),
+    "lambda range on log scale with low < 0": Case(
+        "search.space.lam",
+        "log scale needs low > 0",
+        changes={"search.space.lam": {"low": -1.0, "high": 1.0, "log": True}},
+    ),
+    "negative lambda": Case(
+        "objective.lam", "greater than or equal to 0", changes={"objective.lam": -1.0}, verbs=CONFIG_VERBS
+    ),
+    "reversed range": Case(
+        "search.space.alpha", "reversed range", changes={"search.space.alpha": {"low": 1.0, "high": 0.1}}
+    ),
+    "alpha < 0": Case(
+        "objective.alpha", "greater than or equal to 0", changes={"objective.alpha": -0.5}, verbs=CONFIG_VERBS
+    ),
+    "beta range below 0": Case(
+        "search.space", "beta.low must be >= 0", changes={"search.space.beta": {"low": -0.5, "high": 1.0}}
+    ),
+    "tau <= 0": Case(
+        "objective.tau",
+        "greater than 0",
+        changes={"objective.kind": "constrained", "objective.tau": 0.0},
+        verbs=CONFIG_VERBS,
+    ),
+    "tau range with low <= 0": Case(
+        "search.space", "tau.low must be > 0", changes={"search.space.tau": {"low": 0.0, "high": 1.0}}
+    ),
+    "constrained without a ceiling": Case(
+        "objective", "needs tau or tau_rel", changes={"objective.kind": "constrained"}, verbs=CONFIG_VERBS
+    ),
+    "k larger than the sequence length": Case(
+        "attention.k",
+        "larger than data.max_length",
+        changes={"attention.mode": "topk", "attention.k": 64},
+        verbs=CONFIG_VERBS,
+    ),
+    "budget <= 0": Case(
+        "attention.budget",
+        "greater than 0",
+        changes={"attention.mode": "budget", "attention.budget": 0.0},
+        verbs=CONFIG_VERBS,
+    ),
+    "unknown attention mode": Case(
+        "attention.mode",
+        "'dense', 'gates', 'topk' or 'budget'",
+        changes={"attention.mode": "sparse"},
+        verbs=CONFIG_VERBS,
+    ),
     "lr <= 0": Case("training.lr", "greater than 0", changes={"training.lr": 0.0}, verbs=CONFIG_VERBS),
-    "negative max_steps": Case("training.max_steps", "greater than or equal to 1",
-                               changes={"training.max_steps": -5}, verbs=CONFIG_VERBS),
-    "heldout fraction outside (0, 1)": Case("data.heldout_fraction", "less than 1",
-                                            changes={"data.heldout_fraction": 1.5}, verbs=CONFIG_VERBS),
-    "unknown sampler": Case("search.sampler", "'tpe', 'nsga2', 'gp', 'random' or 'grid'",
-                            changes={"search.sampler": "bayes"}),
+    "negative max_steps": Case(
+        "training.max_steps", "greater than or equal to 1", changes={"training.max_steps": -5}, verbs=CONFIG_VERBS
+    ),
+    "heldout fraction outside (0, 1)": Case(
+        "data.heldout_fraction", "less than 1", changes={"data.heldout_fraction": 1.5}, verbs=CONFIG_VERBS
+    ),
+    "unknown sampler": Case(
+        "search.sampler", "'tpe', 'nsga2', 'gp', 'random' or 'grid'", changes={"search.sampler": "bayes"}
+    ),
     "zero trials": Case("search.trials", "greater than or equal to 1", changes={"search.trials": 0}),
     "negative trials (flag)": Case("search.trials", "greater than or equal to 1", args=("--trials", "-3")),
     "zero concurrency (flag)": Case("search.concurrency", "greater than or equal to 1", args=("--concurrency", "0")),
-    "grid sampler without a lambda range": Case("search.space", "grid sampler searches lam",
-                                                changes={"search.sampler": "grid", "search.space.lam": _DELETE,
-                                                         "search.space.alpha": {"low": 0.0, "high": 1.0}}),
-    "constrained searched without gates": Case("search.space.objective", "needs attention.mode 'gates'",
-                                               changes={"attention.mode": "dense",
-                                                        "search.space.objective": ["penalised", "constrained"]}),
+    "grid sampler without a lambda range": Case(
+        "search.space",
+        "grid sampler searches lam",
+        changes={
+            "search.sampler": "grid",
+            "search.space.lam": _DELETE,
+            "search.space.alpha": {"low": 0.0, "high": 1.0},
+        },
+    ),
+    "constrained searched without gates": Case(
+        "search.space.objective",
+        "needs attention.mode 'gates'",
+        changes={"attention.mode": "dense", "search.space.objective": ["penalised", "constrained"]},
+    ),
     # --- data
-    "missing data file": Case("data.source", "file not found", changes={"data.source": "{tmp}/missing.csv"},
-                              verbs=(*CONFIG_VERBS, "topk")),
-    "empty data file": Case("data.source", "file is empty", changes={"data.source": "{tmp}/empty.csv"},
-                            setup=_write("empty.csv", ""), verbs=CONFIG_VERBS),
-    "data file with a header only": Case("data.source", "header only: text, label",
-                                         changes={"data.source": "{tmp}/header.csv"},
-                                         setup=_write("header.csv", "text,label\n"), verbs=CONFIG_VERBS),
-    "missing label column": Case("data.source", "column 'label' not found (columns: text, lab)",
-                                 changes={"data.source": "{tmp}/nolabel.csv"},
-                                 setup=_write("nolabel.csv", "text,lab\nhello there,1\nbye now,0\nok then,1\n"),
-                                 verbs=(*CONFIG_VERBS, "topk")),
-    "missing mapped text column": Case("data.source", "column 'sentence' not found",
-                                       changes={"data.source": "{tmp}/d.jsonl", "data.columns": {"text": "sentence"}},
-                                       setup=_write("d.jsonl", '{"text": "a b", "label": 1}\n{"text": "c", "label": 0}\n'),
-                                       verbs=CONFIG_VERBS),
-    "unsupported data file type": Case("data.source", "unsupported file type '.xlsx'",
-                                       changes={"data.source": "{tmp}/d.xlsx"}, setup=_write("d.xlsx", "x"),
-                                       verbs=CONFIG_VERBS),
-    "unknown builtin task": Case("data.source", "did you mean 'builtin:majority'",
-                                 changes={"data.source": "builtin:majorty"}, verbs=CONFIG_VERBS),
-    "bad builtin option": Case("data.builtin", "'n_train' must be >= 1", changes={"data.builtin.n_train": 0},
-                               verbs=CONFIG_VERBS),
+    "missing data file": Case(
+        "data.source", "file not found", changes={"data.source": "{tmp}/missing.csv"}, verbs=(*CONFIG_VERBS, "topk")
+    ),
+    "empty data file": Case(
+        "data.source",
+        "file is empty",
+        changes={"data.source": "{tmp}/empty.csv"},
+        setup=_write("empty.csv", ""),
+        verbs=CONFIG_VERBS,
+    ),
+    "data file with a header only": Case(
+        "data.source",
+        "header only: text, label",
+        changes={"data.source": "{tmp}/header.csv"},
+        setup=_write("header.csv", "text,label\n"),
+        verbs=CONFIG_VERBS,
+    ),
+    "missing label column": Case(
+        "data.source",
+        "column 'label' not found (columns: text, lab)",
+        changes={"data.source": "{tmp}/nolabel.csv"},
+        setup=_write("nolabel.csv", "text,lab\nhello there,1\nbye now,0\nok then,1\n"),
+        verbs=(*CONFIG_VERBS, "topk"),
+    ),
+    "missing mapped text column": Case(
+        "data.source",
+        "column 'sentence' not found",
+        changes={"data.source": "{tmp}/d.jsonl", "data.columns": {"text": "sentence"}},
+        setup=_write("d.jsonl", '{"text": "a b", "label": 1}\n{"text": "c", "label": 0}\n'),
+        verbs=CONFIG_VERBS,
+    ),
+    "unsupported data file type": Case(
+        "data.source",
+        "unsupported file type '.xlsx'",
+        changes={"data.source": "{tmp}/d.xlsx"},
+        setup=_write("d.xlsx", "x"),
+        verbs=CONFIG_VERBS,
+    ),
+    "unknown builtin task": Case(
+        "data.source", "did you mean 'builtin:majority'", changes={"data.source": "builtin:majorty"}, verbs=CONFIG_VERBS
+    ),
+    "bad builtin option": Case(
+        "data.builtin", "'n_train' must be >= 1", changes={"data.builtin.n_train": 0}, verbs=CONFIG_VERBS
+    ),
     # --- model
-    "unknown model": Case("model.name", "did you mean 'tiny-bert'", changes={"model.name": "tiny-brt"},
-                          verbs=(*CONFIG_VERBS, "topk")),
-    "unknown architecture": Case("model.name", "model type 't5' is not supported", changes={"model.name": "{tmp}/t5"},
-                                 setup=_t5_folder, verbs=CONFIG_VERBS),
-    "model does not fit the task": Case("model.name", "causal LM", changes={"model.name": "tiny-gpt2"},
-                                        verbs=CONFIG_VERBS),
+    "unknown model": Case(
+        "model.name", "did you mean 'tiny-bert'", changes={"model.name": "tiny-brt"}, verbs=(*CONFIG_VERBS, "topk")
+    ),
+    "unknown architecture": Case(
+        "model.name",
+        "model type 't5' is not supported",
+        changes={"model.name": "{tmp}/t5"},
+        setup=_t5_folder,
+        verbs=CONFIG_VERBS,
+    ),
+    "model does not fit the task": Case(
+        "model.name", "causal LM", changes={"model.name": "tiny-gpt2"}, verbs=CONFIG_VERBS
+    ),
     # --- cluster capacity (a new local cluster: checked against this machine before Ray starts)
     "concurrency larger than the local cluster": Case(
-        "search.concurrency", f"local cluster has {N_CPU}",
-        changes={"search.trials": N_CPU + 1, "search.concurrency": N_CPU + 1, "distributed.cpus_per_worker": 1.0}),
+        "search.concurrency",
+        f"local cluster has {N_CPU}",
+        changes={"search.trials": N_CPU + 1, "search.concurrency": N_CPU + 1, "distributed.cpus_per_worker": 1.0},
+    ),
     "one trial larger than the local cluster": Case(
-        "distributed.workers", f"local cluster has {N_CPU}",
-        changes={"distributed.workers": N_CPU + 1, "distributed.cpus_per_worker": 1.0}),
+        "distributed.workers",
+        f"local cluster has {N_CPU}",
+        changes={"distributed.workers": N_CPU + 1, "distributed.cpus_per_worker": 1.0},
+    ),
     "more GPUs than the machine has": Case(
-        "distributed.gpus_per_worker", "GPUs, but the local cluster has",
-        changes={"distributed.gpus_per_worker": 1.0, "distributed.workers": "{ngpu+1}"}),
+        "distributed.gpus_per_worker",
+        "GPUs, but the local cluster has",
+        changes={"distributed.gpus_per_worker": 1.0, "distributed.workers": "{ngpu+1}"},
+    ),
     # --- output folders
-    "run folder under a read-only folder": Case("--run-dir", "not writable", args=("--run-dir", "{tmp}/ro/run"),
-                                                setup=_readonly_dir, root_skip=True),
-    "run folder under a file": Case("--run-dir", "is a file, not a folder", args=("--run-dir", "{tmp}/afile/run"),
-                                    setup=_write("afile", "x")),
-    "Tune storage under a file": Case("--storage-path", "is a file, not a folder",
-                                      args=("--storage-path", "{tmp}/afile/tune"), setup=_write("afile", "x")),
-    "topk output under a file": Case("--out", "is a file, not a folder", args=("--out", "{tmp}/afile/topk"),
-                                     setup=_write("afile", "x"), verbs=("topk",)),
+    "run folder under a read-only folder": Case(
+        "--run-dir", "not writable", args=("--run-dir", "{tmp}/ro/run"), setup=_readonly_dir, root_skip=True
+    ),
+    "run folder under a file": Case(
+        "--run-dir", "is a file, not a folder", args=("--run-dir", "{tmp}/afile/run"), setup=_write("afile", "x")
+    ),
+    "Tune storage under a file": Case(
+        "--storage-path",
+        "is a file, not a folder",
+        args=("--storage-path", "{tmp}/afile/tune"),
+        setup=_write("afile", "x"),
+    ),
+    "topk output under a file": Case(
+        "--out",
+        "is a file, not a folder",
+        args=("--out", "{tmp}/afile/topk"),
+        setup=_write("afile", "x"),
+        verbs=("topk",),
+    ),
     # --- tracking store
-    "unreachable tracking server": Case("MLFLOW_TRACKING_URI", "did not answer",
-                                        env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
-    "sqlite store in a missing folder": Case("MLFLOW_TRACKING_URI", "does not exist",
-                                             env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/no-such-dir/mlflow.db"}),
+    "unreachable tracking server": Case(
+        "MLFLOW_TRACKING_URI", "did not answer", env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    ),
+    "sqlite store in a missing folder": Case(
+        "MLFLOW_TRACKING_URI", "does not exist", env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/no-such-dir/mlflow.db"}
+    ),
 }
 
 
@@ -217,14 +313,21 @@ def _fill(value: Any, tmp: Path) -> Any:
     return value
 
 
-def _prepare(case: Case, verb: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], Path, dict[str, str]]:
+def _prepare(
+    case: Case, verb: str, tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[str], Path, dict[str, str]]:
     """Write the malformed file; point Ray temp, MLflow and the run root into ``tmp``; the argv."""
     if case.root_skip and os.geteuid() == 0:
         pytest.skip("folder permissions do not bind root (the 'under a file' case covers an unwritable run folder)")
     (tmp / "store").mkdir()
-    env = {"RAY_TMPDIR": str(tmp / "raytmp"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/store/mlflow.db",
-           "ECON_RAY_RUN_ROOT": str(tmp / "runs"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           **{k: _fill(v, tmp) for k, v in case.env.items()}}
+    env = {
+        "RAY_TMPDIR": str(tmp / "raytmp"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/store/mlflow.db",
+        "ECON_RAY_RUN_ROOT": str(tmp / "runs"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        **{k: _fill(v, tmp) for k, v in case.env.items()},
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -300,8 +403,9 @@ def test_malformed_input_console_script(name, tmp_path, monkeypatch):
     case = CASES[name]
     argv, path, env = _prepare(case, "search", tmp_path, monkeypatch)
     exe = Path(sys.executable).with_name("econ-ray")
-    proc = subprocess.run([str(exe), *argv], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **env}, cwd=tmp_path)
+    proc = subprocess.run(
+        [str(exe), *argv], capture_output=True, text=True, timeout=300, env={**os.environ, **env}, cwd=tmp_path
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     _assert_one_line(proc.stderr, path, case)
     _assert_nothing_started(tmp_path, argv)
@@ -309,8 +413,12 @@ def test_malformed_input_console_script(name, tmp_path, monkeypatch):
 
 def test_enough_distinct_cases():
     assert len(CASES) >= 20
-    assert len({(c.field, c.expected, json.dumps(c.changes, default=str), c.raw, c.args, json.dumps(c.env))
-                for c in CASES.values()}) == len(CASES)
+    assert len(
+        {
+            (c.field, c.expected, json.dumps(c.changes, default=str), c.raw, c.args, json.dumps(c.env))
+            for c in CASES.values()
+        }
+    ) == len(CASES)
 
 
 def test_valid_base_passes_the_preflight(tmp_path, monkeypatch):

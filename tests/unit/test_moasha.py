@@ -73,12 +73,20 @@ def test_nadir_reference_adds_a_margin_of_the_range():
 def test_hypervolume_rank_stops_a_collapsed_trial_that_crowding_keeps():
     """A trial whose metric collapsed to chance is the cheapest point, so non-dominated sorting keeps it
     (a front extreme) ahead of a trial that extends the front; hypervolume ranking does the opposite."""
+
     def run(book):
-        return [book.decide("a", 10, (0.40, 1.0)), book.decide("collapsed", 10, (0.0, 0.01)),
-                book.decide("c", 10, (0.41, 0.9))]
+        return [
+            book.decide("a", 10, (0.40, 1.0)),
+            book.decide("collapsed", 10, (0.0, 0.01)),
+            book.decide("c", 10, (0.41, 0.9)),
+        ]
 
     assert run(RungBook(10, 3, maximize=(True, False))) == [True, False, False]
-    assert run(RungBook(10, 3, maximize=(True, False), rank="hypervolume", reference=(0.0, None))) == [True, False, True]
+    assert run(RungBook(10, 3, maximize=(True, False), rank="hypervolume", reference=(0.0, None))) == [
+        True,
+        False,
+        True,
+    ]
     with pytest.raises(ValueError, match="rank"):
         RungBook(10, 3, rank="pareto")
 
@@ -116,17 +124,29 @@ class _T:
 
 def test_tune_scheduler_ignores_final_reports_and_missing_keys():
     s = MOASHAScheduler(grace_period=10, reduction_factor=2)
-    assert s.on_trial_result(None, _T("a"), {"step": 10, "metric": 0.9, "effective_gflops": 1.0, "final": 0}) == "CONTINUE"
+    assert (
+        s.on_trial_result(None, _T("a"), {"step": 10, "metric": 0.9, "effective_gflops": 1.0, "final": 0}) == "CONTINUE"
+    )
     assert s.on_trial_result(None, _T("b"), {"step": 10, "metric": 0.1, "effective_gflops": 2.0, "final": 0}) == "STOP"
-    assert s.on_trial_result(None, _T("c"), {"steps": 10, "metric": 0.1, "effective_gflops": 2.0, "final": 1}) == "CONTINUE"
+    assert (
+        s.on_trial_result(None, _T("c"), {"steps": 10, "metric": 0.1, "effective_gflops": 2.0, "final": 1})
+        == "CONTINUE"
+    )
     assert s.on_trial_result(None, _T("d"), {"metric": 0.1}) == "CONTINUE"
     assert s.num_stopped == 1
 
 
 def test_scheduler_selected_from_the_search_file():
-    cfg = parse_config({"attention": {"mode": "gates"},
-                        "search": {"space": {"lam": {"low": 0.1, "high": 1.0}},
-                                   "scheduler": {"kind": "moasha", "grace_period": 50, "reduction_factor": 2}}}, "s.yaml")
+    cfg = parse_config(
+        {
+            "attention": {"mode": "gates"},
+            "search": {
+                "space": {"lam": {"low": 0.1, "high": 1.0}},
+                "scheduler": {"kind": "moasha", "grace_period": 50, "reduction_factor": 2},
+            },
+        },
+        "s.yaml",
+    )
     s = make_scheduler(cfg, maximize=False)
     assert isinstance(s, MOASHAScheduler) and s.book.rungs and s.book.maximize == (False, False)
     assert type(make_scheduler(parse_config({}, "s.yaml"), True)).__name__ == "FIFOScheduler"
@@ -136,21 +156,30 @@ def test_scheduler_selected_from_the_search_file():
         parse_config({"search": {"scheduler": {"kind": "asha"}}}, "s.yaml")
     with pytest.raises(Exception, match="search.scheduler.rank"):
         parse_config({"search": {"scheduler": {"kind": "moasha", "rank": "pareto"}}}, "s.yaml")
-    hv = make_scheduler(parse_config({"search": {"scheduler": {"kind": "moasha", "rank": "hypervolume",
-                                                               "reference_metric": 0.0}}}, "s.yaml"), True)
+    hv = make_scheduler(
+        parse_config(
+            {"search": {"scheduler": {"kind": "moasha", "rank": "hypervolume", "reference_metric": 0.0}}}, "s.yaml"
+        ),
+        True,
+    )
     assert hv.book.rank == "hypervolume" and hv.book.reference == (0.0, None)
 
 
 def test_stopped_trial_is_pruned_and_kept_out_of_the_pareto_set(tmp_path):
     """What the driver does with a scheduler-stopped trial: Optuna PRUNED, no Pareto point, no hypervolume."""
-    cfg = parse_config({"attention": {"mode": "gates"},
-                        "search": {"space": {"lam": {"low": 0.1, "high": 1.0}}}}, "s.yaml")
-    s = ConstrainedOptunaSearch(cfg.search.space, sampler="tpe", seed=0, n_trials=2,
-                                storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="t")
+    cfg = parse_config(
+        {"attention": {"mode": "gates"}, "search": {"space": {"lam": {"low": 0.1, "high": 1.0}}}}, "s.yaml"
+    )
+    s = ConstrainedOptunaSearch(
+        cfg.search.space, sampler="tpe", seed=0, n_trials=2, storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="t"
+    )
     sched = MOASHAScheduler(grace_period=10, reduction_factor=3)
     s.suggest("done")
     s.suggest("stopped")
-    assert sched.on_trial_result(None, _T("done"), {"step": 10, "metric": 0.9, "effective_gflops": 1.0, "final": 0}) == "CONTINUE"
+    assert (
+        sched.on_trial_result(None, _T("done"), {"step": 10, "metric": 0.9, "effective_gflops": 1.0, "final": 0})
+        == "CONTINUE"
+    )
     last = {"step": 10, "metric": 0.5, "effective_gflops": 2.0, "final": 0}
     assert sched.on_trial_result(None, _T("stopped"), last) == "STOP"
     # Tune then calls the searcher with the trial's last (partial) result
@@ -159,8 +188,10 @@ def test_stopped_trial_is_pruned_and_kept_out_of_the_pareto_set(tmp_path):
     states = {t.user_attrs["tune_trial_id"]: t.state for t in s.study.trials}
     assert states == {"done": optuna.trial.TrialState.COMPLETE, "stopped": optuna.trial.TrialState.PRUNED}
     # the callback records a trial without a final report as "stopped", even with a better partial result
-    recs = [TrialRecord("done", 0, "complete", {}, metrics={"metric": 0.9, "effective_gflops": 1.0}),
-            TrialRecord("stopped", 1, "stopped", {}, metrics={"metric": 0.99, "effective_gflops": 0.1})]
+    recs = [
+        TrialRecord("done", 0, "complete", {}, metrics={"metric": 0.9, "effective_gflops": 1.0}),
+        TrialRecord("stopped", 1, "stopped", {}, metrics={"metric": 0.99, "effective_gflops": 0.1}),
+    ]
     pts = points_from(recs)
     assert [p.trial_id for p in pareto_front(pts)] == ["done"]
     assert hypervolume(pts, ref_metric=0.0, ref_gflops=2.0) == pytest.approx(0.9 * 1.0)

@@ -43,8 +43,15 @@ def test_outage_fills_the_outbox_and_replay_uploads_it(tmp_path, monkeypatch, ml
     t.end_parent()
     assert t.pending == 7 == pending_ops(tmp_path / "run")
     ops = [json.loads(x)["op"] for x in t.outbox_file.read_text().splitlines()]
-    assert ops == ["log_metrics", "finish_child", "start_child", "log_series", "finish_child", "log_parent_metrics",
-                   "end_parent"]
+    assert ops == [
+        "log_metrics",
+        "finish_child",
+        "start_child",
+        "log_series",
+        "finish_child",
+        "log_parent_metrics",
+        "end_parent",
+    ]
 
     back = MlflowTracker(uri, "outage")  # the store is back: ``econ-ray sync``
     back.resume_parent(parent, set_running=False)
@@ -85,10 +92,18 @@ def test_two_searches_share_one_sqlite_store(tmp_path, mlflow_db):
     uri = mlflow_db(tmp_path / "mlflow.db")
     MlflowTracker(uri, "shared")  # the schema exists, as it does once any search has used the store
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, uri, name, str(tmp_path / name)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("x", "y")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, uri, name, str(tmp_path / name)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("x", "y")
+    ]
     outs = [p.communicate(timeout=240) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
     for name in ("x", "y"):
         assert outbox_files(tmp_path / name) == [], f"{name} lost the store: {list((tmp_path / name).rglob('*'))}"

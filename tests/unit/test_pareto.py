@@ -40,14 +40,14 @@ def ids(points):
 
 
 def test_dominates_basic_and_strictness():
-    assert dominates(B, C)          # better metric, fewer GFLOPs
+    assert dominates(B, C)  # better metric, fewer GFLOPs
     assert dominates(A, E)
     assert not dominates(C, B)
-    assert not dominates(A, B)      # trade-off: neither dominates
+    assert not dominates(A, B)  # trade-off: neither dominates
     assert not dominates(B, A)
-    assert not dominates(A, A)      # equal points do not dominate each other
-    assert dominates(P("x", 0.7, 0.5), A)   # same metric, cheaper
-    assert dominates(P("x", 0.8, 1.0), A)   # same GFLOPs, better metric
+    assert not dominates(A, A)  # equal points do not dominate each other
+    assert dominates(P("x", 0.7, 0.5), A)  # same metric, cheaper
+    assert dominates(P("x", 0.8, 1.0), A)  # same GFLOPs, better metric
 
 
 def test_dominates_minimisation():
@@ -128,10 +128,10 @@ def test_hypervolume_empty_is_zero():
 
 def test_points_beyond_the_reference_are_ignored():
     beyond = [
-        P("too-costly", 0.95, 6.0),       # GFLOPs past the reference
-        P("at-ref-gflops", 0.95, 5.0),    # not strictly better in GFLOPs
-        P("below-chance", 0.40, 0.5),     # metric worse than the reference
-        P("at-chance", 0.50, 0.5),        # not strictly better in metric
+        P("too-costly", 0.95, 6.0),  # GFLOPs past the reference
+        P("at-ref-gflops", 0.95, 5.0),  # not strictly better in GFLOPs
+        P("below-chance", 0.40, 0.5),  # metric worse than the reference
+        P("at-chance", 0.50, 0.5),  # not strictly better in metric
     ]
     assert hypervolume(beyond, **REF) == 0.0
     assert hypervolume([A, B, D] + beyond, **REF) == pytest.approx(1.2)
@@ -169,7 +169,7 @@ def test_hypervolume_matches_grid_count():
 def test_history_counts_every_trial_and_is_monotone():
     failed = P("failed", 0.99, 0.1, complete=False, order=5)
     infeasible = P("infeasible", 0.99, 0.1, feasible=False, order=1)
-    pts = [D, failed, B, infeasible, A]   # unsorted on purpose; A, B, D have orders 0, 2, 4
+    pts = [D, failed, B, infeasible, A]  # unsorted on purpose; A, B, D have orders 0, 2, 4
     hist = hypervolume_history(pts, **REF)
     assert len(hist) == len(pts)
     assert [n for n, _ in hist] == [1, 2, 3, 4, 5]

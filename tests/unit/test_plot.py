@@ -33,21 +33,26 @@ def points():
 
 def test_plot_pareto_writes_png(tmp_path, points):
     dense = TrialPoint("dense", 0.91, 4.5, params={"lam": 0.0})
-    out = plot_pareto(points, pareto_front(points), tmp_path / "sub" / "pareto.png",
-                      metric_name="accuracy", seq_len=128, dense=dense, title="quickstart")
+    out = plot_pareto(
+        points,
+        pareto_front(points),
+        tmp_path / "sub" / "pareto.png",
+        metric_name="accuracy",
+        seq_len=128,
+        dense=dense,
+        title="quickstart",
+    )
     assert out == tmp_path / "sub" / "pareto.png"
     assert_png(out)
 
 
 def test_plot_pareto_empty_front_and_no_dense(tmp_path, points):
     assert_png(plot_pareto(points, [], tmp_path / "a.png", metric_name="accuracy", seq_len=32))
-    assert_png(plot_pareto([], [], tmp_path / "b.png", metric_name="perplexity", seq_len=32,
-                           maximize_metric=False))
+    assert_png(plot_pareto([], [], tmp_path / "b.png", metric_name="perplexity", seq_len=32, maximize_metric=False))
 
 
 def test_plot_pareto_accepts_str_path(tmp_path, points):
-    out = plot_pareto(points, pareto_front(points), str(tmp_path / "c.png"),
-                      metric_name="accuracy", seq_len=32)
+    out = plot_pareto(points, pareto_front(points), str(tmp_path / "c.png"), metric_name="accuracy", seq_len=32)
     assert isinstance(out, Path)
     assert_png(out)
 

@@ -12,17 +12,40 @@ from econ_ray.experiments.posttrain import bracket_ks, run_posttrain, topk_edges
 
 
 def tiny_lm_cfg(**training):
-    return parse_config({
-        "model": {"name": "tiny-gpt2", "tiny": {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64},
-                  "dropout": 0.0},
-        "data": {"source": "builtin:addition", "max_length": 16, "heldout_fraction": 0.2,
-                 "builtin": {"n_train": 400, "n_validation": 64}},
-        "attention": {"mode": "gates"},
-        "objective": {"kind": "constrained", "tau_rel": 0.05, "dense_steps": 40, "constraint_batch_size": 64,
-                      "multiplier": {"lr": 0.5}},
-        "training": {"lr": 3e-3, "gate_lr": 5e-2, "batch_size": 32, "max_steps": 20, "eval_every": 10,
-                     "seed": 0, "progress": False, **training},
-    }, "tiny_lm.yaml")
+    return parse_config(
+        {
+            "model": {
+                "name": "tiny-gpt2",
+                "tiny": {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64},
+                "dropout": 0.0,
+            },
+            "data": {
+                "source": "builtin:addition",
+                "max_length": 16,
+                "heldout_fraction": 0.2,
+                "builtin": {"n_train": 400, "n_validation": 64},
+            },
+            "attention": {"mode": "gates"},
+            "objective": {
+                "kind": "constrained",
+                "tau_rel": 0.05,
+                "dense_steps": 40,
+                "constraint_batch_size": 64,
+                "multiplier": {"lr": 0.5},
+            },
+            "training": {
+                "lr": 3e-3,
+                "gate_lr": 5e-2,
+                "batch_size": 32,
+                "max_steps": 20,
+                "eval_every": 10,
+                "seed": 0,
+                "progress": False,
+                **training,
+            },
+        },
+        "tiny_lm.yaml",
+    )
 
 
 def test_topk_edges_per_query_counts_causal_keys():
@@ -104,8 +127,7 @@ def test_cli_bad_eps_exits_2(eps, capsys):
 
 
 def test_cli_rejects_a_classification_task(tmp_path, capsys):
-    assert main(["posttrain", "search_spaces/quickstart.yaml", "--eps", "0.1",
-                 "--set", "objective.dense_steps=1"]) == 2
+    assert main(["posttrain", "search_spaces/quickstart.yaml", "--eps", "0.1", "--set", "objective.dense_steps=1"]) == 2
     assert "error" in capsys.readouterr().err
 
 

@@ -9,17 +9,42 @@ from econ_ray.search.driver import TrialRecord, summarise, write_trials
 
 def _search_folder(root):
     def rec(i, metric, gflops, status="complete", reason=None):
-        m = {"metric": metric, "effective_gflops": gflops, "dense_total_gflops": 1.0, "dense_metric": 0.9,
-             "seq_len": 32, "metric_name": "accuracy", "lam": 0.1 * (i + 1), "alpha": 1.0, "beta": 0.5}
-        return TrialRecord(trial_id=f"t{i}", order=i, status=status, knobs={"lam": 0.1 * (i + 1)},
-                           metrics=m if status == "complete" else {}, reason=reason)
+        m = {
+            "metric": metric,
+            "effective_gflops": gflops,
+            "dense_total_gflops": 1.0,
+            "dense_metric": 0.9,
+            "seq_len": 32,
+            "metric_name": "accuracy",
+            "lam": 0.1 * (i + 1),
+            "alpha": 1.0,
+            "beta": 0.5,
+        }
+        return TrialRecord(
+            trial_id=f"t{i}",
+            order=i,
+            status=status,
+            knobs={"lam": 0.1 * (i + 1)},
+            metrics=m if status == "complete" else {},
+            reason=reason,
+        )
 
     records = [rec(0, 0.8765, 0.25), rec(1, 0.91, 0.6), rec(2, 0.7, 0.7), rec(3, 0.0, 0.0, "failed", "loss is nan")]
     root.mkdir()
     write_trials(root, records)
     rows, hv, ref, _ = summarise(root, records, metric_name="accuracy", maximize=True, chance=0.5)
-    (root / "summary.json").write_text(json.dumps({"n_trials": 4, "n_failed": 1, "hypervolume": hv, "pareto": rows,
-                                                   "reference_point": ref, "registered_model": "m"}))
+    (root / "summary.json").write_text(
+        json.dumps(
+            {
+                "n_trials": 4,
+                "n_failed": 1,
+                "hypervolume": hv,
+                "pareto": rows,
+                "reference_point": ref,
+                "registered_model": "m",
+            }
+        )
+    )
     for png in root.glob("*.png"):
         png.unlink()  # the report redraws them
     return hv
@@ -29,14 +54,53 @@ def test_report_of_a_search_with_experiments(tmp_path):
     root = tmp_path / "run"
     hv = _search_folder(root)
     (root / "abl").mkdir()
-    (root / "abl" / "ablation.json").write_text(json.dumps([
-        {"variant": "dense", "lam": 0.0, "metric_name": "accuracy", "metric": 0.9123, "effective_gflops": 1.0, "seq_len": 32},
-        {"variant": "both", "lam": 2.0, "alpha": 1.0, "beta": 1.0, "metric_name": "accuracy", "metric": 0.8555,
-         "effective_gflops": 0.3333, "seq_len": 32}]))
+    (root / "abl" / "ablation.json").write_text(
+        json.dumps(
+            [
+                {
+                    "variant": "dense",
+                    "lam": 0.0,
+                    "metric_name": "accuracy",
+                    "metric": 0.9123,
+                    "effective_gflops": 1.0,
+                    "seq_len": 32,
+                },
+                {
+                    "variant": "both",
+                    "lam": 2.0,
+                    "alpha": 1.0,
+                    "beta": 1.0,
+                    "metric_name": "accuracy",
+                    "metric": 0.8555,
+                    "effective_gflops": 0.3333,
+                    "seq_len": 32,
+                },
+            ]
+        )
+    )
     (root / "prune").mkdir()
-    (root / "prune" / "baselines.json").write_text(json.dumps([
-        {"method": "dense", "ratio": 0.0, "metric_name": "accuracy", "metric": 0.9, "effective_gflops": 1.0, "seq_len": 32},
-        {"method": "heads", "ratio": 0.5, "metric_name": "accuracy", "metric": 0.6543, "effective_gflops": 0.55, "seq_len": 32}]))
+    (root / "prune" / "baselines.json").write_text(
+        json.dumps(
+            [
+                {
+                    "method": "dense",
+                    "ratio": 0.0,
+                    "metric_name": "accuracy",
+                    "metric": 0.9,
+                    "effective_gflops": 1.0,
+                    "seq_len": 32,
+                },
+                {
+                    "method": "heads",
+                    "ratio": 0.5,
+                    "metric_name": "accuracy",
+                    "metric": 0.6543,
+                    "effective_gflops": 0.55,
+                    "seq_len": 32,
+                },
+            ]
+        )
+    )
     path = build_report(root)
     text = path.read_text()
     assert "0.6543" in text and "](prune/pareto_baselines.png)" in text  # baselines over the search's trials

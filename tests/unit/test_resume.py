@@ -21,14 +21,24 @@ from econ_ray.search.resume import (
 
 
 def _cfg():
-    return parse_config({"attention": {"mode": "gates"},
-                         "search": {"space": {"lam": {"low": 0.01, "high": 10.0, "log": True},
-                                              "alpha": {"low": 0.0, "high": 1.0}}}}, "s.yaml")
+    return parse_config(
+        {
+            "attention": {"mode": "gates"},
+            "search": {"space": {"lam": {"low": 0.01, "high": 10.0, "log": True}, "alpha": {"low": 0.0, "high": 1.0}}},
+        },
+        "s.yaml",
+    )
 
 
 def _searcher(tmp_path, seed=0):
-    return ConstrainedOptunaSearch(_cfg().search.space, sampler="tpe", seed=seed, n_trials=6,
-                                   storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="t")
+    return ConstrainedOptunaSearch(
+        _cfg().search.space,
+        sampler="tpe",
+        seed=seed,
+        n_trials=6,
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        study_name="t",
+    )
 
 
 def test_records_round_trip_in_finishing_order(tmp_path):

@@ -11,23 +11,34 @@ from econ_ray.search.space import apply_knobs, lam_grid
 
 
 def _cfg(**search):
-    return parse_config({
-        "attention": {"mode": "gates"},
-        "search": {"space": {"lam": {"low": 0.01, "high": 10.0, "log": True}, "alpha": {"low": 0.0, "high": 1.0}},
-                   **search},
-    }, "s.yaml")
+    return parse_config(
+        {
+            "attention": {"mode": "gates"},
+            "search": {
+                "space": {"lam": {"low": 0.01, "high": 10.0, "log": True}, "alpha": {"low": 0.0, "high": 1.0}},
+                **search,
+            },
+        },
+        "s.yaml",
+    )
 
 
 def _searcher(tmp_path, cfg, sampler="tpe", n=6):
-    return ConstrainedOptunaSearch(cfg.search.space, sampler=sampler, seed=0, n_trials=n,
-                                   storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="t",
-                                   constraints=make_constraints(cfg, True))
+    return ConstrainedOptunaSearch(
+        cfg.search.space,
+        sampler=sampler,
+        seed=0,
+        n_trials=n,
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        study_name="t",
+        constraints=make_constraints(cfg, True),
+    )
 
 
 def test_constraint_reaches_optuna_and_infeasible_trial_is_not_best(tmp_path):
     cfg = _cfg(min_metric_vs_dense=1.0)  # metric >= dense - 1 point
     s = _searcher(tmp_path, cfg)
-    a, b = s.suggest("a"), s.suggest("b")
+    a, _ = s.suggest("a"), s.suggest("b")
     assert set(a["knobs"]) == {"lam", "alpha"}
     # b dominates a on both objectives but breaks the constraint (0.80 < 0.90 - 0.01)
     s.on_trial_complete("a", {"final": 1, "metric": 0.895, "effective_gflops": 2.0, "dense_metric": 0.90})
@@ -77,8 +88,14 @@ def test_startup_trials_follow_the_budget():
 
 def _run(tmp_path, sampler, n_trials, k):
     """The knobs of the first k trials of a search with budget n_trials (each told a distinct result)."""
-    s = ConstrainedOptunaSearch(_cfg().search.space, sampler=sampler, seed=0, n_trials=n_trials,
-                                storage=f"sqlite:///{tmp_path / f'{sampler}-{n_trials}.db'}", study_name="t")
+    s = ConstrainedOptunaSearch(
+        _cfg().search.space,
+        sampler=sampler,
+        seed=0,
+        n_trials=n_trials,
+        storage=f"sqlite:///{tmp_path / f'{sampler}-{n_trials}.db'}",
+        study_name="t",
+    )
     out = []
     for i in range(k):
         out.append(s.suggest(str(i))["knobs"])

@@ -27,18 +27,27 @@ PLANTED = (ENV_SECRET, HF_TOKEN, URL_PASSWORD)
 
 def _config():
     """A tiny run whose config carries the planted values in fields the builtin task ignores."""
-    return parse_config({
-        "name": "secrets",
-        "model": {"name": "tiny-bert", "tiny": {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32}},
-        "data": {"source": "builtin:majority", "max_length": 16,
-                 "builtin": {"n_train": 40, "n_validation": 16, "min_len": 4, "max_len": 12},
-                 # column names are ignored by builtin sources; here they hold a token and the env value
-                 "columns": {"text": HF_TOKEN, "text_pair": ENV_SECRET,
-                             "label": f"https://alice:{URL_PASSWORD}@data.example.com/x.csv"}},
-        "objective": {"lam": 0.0, "dense_steps": 0},
-        "training": {"max_steps": 1, "batch_size": 8, "eval_every": 1, "progress": False, "device": "cpu"},
-        "search": {"registered_model": "secrets-model", "space": {"lam": {"low": 0.1, "high": 1.0}}},
-    }, "secrets.yaml")
+    return parse_config(
+        {
+            "name": "secrets",
+            "model": {"name": "tiny-bert", "tiny": {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32}},
+            "data": {
+                "source": "builtin:majority",
+                "max_length": 16,
+                "builtin": {"n_train": 40, "n_validation": 16, "min_len": 4, "max_len": 12},
+                # column names are ignored by builtin sources; here they hold a token and the env value
+                "columns": {
+                    "text": HF_TOKEN,
+                    "text_pair": ENV_SECRET,
+                    "label": f"https://alice:{URL_PASSWORD}@data.example.com/x.csv",
+                },
+            },
+            "objective": {"lam": 0.0, "dense_steps": 0},
+            "training": {"max_steps": 1, "batch_size": 8, "eval_every": 1, "progress": False, "device": "cpu"},
+            "search": {"registered_model": "secrets-model", "space": {"lam": {"low": 0.1, "high": 1.0}}},
+        },
+        "secrets.yaml",
+    )
 
 
 def _scan(folder: Path, db: Path) -> list[str]:
@@ -71,22 +80,35 @@ def test_planted_secrets_never_reach_mlflow(tmp_path, monkeypatch, mlflow_db):
     # a trained tiny model whose saved folder (econ.json) carries the whole run config
     res = train_run(cfg)
     p = res.prepared
-    model_dir = save_model(tmp_path / "ckpt", p.model, p.tokenizer, task=p.task, config=cfg.model_dump(),
-                           summary=res.summary)
+    model_dir = save_model(
+        tmp_path / "ckpt", p.model, p.tokenizer, task=p.task, config=cfg.model_dump(), summary=res.summary
+    )
     assert HF_TOKEN in (model_dir / "econ.json").read_text()  # the plant is really there
 
     tracker = MlflowTracker(f"sqlite:///{db}", experiment=cfg.name)
     flat = cfg.model_dump(mode="json")
-    parent = tracker.start_parent("search", params={**flat, "env": dict(__import__("os").environ), "source": cfg.data.source},
-                         tags={"run_dir": str(tmp_path), "columns": json.dumps(cfg.data.columns)})
+    parent = tracker.start_parent(
+        "search",
+        params={**flat, "env": dict(__import__("os").environ), "source": cfg.data.source},
+        tags={"run_dir": str(tmp_path), "columns": json.dumps(cfg.data.columns)},
+    )
 
     callback = MlflowTuneCallback(tracker)
-    trial = SimpleNamespace(trial_id="t1", config={"file": flat, "knobs": {"lam": 0.5}, "optuna_trial": 0},
-                            error_file=None)
+    trial = SimpleNamespace(
+        trial_id="t1", config={"file": flat, "knobs": {"lam": 0.5}, "optuna_trial": 0}, error_file=None
+    )
     callback.on_trial_start(0, [], trial)
     callback.on_trial_result(0, [], trial, {"step": 1, "metric": 0.5, "final": 0})
-    callback.on_trial_result(0, [], trial, {**{k: v for k, v in res.summary.items() if isinstance(v, (int, float))},
-                                            "final": 1, "checkpoint_path": str(model_dir)})
+    callback.on_trial_result(
+        0,
+        [],
+        trial,
+        {
+            **{k: v for k, v in res.summary.items() if isinstance(v, (int, float))},
+            "final": 1,
+            "checkpoint_path": str(model_dir),
+        },
+    )
     callback.on_trial_complete(0, [], trial)
     # a failed trial whose traceback printed the environment and the config
     err = tmp_path / "error.txt"
@@ -101,8 +123,14 @@ def test_planted_secrets_never_reach_mlflow(tmp_path, monkeypatch, mlflow_db):
     (run_dir / "config.yaml").write_text(yaml.safe_dump(flat))
     write_trials(run_dir, callback.records())
     tracker.log_parent_artifacts([run_dir / "config.yaml", run_dir / "trials.csv", run_dir])
-    register_model(tracker, trial_id="t1", model_dir=model_dir, name="secrets-model",
-                   tags={"metric": 0.5, "columns": json.dumps(cfg.data.columns), "trial_id": "t1"}, alias="rank-1")
+    register_model(
+        tracker,
+        trial_id="t1",
+        model_dir=model_dir,
+        name="secrets-model",
+        tags={"metric": 0.5, "columns": json.dumps(cfg.data.columns), "trial_id": "t1"},
+        alias="rank-1",
+    )
     tracker.end_parent()
 
     assert db.is_file() and any((store / "mlartifacts").rglob("econ.json"))
@@ -133,7 +161,15 @@ def test_safe_params_and_redact_use_secret_env_values(monkeypatch):
     monkeypatch.setenv("SHORT_TOKEN", "1")  # too short to redact ordinary text
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled-for-tests")  # a setting about auth, not a secret
     monkeypatch.setenv("HF_TOKEN_PATH", "/root/.cache/huggingface/token")
-    out = safe_params({"name": ENV_SECRET, "path": f"/data/{ENV_SECRET}/x", "lam": 1, "n": "1",
-                       "mode": "disabled-for-tests", "cache": "/root/.cache/huggingface/token"})
+    out = safe_params(
+        {
+            "name": ENV_SECRET,
+            "path": f"/data/{ENV_SECRET}/x",
+            "lam": 1,
+            "n": "1",
+            "mode": "disabled-for-tests",
+            "cache": "/root/.cache/huggingface/token",
+        }
+    )
     assert out == {"lam": "1", "n": "1", "mode": "disabled-for-tests", "cache": "/root/.cache/huggingface/token"}
     assert redact(f"key={ENV_SECRET}; url=https://a:{URL_PASSWORD}@h/x; {HF_TOKEN}") == "key=***; url=***h/x; ***"

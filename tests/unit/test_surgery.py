@@ -31,12 +31,20 @@ def _bert():
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                     vocab_size=50, max_position_embeddings=64, hidden_act="gelu")
+    cfg = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        vocab_size=50,
+        max_position_embeddings=64,
+        hidden_act="gelu",
+    )
     return BertForSequenceClassification(cfg).eval()
 
 
 # ---- pure scores -----------------------------------------------------------------------------
+
 
 def test_keep_lowest_removed_is_global_and_deterministic():
     s = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.8, 0.1]])
@@ -54,7 +62,7 @@ def test_michel_normalisation_is_per_layer_l2():
 def test_magnitude_score_is_invariant_to_relu_rescaling():
     w1, w2 = torch.tensor([[1.0, 2.0], [0.0, 3.0]]), torch.tensor([[4.0, 1.0], [0.0, 1.0]])
     s = scores.ffn_magnitude_scores(w1, w2)
-    assert s.tolist() == pytest.approx([5 ** 0.5 * 4, 3 * 2 ** 0.5])
+    assert s.tolist() == pytest.approx([5**0.5 * 4, 3 * 2**0.5])
     w1r, w2r = w1.clone(), w2.clone()
     w1r[0] *= 10
     w2r[:, 0] /= 10
@@ -75,11 +83,12 @@ def test_topk_k_from_ratio():
 
 # ---- head importance and masks on a real model ---------------------------------------------------
 
+
 def test_head_importance_finds_a_head_that_does_nothing():
     model = _bert()
     hd = 8
     with torch.no_grad():  # head 2 of layer 1 writes nothing: its O-projection input columns are zero
-        model.bert.encoder.layer[1].attention.output.dense.weight[:, 2 * hd:3 * hd] = 0
+        model.bert.encoder.layer[1].attention.output.dense.weight[:, 2 * hd : 3 * hd] = 0
     rt = install(model, mode="dense")
     raw = masks.head_importance(model, rt, _split(), CLS, batch_size=8, n_batches=2)
     assert raw.shape == (2, 4)
@@ -114,22 +123,47 @@ def test_masks_change_effective_flops_by_the_pruned_work_and_clear_exactly():
 def test_baselines_rows_and_files(tmp_path):
     model = _bert()
     rt = install(model, mode="dense")
-    rows = run_baselines(model, rt, _split(), _split(seed=4), CLS, seq_len=L,
-                         methods=["ffn-magnitude", "ffn-activation", "heads", "topk"], ratios=[0.25, 0.5],
-                         batch_size=8, calib_batches=2)
-    assert [(r["method"], r["ratio"]) for r in rows][:3] == [("dense", 0.0), ("ffn-magnitude", 0.25), ("ffn-magnitude", 0.5)]
+    rows = run_baselines(
+        model,
+        rt,
+        _split(),
+        _split(seed=4),
+        CLS,
+        seq_len=L,
+        methods=["ffn-magnitude", "ffn-activation", "heads", "topk"],
+        ratios=[0.25, 0.5],
+        batch_size=8,
+        calib_batches=2,
+    )
+    assert [(r["method"], r["ratio"]) for r in rows][:3] == [
+        ("dense", 0.0),
+        ("ffn-magnitude", 0.25),
+        ("ffn-magnitude", 0.5),
+    ]
     by = {(r["method"], r["ratio"]): r for r in rows}
     assert by[("heads", 0.5)]["dead_heads"] == 4 and by[("ffn-activation", 0.25)]["dead_neurons"] == 32
     assert by[("topk", 0.5)]["k"] == 5
     for m in ("ffn-magnitude", "ffn-activation", "heads", "topk"):
-        assert by[(m, 0.5)]["effective_gflops"] < by[(m, 0.25)]["effective_gflops"] < by[("dense", 0.0)]["effective_gflops"]
-        for key in ("metric_name", "metric", "effective_gflops", "dense_total_gflops", "attention_density", "ffn_density"):
+        assert (
+            by[(m, 0.5)]["effective_gflops"]
+            < by[(m, 0.25)]["effective_gflops"]
+            < by[("dense", 0.0)]["effective_gflops"]
+        )
+        for key in (
+            "metric_name",
+            "metric",
+            "effective_gflops",
+            "dense_total_gflops",
+            "attention_density",
+            "ffn_density",
+        ):
             assert by[(m, 0.5)][key] is not None
     paths = write_baselines(tmp_path, rows)
     assert json.loads(paths["json"].read_text()) == rows and paths["plot"].stat().st_size > 1000
 
 
 # ---- physical pruning ------------------------------------------------------------------------------
+
 
 def test_export_bert_round_trip_equals_masked_model(tmp_path):
     model = _bert()
@@ -156,25 +190,40 @@ def test_export_gpt2_with_closed_gates(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, n_inner=64, vocab_size=50, n_positions=64,
-                                       bos_token_id=0, eos_token_id=0)).eval()
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            n_embd=32, n_layer=2, n_head=4, n_inner=64, vocab_size=50, n_positions=64, bos_token_id=0, eos_token_id=0
+        )
+    ).eval()
     install(model, mode="gates")
     for b in masks.blocks(model):  # heads 1 and 3 closed everywhere
         b.attn.econ_gate_bias.data = torch.tensor([3.0, -1e4, 3.0, -1e4])
-    rep = export(model, None, _split(lm=True), TaskSpec("t", "lm", 0, "perplexity"), seq_len=L,
-                 out=tmp_path / "g", warmup=1, repeats=3)
+    rep = export(
+        model,
+        None,
+        _split(lm=True),
+        TaskSpec("t", "lm", 0, "perplexity"),
+        seq_len=L,
+        out=tmp_path / "g",
+        warmup=1,
+        repeats=3,
+    )
     assert rep["equal"] and rep["heads_per_layer"] == [2, 2]
     assert type(load_pruned(tmp_path / "g")).__name__ == "PrunedGPT2LMHeadModel"
 
 
 # ---- CLI -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [
-    ["prune", "search_spaces/quickstart.yaml", "--ratios", "0.1,1.5"],
-    ["prune", "search_spaces/quickstart.yaml", "--ratios", "a,b"],
-    ["prune", "search_spaces/quickstart.yaml", "--method", "heads,magnitude"],
-    ["prune", "search_spaces/quickstart.yaml", "--overlay", "/nonexistent-run"],
-])
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["prune", "search_spaces/quickstart.yaml", "--ratios", "0.1,1.5"],
+        ["prune", "search_spaces/quickstart.yaml", "--ratios", "a,b"],
+        ["prune", "search_spaces/quickstart.yaml", "--method", "heads,magnitude"],
+        ["prune", "search_spaces/quickstart.yaml", "--overlay", "/nonexistent-run"],
+    ],
+)
 def test_cli_prune_bad_input_exits_2(argv, capsys):
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("econ-ray: error: ")
@@ -196,10 +245,29 @@ def test_cli_prune_and_export_on_a_saved_model(tmp_path, capsys):
     res = train_run(cfg)
     p = res.prepared
     folder = save_model(tmp_path / "m", p.model, p.tokenizer, task=p.task, config=cfg.model_dump(), summary=res.summary)
-    assert main(["prune", str(folder), "--method", "heads,ffn-activation", "--ratios", "0.5", "--calib-batches", "1",
-                 "--out", str(tmp_path / "out"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "prune",
+                str(folder),
+                "--method",
+                "heads,ffn-activation",
+                "--ratios",
+                "0.5",
+                "--calib-batches",
+                "1",
+                "--out",
+                str(tmp_path / "out"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [(r["method"], r["ratio"]) for r in out["rows"]] == [("dense", 0.0), ("heads", 0.5), ("ffn-activation", 0.5)]
-    assert main(["export", str(folder), "--out", str(tmp_path / "small"), "--repeats", "2", "--warmup", "0", "--json"]) == 0
+    assert (
+        main(["export", str(folder), "--out", str(tmp_path / "small"), "--repeats", "2", "--warmup", "0", "--json"])
+        == 0
+    )
     rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rep["equal"] is True and rep["realised_speedup"] > 0

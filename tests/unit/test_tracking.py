@@ -14,16 +14,34 @@ from econ_ray.training import train_run
 
 
 def tiny_cfg():
-    return parse_config({
-        "model": {"name": "tiny-bert", "tiny": {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64},
-                  "ffn_activation": "relu", "dropout": 0.0},
-        "data": {"source": "builtin:majority", "max_length": 24, "heldout_fraction": 0.2,
-                 "builtin": {"n_train": 300, "n_validation": 100, "max_len": 20, "noise_pct": 10}},
-        "attention": {"mode": "gates"},
-        "objective": {"kind": "penalised", "lam": 1.0, "alpha": 1.0, "beta": 0.0, "dense_steps": 20},
-        "training": {"lr": 3e-3, "gate_lr": 5e-2, "batch_size": 32, "max_steps": 20, "eval_every": 20,
-                     "seed": 0, "progress": False},
-    }, "test.yaml")
+    return parse_config(
+        {
+            "model": {
+                "name": "tiny-bert",
+                "tiny": {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64},
+                "ffn_activation": "relu",
+                "dropout": 0.0,
+            },
+            "data": {
+                "source": "builtin:majority",
+                "max_length": 24,
+                "heldout_fraction": 0.2,
+                "builtin": {"n_train": 300, "n_validation": 100, "max_len": 20, "noise_pct": 10},
+            },
+            "attention": {"mode": "gates"},
+            "objective": {"kind": "penalised", "lam": 1.0, "alpha": 1.0, "beta": 0.0, "dense_steps": 20},
+            "training": {
+                "lr": 3e-3,
+                "gate_lr": 5e-2,
+                "batch_size": 32,
+                "max_steps": 20,
+                "eval_every": 20,
+                "seed": 0,
+                "progress": False,
+            },
+        },
+        "test.yaml",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,14 +108,35 @@ def test_check_tracking_uri(tmp_path):
 
 
 def test_safe_params_drops_secrets():
-    params = safe_params({
-        "AWS_SECRET_ACCESS_KEY": "abc", "lam": 0.1, "objective": {"tau_rel": 0.05, "kind": "constrained"},
-        "hf_token": "t", "api_key": "k", "db_password": "p", "HOME": "/root",
-        "note": "hf_abcdefghijklmnopqrstuvwxyz1234", "store": "postgresql://me:pw@db/x",
-        "tokenizer": "word", "k": 4, "vault": {"secret": {"lam": 1}}, "env": {"HF_HOME": "/x"}, "long": "x" * 7000, "none": None, "bad name!": 1,
-    })
-    assert params == {"lam": "0.1", "objective.tau_rel": "0.05", "objective.kind": "constrained",
-                      "tokenizer": "word", "k": "4", "long": "x" * 6000, "bad name_": "1"}
+    params = safe_params(
+        {
+            "AWS_SECRET_ACCESS_KEY": "abc",
+            "lam": 0.1,
+            "objective": {"tau_rel": 0.05, "kind": "constrained"},
+            "hf_token": "t",
+            "api_key": "k",
+            "db_password": "p",
+            "HOME": "/root",
+            "note": "hf_abcdefghijklmnopqrstuvwxyz1234",
+            "store": "postgresql://me:pw@db/x",
+            "tokenizer": "word",
+            "k": 4,
+            "vault": {"secret": {"lam": 1}},
+            "env": {"HF_HOME": "/x"},
+            "long": "x" * 7000,
+            "none": None,
+            "bad name!": 1,
+        }
+    )
+    assert params == {
+        "lam": "0.1",
+        "objective.tau_rel": "0.05",
+        "objective.kind": "constrained",
+        "tokenizer": "word",
+        "k": "4",
+        "long": "x" * 6000,
+        "bad name_": "1",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,8 +146,11 @@ def test_safe_params_drops_secrets():
 def test_parent_children_metrics_series_failure_artifacts(store, tmp_path):
     uri, _ = store
     tr = MlflowTracker(uri, "runs")
-    parent = tr.start_parent("search-1", params={"lam": 0.1, "AWS_SECRET_ACCESS_KEY": "abc", "space": {"alpha": [0, 1]}},
-                             tags={"econ_ray.version": "0.1.0"})
+    parent = tr.start_parent(
+        "search-1",
+        params={"lam": 0.1, "AWS_SECRET_ACCESS_KEY": "abc", "space": {"alpha": [0, 1]}},
+        tags={"econ_ray.version": "0.1.0"},
+    )
     assert tr.parent_run_id == parent
     a = tr.start_child("t-a", params={"lam": 0.5}, tags={"objective": "penalised"})
     b = tr.start_child("t-b", params={"lam": 2.0})
@@ -197,17 +239,35 @@ def test_registry_round_trip(store, trained, monkeypatch):
     tr.start_child("cheap", params={})
 
     def tags(trial, metric, gflops, higher="true"):
-        return {"metric": metric, "metric_name": "accuracy", "effective_gflops": gflops,
-                "dense_gflops": s["dense_gflops"], "seq_len": 24, "lam": 1.0, "alpha": 1.0, "beta": 0.0,
-                "tau": None, "objective": "penalised", "parent_run_id": parent, "higher_is_better": higher,
-                "trial_id": trial}
+        return {
+            "metric": metric,
+            "metric_name": "accuracy",
+            "effective_gflops": gflops,
+            "dense_gflops": s["dense_gflops"],
+            "seq_len": 24,
+            "lam": 1.0,
+            "alpha": 1.0,
+            "beta": 0.0,
+            "tau": None,
+            "objective": "penalised",
+            "parent_run_id": parent,
+            "higher_is_better": higher,
+            "trial_id": trial,
+        }
 
     g = s["effective_gflops"]
     start = time.monotonic()
-    v1 = register_model(tr, trial_id="good", model_dir=folder, name="econ-tiny", tags=tags("good", s["metric"], g),
-                        alias="rank-1")
-    v2 = register_model(tr, trial_id="cheap", model_dir=folder, name="econ-tiny",
-                        tags=tags("cheap", s["metric"] - 0.2, g / 2), alias="rank-2")
+    v1 = register_model(
+        tr, trial_id="good", model_dir=folder, name="econ-tiny", tags=tags("good", s["metric"], g), alias="rank-1"
+    )
+    v2 = register_model(
+        tr,
+        trial_id="cheap",
+        model_dir=folder,
+        name="econ-tiny",
+        tags=tags("cheap", s["metric"] - 0.2, g / 2),
+        alias="rank-2",
+    )
     assert time.monotonic() - start < 15
     assert (v1, v2) == (1, 2)
 
@@ -228,10 +288,12 @@ def test_registry_round_trip(store, trained, monkeypatch):
     # perplexity: lower is better, min_metric is a ceiling
     tr.start_child("ppl-a", params={})
     tr.start_child("ppl-b", params={})
-    register_model(tr, trial_id="ppl-a", model_dir=folder, name="econ-ppl", tags=tags("ppl-a", 20.0, 1.0, "false"),
-                   alias="rank-2")
-    register_model(tr, trial_id="ppl-b", model_dir=folder, name="econ-ppl", tags=tags("ppl-b", 10.0, 2.0, "false"),
-                   alias="rank-1")
+    register_model(
+        tr, trial_id="ppl-a", model_dir=folder, name="econ-ppl", tags=tags("ppl-a", 20.0, 1.0, "false"), alias="rank-2"
+    )
+    register_model(
+        tr, trial_id="ppl-b", model_dir=folder, name="econ-ppl", tags=tags("ppl-b", 10.0, 2.0, "false"), alias="rank-1"
+    )
     assert best_version("econ-ppl", max_gflops=5.0, uri=uri)["version"] == 2
     assert best_version("econ-ppl", max_gflops=1.5, uri=uri)["version"] == 1
     assert best_version("econ-ppl", max_gflops=1.5, min_metric=15.0, uri=uri) is None

@@ -9,16 +9,34 @@ from econ_ray.training import train_run
 
 
 def tiny_cfg(attention=None, **objective):
-    return parse_config({
-        "model": {"name": "tiny-bert", "tiny": {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64},
-                  "ffn_activation": "relu", "dropout": 0.0},
-        "data": {"source": "builtin:majority", "max_length": 24, "heldout_fraction": 0.2,
-                 "builtin": {"n_train": 600, "n_validation": 200, "max_len": 20, "noise_pct": 10}},
-        "attention": attention or {"mode": "gates"},
-        "objective": {"dense_steps": 60, **objective},
-        "training": {"lr": 3e-3, "gate_lr": 5e-2, "batch_size": 32, "max_steps": 60, "eval_every": 30,
-                     "seed": 0, "progress": False},
-    }, "test.yaml")
+    return parse_config(
+        {
+            "model": {
+                "name": "tiny-bert",
+                "tiny": {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64},
+                "ffn_activation": "relu",
+                "dropout": 0.0,
+            },
+            "data": {
+                "source": "builtin:majority",
+                "max_length": 24,
+                "heldout_fraction": 0.2,
+                "builtin": {"n_train": 600, "n_validation": 200, "max_len": 20, "noise_pct": 10},
+            },
+            "attention": attention or {"mode": "gates"},
+            "objective": {"dense_steps": 60, **objective},
+            "training": {
+                "lr": 3e-3,
+                "gate_lr": 5e-2,
+                "batch_size": 32,
+                "max_steps": 60,
+                "eval_every": 30,
+                "seed": 0,
+                "progress": False,
+            },
+        },
+        "test.yaml",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +53,27 @@ def test_price_on_attention_lowers_density(runs):
 
 def test_summary_has_every_metric(runs):
     s = runs[1].summary
-    for key in ("task", "metric_name", "metric", "ce", "dense_gflops", "effective_gflops", "seq_len",
-                "attention_density", "ffn_density", "gini", "entropy_bits", "lam", "alpha", "beta", "tau",
-                "objective", "attention", "accuracy", "mcc"):
+    for key in (
+        "task",
+        "metric_name",
+        "metric",
+        "ce",
+        "dense_gflops",
+        "effective_gflops",
+        "seq_len",
+        "attention_density",
+        "ffn_density",
+        "gini",
+        "entropy_bits",
+        "lam",
+        "alpha",
+        "beta",
+        "tau",
+        "objective",
+        "attention",
+        "accuracy",
+        "mcc",
+    ):
         assert key in s, key
     assert s["seq_len"] == 24
     assert 0 < s["effective_gflops"] <= s["dense_gflops"]
