@@ -34,8 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fastsearch  # noqa: E402
 
-from econ_ray.metrics.task import higher_is_better  # noqa: E402
-from econ_ray.search.driver import _metric_name  # noqa: E402
+from econ_ray.search import check_run  # noqa: E402
 from econ_ray.search.moasha import RANKS, RungBook  # noqa: E402
 
 TARGET_HV, TARGET_STEPS = 0.98, 0.5
@@ -166,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
         if a.sampler != "random" and a.trials > 10:
             ap.error("--replay is exact only while the sampler ignores results (random, or TPE's first 10 trials)")
     cfg = fastsearch.load_fast(a.config, dict(parse_override(x) for x in a.set))
-    maximize = higher_is_better(_metric_name(cfg))
+    maximize = check_run(cfg, a.config).maximize
     dense = cfg.objective.dense_steps if cfg.objective.dense_reference == "warmup" else 0
     max_steps, every = cfg.training.max_steps, cfg.training.eval_every
 

@@ -19,12 +19,10 @@ import torch
 
 from econ_ray.config import load_config, parse_config
 from econ_ray.config.schema import SearchSpaceFile
-from econ_ray.metrics.task import higher_is_better
-from econ_ray.search.driver import TrialRecord, _chance, _metric_name, points_from
+from econ_ray.search import TrialRecord, chance_of, check_run, points_from, trial_config
 from econ_ray.search.moasha import RungBook
 from econ_ray.search.optuna_searcher import ConstrainedOptunaSearch
 from econ_ray.search.pareto import hypervolume, reference_point
-from econ_ray.search.space import apply_knobs
 from econ_ray.search.trial import REPORT_KEYS
 from econ_ray.training import train_run
 
@@ -73,7 +71,7 @@ def run_trials(
 ) -> list[FastTrial]:
     """Sequential search: ask the searcher, train the trial in-process, tell the searcher."""
     torch.set_num_threads(1)  # 2 shared cores: more threads only contend
-    maximize = higher_is_better(_metric_name(cfg))
+    maximize = check_run(cfg, cfg.name).maximize
     searcher = ConstrainedOptunaSearch(
         cfg.search.space,
         sampler=sampler,
@@ -87,7 +85,7 @@ def run_trials(
     for i in range(n_trials):
         tid = f"t{i:03d}"
         knobs = searcher.suggest(tid)["knobs"]
-        rc = apply_knobs(cfg, knobs)
+        rc = trial_config(cfg, knobs)
         rc.training.progress = False
         dense = rc.objective.dense_steps if rc.objective.dense_reference == "warmup" else 0
         seen: dict[str, Any] = {"steps": 0, "last": None, "history": []}
@@ -138,12 +136,12 @@ def reference(cfg: SearchSpaceFile, trials: list[FastTrial]) -> tuple[float, flo
     """METHOD 8's reference point: (chance metric, 1.05 x dense GFLOPs) from any complete trial."""
     recs = records(trials)
     dense = next(float(t.metrics["dense_total_gflops"]) for t in trials if t.status == "complete")
-    return reference_point(dense_gflops=dense, chance_metric=_chance(cfg, _metric_name(cfg), recs))
+    return reference_point(dense_gflops=dense, chance_metric=chance_of(check_run(cfg, cfg.name), recs))
 
 
 def hv_curve(cfg: SearchSpaceFile, trials: list[FastTrial], ref: tuple[float, float]) -> list[dict[str, float]]:
     """Hypervolume after each trial, with cumulative trials and trial-steps."""
-    maximize = higher_is_better(_metric_name(cfg))
+    maximize = check_run(cfg, cfg.name).maximize
     pts = points_from(records(trials))
     curve, steps = [], 0
     for k, t in enumerate(trials, 1):

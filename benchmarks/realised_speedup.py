@@ -57,9 +57,9 @@ def _checkpoint_folder(checkpoint: str) -> Path | None:
         hits = [p] if (p / "econ.json").is_file() else sorted(x.parent for x in p.rglob("econ.json"))
         return hits[0] if hits else None
     try:  # a remote (e.g. s3://) checkpoint: let Ray fetch it
-        from econ_ray.search.driver import _model_dir
+        from econ_ray.search import model_dir
 
-        return Path(_model_dir(checkpoint))
+        return Path(model_dir(checkpoint))
     except Exception:  # noqa: BLE001 - reported by the caller as "no model folder"
         return None
 

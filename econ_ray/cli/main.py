@@ -97,7 +97,7 @@ TRAIN_KEYS = [
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from econ_ray.config.checks import check_run
+    from econ_ray.search.preflight import check_run
 
     try:
         cfg = load_config(args.file, _train_overrides(args))
@@ -160,7 +160,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from econ_ray.config.checks import check_run
+    from econ_ray.search.preflight import check_run
 
     try:
         cfg = load_config(args.file)
@@ -232,19 +232,10 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise ValueError("search needs FILE (or --resume RUN_DIR)")
         else:
             cfg = load_config(args.file, overrides)
-        from econ_ray.config.checks import check_search
-
-        # before anything starts: no Ray session, MLflow run or run folder for a bad input
-        check_search(
-            cfg,
-            args.file or f"{args.resume}/config.yaml",
-            address=args.address,
-            run_dir=args.resume or args.run_dir,
-            storage_path=args.storage_path,
-        )
     except (ConfigError, ValueError, ResumeError) as exc:
         return _fail(str(exc))
-    from econ_ray.search.driver import SearchError, run_search
+    from econ_ray.search.driver import run_search
+    from econ_ray.search.results import SearchError
     from econ_ray.tracking import TrackingError
 
     try:
@@ -404,7 +395,7 @@ def cmd_topk(args: argparse.Namespace) -> int:
         overrides = dict(parse_override(item) for item in args.set or [])
         from pathlib import Path
 
-        from econ_ray.config.checks import check_run, check_writable_folder
+        from econ_ray.search.preflight import check_run, check_writable_folder
 
         check_writable_folder(args.out or "runs/topk", args.target, "--out")
         if not Path(args.model or args.target).is_dir():  # a search-space file: check it before training

@@ -291,3 +291,20 @@ class SearchSpaceFile(RunConfig):
     name: str = Field("econ-ray", description="name of this experiment")
     search: SearchConfig = Field(default_factory=SearchConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+
+    @model_validator(mode="after")
+    def _searched_ceiling(self) -> SearchSpaceFile:
+        space = self.search.space
+        o = self.objective
+        has_ceiling = o.tau is not None or o.tau_rel is not None or space.tau is not None or space.tau_rel is not None
+        if space.objective and "constrained" in space.objective and self.attention.mode != "gates":
+            raise ValueError(
+                "search.space.objective: 'constrained' closes gates: it needs attention.mode 'gates' "
+                f"(got '{self.attention.mode}')"
+            )
+        if space.objective and "constrained" in space.objective and not has_ceiling:
+            raise ValueError(
+                "search.space.objective: a 'constrained' trial needs a loss ceiling: set objective.tau_rel "
+                "(or objective.tau), or give search.space.tau_rel (or tau) a range"
+            )
+        return self

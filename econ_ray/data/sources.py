@@ -521,3 +521,34 @@ def _check_local_columns(source: str, path: Path, columns: Mapping[str, str] | N
     if not has_label:
         raise DataError(source, _missing_column(cols["label"], available))
     return _infer_kind(source, df[cols["label"]], kind)
+
+
+def describe_source(
+    source: str,
+    *,
+    columns: Mapping[str, str] | None = None,
+    kind: TaskKind | None = None,
+    builtin_options: Mapping[str, Any] | None = None,
+) -> TaskSpec:
+    """The :class:`TaskSpec` that :func:`load_task` will return for ``source``, without loading it:
+    the task kind (inferred for a local file, as the loader infers it), its label count and its
+    primary metric. Raises :class:`DataError` like :func:`check_source`.
+
+    A local classification file's label column is read whole (its classes are the label count);
+    everything else comes from a built-in's or hub task's table or from the first rows of the file.
+    """
+    found = check_source(source, columns=columns, kind=kind, builtin_options=builtin_options)
+    if source.startswith(BUILTIN_PREFIX):
+        b = builtin.BUILTIN_TASKS[source[len(BUILTIN_PREFIX) :]]
+        return TaskSpec(source, found, b.num_labels, b.metric_name)
+    if source in HUB_TASKS:
+        h = HUB_TASKS[source]
+        return TaskSpec(source, found, h.num_labels, h.metric_name)
+    if found == "lm":
+        return TaskSpec(source, "lm", 0, DEFAULT_METRIC["lm"])
+    # a labelled table: the kind and the classes of the whole label column, as the loader sees them
+    col = {"label": "label", **(columns or {})}["label"]
+    labels = _read_table(source, Path(source).expanduser())[col]
+    found = _infer_kind(source, labels, kind)  # type: ignore[assignment]
+    num_labels = _class_ids(source, col, labels)[1] if found == "classification" else 1
+    return TaskSpec(source, found, num_labels, DEFAULT_METRIC[found])

@@ -211,9 +211,9 @@ def plot_pareto_with_baselines(run_dir: str | Path, rows: list[dict[str, Any]], 
     sequence length as the search (the x axes are then the same count).
     """
     from econ_ray.metrics.task import higher_is_better
-    from econ_ray.search.driver import TrialRecord, points_from
     from econ_ray.search.pareto import pareto_front
     from econ_ray.search.plot import plot_pareto
+    from econ_ray.search.records import TrialRecord, points_from
 
     records = [TrialRecord(**r) for r in json.loads((Path(run_dir) / "trials.json").read_text())]
     points = points_from(records)

@@ -68,9 +68,9 @@ def _img(folder: Path, root: Path, name: str, alt: str) -> Lines:
 
 
 def _search(folder: Path, root: Path) -> Lines:
-    from econ_ray.search.driver import TrialRecord, points_from
     from econ_ray.search.pareto import TrialPoint, pareto_front
     from econ_ray.search.plot import plot_hypervolume_history, plot_pareto
+    from econ_ray.search.records import TrialRecord, points_from
 
     summary = json.loads((folder / "summary.json").read_text())
     records = [TrialRecord(**r) for r in json.loads((folder / "trials.json").read_text())]

@@ -1,6 +1,11 @@
 """The search driver: Ray Tune + the constrained Optuna searcher over trials on Ray Train + DeepSpeed,
 MLflow tracking from this one process, the Pareto set, and registration of the Pareto models.
 
+``run_search`` reads as its five steps: :func:`plan` (the effective settings and the run folder, or
+a resumed folder's state), the pre-flight (``econ_ray.search.preflight``, run once: the metric and
+its direction come from there), the cluster, :func:`fit` (the Tuner), and :func:`finish`
+(``econ_ray.search.results``: feasibility, the Pareto set, the files, the registry).
+
 Run folder (everything needed to rebuild the results)::
 
     config.yaml     the file as resolved (with CLI overrides)
@@ -15,9 +20,7 @@ Run folder (everything needed to rebuild the results)::
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,92 +30,18 @@ from typing import Any
 import yaml
 
 from econ_ray.config.schema import SearchSpaceFile
-from econ_ray.metrics.task import higher_is_better
-from econ_ray.search.pareto import (
-    TrialPoint,
-    chance_metric,
-    hypervolume,
-    hypervolume_history,
-    pareto_front,
-    reference_point,
+from econ_ray.search import resume as rs
+from econ_ray.search.preflight import SearchFacts, check_search
+from econ_ray.search.records import TrialRecord, load_records, write_trials
+from econ_ray.search.results import (
+    PARENT_ARTIFACTS,
+    chance_of,
+    make_constraints,
+    mark_feasible,
+    register_pareto,
+    summarise,
+    write_pareto,
 )
-
-PARETO_FIELDS = (
-    "rank",
-    "trial_id",
-    "metric_name",
-    "metric",
-    "effective_gflops",
-    "dense_total_gflops",
-    "dense_gflops",
-    "seq_len",
-    "lam",
-    "alpha",
-    "beta",
-    "tau",
-    "objective",
-    "attention_density",
-    "ffn_density",
-    "ce",
-)
-
-
-class SearchError(RuntimeError):
-    """A search that cannot start (bad cluster size, storage, tracking)."""
-
-
-@dataclass
-class TrialRecord:
-    """One trial as the run folder keeps it."""
-
-    trial_id: str
-    order: int
-    status: str  # "complete" | "failed" | "stopped"
-    knobs: dict[str, Any]
-    metrics: dict[str, Any] = field(default_factory=dict)
-    reason: str | None = None
-    checkpoint: str | None = None
-    feasible: bool = True
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(float(x))
-
-
-def make_constraints(cfg: SearchSpaceFile, maximize: bool) -> list:
-    """Search-level constraints in Optuna's convention (feasible iff value <= 0)."""
-    cons = []
-    pts = cfg.search.min_metric_vs_dense
-    if pts is not None:
-        margin = pts / 100.0  # "points" of a metric reported as a fraction
-
-        def metric_vs_dense(r: dict[str, Any]) -> float:
-            dense = r.get("dense_metric")
-            if not _finite(dense) or not _finite(r.get("metric")):
-                return 1.0
-            return (dense - margin) - r["metric"] if maximize else r["metric"] - (dense + margin)
-
-        cons.append(metric_vs_dense)
-    return cons
-
-
-def points_from(records: list[TrialRecord]) -> list[TrialPoint]:
-    pts = []
-    for r in records:
-        m = r.metrics
-        ok = r.status == "complete" and _finite(m.get("metric")) and _finite(m.get("effective_gflops"))
-        pts.append(
-            TrialPoint(
-                trial_id=r.trial_id,
-                metric=float(m["metric"]) if _finite(m.get("metric")) else float("nan"),
-                gflops=float(m["effective_gflops"]) if _finite(m.get("effective_gflops")) else float("nan"),
-                feasible=r.feasible,
-                complete=ok,
-                order=r.order,
-                params={**r.knobs, **{k: m.get(k) for k in ("lam", "alpha", "beta", "tau", "objective")}},
-            )
-        )
-    return pts
 
 
 @dataclass
@@ -137,101 +66,214 @@ class SearchOutcome:
         return asdict(self)
 
 
-def summarise(
-    run_dir: Path, records: list[TrialRecord], *, metric_name: str, maximize: bool, chance: float
-) -> tuple[list[dict[str, Any]], float, tuple[float, float], list[tuple[int, float]]]:
-    """Compute the Pareto set, hypervolume and its history from trial records; write the files."""
-    from econ_ray.search.plot import plot_hypervolume_history, plot_pareto
+@dataclass
+class SearchPlan:
+    """The effective settings of one search (a new one, or a resumed folder's) before anything starts."""
 
-    points = points_from(records)
-    front = pareto_front(points, maximize_metric=maximize)
-    by_id = {r.trial_id: r for r in records}
-    complete = [r for r in records if r.status == "complete"]
-    # the unmodified model's whole cost: the same count as effective_gflops with nothing skipped
-    dense_g = next(
-        (float(r.metrics["dense_total_gflops"]) for r in complete if _finite(r.metrics.get("dense_total_gflops"))),
-        float("nan"),
+    file: SearchSpaceFile  # the file as given (with CLI overrides)
+    cfg: SearchSpaceFile  # the same with the effective trials, concurrency and sampler
+    config_path: str
+    root: Path  # the run folder
+    n_trials: int
+    concurrency: int
+    sampler: str
+    seed: int
+    stamp: str
+    tracking_uri: str | None  # explicit or the resumed search's; None: MLFLOW_TRACKING_URI or ./mlflow.db
+    state: dict[str, Any] = field(default_factory=dict)  # search_state.json of a resumed search
+    prior: list[TrialRecord] = field(default_factory=list)  # trials a resumed search already has
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.state)
+
+    @property
+    def registered_model(self) -> str:
+        return self.cfg.search.registered_model or f"econ-ray-{self.cfg.name}"
+
+    @property
+    def remaining(self) -> int:
+        return rs.remaining_trials(self.n_trials, self.prior)
+
+
+def plan(
+    cfg: SearchSpaceFile,
+    *,
+    config_path: str,
+    trials: int | None = None,
+    concurrency: int | None = None,
+    sampler: str | None = None,
+    seed: int = 0,
+    run_dir: str | None = None,
+    tracking_uri: str | None = None,
+    resume: str | None = None,
+) -> SearchPlan:
+    """The effective settings: the CLI's, else a resumed folder's, else the file's. Writes nothing."""
+    s = cfg.search
+    if resume:
+        root = Path(resume).resolve()
+        state = rs.read_state(root)
+        prior = load_records(root)
+        n_trials, conc = trials or int(state["n_trials"]), concurrency or int(state["concurrency"])
+        sampler_name, seed, stamp = state["sampler"], int(state["seed"]), state["stamp"]
+        uri = tracking_uri or state.get("tracking_uri")
+    else:
+        state, prior = {}, []
+        n_trials, conc, sampler_name = trials or s.trials, concurrency or s.concurrency, sampler or s.sampler
+        uri, stamp = tracking_uri, time.strftime("%Y%m%d-%H%M%S")
+        root = Path(run_dir) if run_dir else Path(os.environ.get("ECON_RAY_RUN_ROOT", "runs")) / f"{cfg.name}-{stamp}"
+        root = root.resolve()
+    search = s.model_copy(update={"trials": n_trials, "concurrency": conc, "sampler": sampler_name})
+    return SearchPlan(
+        file=cfg,
+        cfg=cfg.model_copy(update={"search": search}),
+        config_path=config_path,
+        root=root,
+        n_trials=n_trials,
+        concurrency=conc,
+        sampler=sampler_name,
+        seed=seed,
+        stamp=stamp,
+        tracking_uri=uri,
+        state=state,
+        prior=prior,
     )
-    ref = reference_point(dense_gflops=dense_g, chance_metric=chance)
-    hv = (
-        hypervolume(points, ref_metric=ref[0], ref_gflops=ref[1], maximize_metric=maximize)
-        if math.isfinite(dense_g)
-        else 0.0
+
+
+def run_search(
+    cfg: SearchSpaceFile,
+    *,
+    config_path: str,
+    trials: int | None = None,
+    concurrency: int | None = None,
+    sampler: str | None = None,
+    seed: int = 0,
+    address: str | None = None,
+    run_dir: str | None = None,
+    storage_path: str | None = None,
+    tracking_uri: str | None = None,
+    resume: str | None = None,
+) -> SearchOutcome:
+    """Run the whole search and return its outcome (also written to the run folder). With
+    ``resume=RUN_DIR`` go on with the search of that folder (``econ_ray.search.resume``).
+
+    A bad input raises :class:`~econ_ray.config.load.ConfigError` from the pre-flight, before the
+    run folder, Ray or MLflow exist."""
+    p = plan(
+        cfg,
+        config_path=config_path,
+        trials=trials,
+        concurrency=concurrency,
+        sampler=sampler,
+        seed=seed,
+        run_dir=run_dir,
+        tracking_uri=tracking_uri,
+        resume=resume,
     )
-    history = (
-        hypervolume_history(points, ref_metric=ref[0], ref_gflops=ref[1], maximize_metric=maximize)
-        if math.isfinite(dense_g)
-        else []
+    facts = check_search(
+        p.cfg, config_path, address=address, run_dir=str(p.root), storage_path=storage_path, tracking_uri=p.tracking_uri
     )
-    ranked = sorted(front, key=lambda p: (-p.metric if maximize else p.metric, p.gflops))
-    rows = []
-    for rank, p in enumerate(ranked, 1):
-        m = by_id[p.trial_id].metrics
-        rows.append(
-            {
-                "rank": rank,
-                "trial_id": p.trial_id,
-                "metric_name": metric_name,
-                "metric": p.metric,
-                "effective_gflops": p.gflops,
-                **{
-                    k: m.get(k)
-                    for k in PARETO_FIELDS
-                    if k not in ("rank", "trial_id", "metric_name", "metric", "effective_gflops")
-                },
-            }
+    timing: dict[str, float] = {"t_search_start": time.time()}
+    session = open_session(p, facts)
+    if p.remaining:  # a finished search resumed again needs no cluster
+        start_ray(address, p.cfg)
+    timing["t_ray_ready"] = time.time()
+    records = p.prior + fit(p, facts, session, storage_path=storage_path, timing=timing)
+    outcome = finish(p, facts, session, records)
+    timing["t_search_end"] = time.time()
+    (p.root / "timing.json").write_text(json.dumps(timing))  # benchmarks/machinery_overhead.py
+    return outcome
+
+
+@dataclass
+class Session:
+    """What a started search holds: the MLflow parent run and the tracker, the Optuna searcher, and
+    the trials a resume re-runs."""
+
+    tracker: Any  # BufferedTracker: MLflow, or the run folder's outbox during an outage
+    parent_run_id: str
+    searcher: Any  # ConstrainedOptunaSearch
+    rerun: list[dict[str, Any]]
+
+
+def open_session(p: SearchPlan, facts: SearchFacts) -> Session:
+    """The run folder, the MLflow parent run (a resumed search's own), the search state and the
+    Optuna study (``RUN_DIR/optuna.db``); a resume closes the trials its kill cut off."""
+    from econ_ray.search.optuna_searcher import ConstrainedOptunaSearch
+    from econ_ray.tracking import MlflowTracker
+    from econ_ray.tracking.outbox import BufferedTracker
+    from econ_ray.tracking.store import redact_uri
+
+    cfg, s, uri = p.cfg, p.cfg.search, facts.tracking_uri
+    p.root.mkdir(parents=True, exist_ok=True)
+    mlflow_tracker = MlflowTracker(uri, experiment=cfg.name)
+    if p.resumed:
+        parent = p.state["parent_run_id"]
+        mlflow_tracker.resume_parent(parent)  # the same parent run; children re-found
+        p.state.update(resumes=int(p.state.get("resumes", 0)) + 1, n_trials=p.n_trials)
+    else:
+        # the file as given: the effective trials, concurrency and sampler are in the state and parent params
+        (p.root / "config.yaml").write_text(yaml.safe_dump(p.file.model_dump(mode="json"), sort_keys=False))
+        parent = mlflow_tracker.start_parent(
+            f"search-{p.stamp}",
+            params={
+                "trials": p.n_trials,
+                "concurrency": p.concurrency,
+                "sampler": p.sampler,
+                "seed": p.seed,
+                "config_file": p.config_path,
+                "space": json.dumps(s.space.model_dump(exclude_none=True)),
+                "workers_per_trial": cfg.distributed.workers,
+                "deepspeed": cfg.distributed.deepspeed,
+                "zero_stage": cfg.distributed.zero_stage,
+                "model": cfg.model.name,
+                "data": cfg.data.source,
+                "task_kind": facts.task.kind,
+                "metric": facts.metric_name,
+                "attention": cfg.attention.mode,
+                "registered_model": p.registered_model,
+                "scheduler": s.scheduler.kind,
+            },
+            tags={"run_dir": str(p.root), "econ_ray.kind": "search"},
         )
-    (run_dir / "pareto.json").write_text(
-        json.dumps({"reference_point": ref, "hypervolume": hv, "pareto": rows}, indent=2)
+        p.state.update(
+            n_trials=p.n_trials,
+            concurrency=p.concurrency,
+            sampler=p.sampler,
+            seed=p.seed,
+            stamp=p.stamp,
+            parent_run_id=parent,
+            experiment=cfg.name,
+            registered_model=p.registered_model,
+            tracking_uri=uri if redact_uri(uri) == uri else None,
+            config_file=p.config_path,
+            resumes=0,
+        )
+    rs.write_state(p.root, p.state)
+    tracker = BufferedTracker(mlflow_tracker, p.root)  # an outage from here on fills RUN_DIR/tracking_outbox
+    searcher = ConstrainedOptunaSearch(
+        s.space,
+        sampler=p.sampler,
+        seed=p.seed,
+        n_trials=p.n_trials,
+        storage=f"sqlite:///{p.root / 'optuna.db'}",
+        study_name=cfg.name,
+        maximize_metric=facts.maximize,
+        constraints=make_constraints(cfg, facts.maximize),
     )
-    with open(run_dir / "pareto.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(PARETO_FIELDS))
-        w.writeheader()
-        w.writerows(rows)
-    with open(run_dir / "hypervolume.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["trials_completed", "hypervolume"])
-        w.writerows(history)
-    dense_metrics = [float(r.metrics["dense_metric"]) for r in complete if _finite(r.metrics.get("dense_metric"))]
-    dense_pt = None
-    if dense_metrics and math.isfinite(dense_g):
-        dense_pt = TrialPoint("dense", sorted(dense_metrics)[len(dense_metrics) // 2], dense_g)
-    seq_len = next((int(r.metrics["seq_len"]) for r in complete if _finite(r.metrics.get("seq_len"))), 0)
-    plot_pareto(
-        points,
-        front,
-        run_dir / "pareto.png",
-        metric_name=metric_name,
-        seq_len=seq_len,
-        dense=dense_pt,
-        maximize_metric=maximize,
-    )
-    plot_hypervolume_history(history, run_dir / "hypervolume.png")
-    return rows, hv, ref, history
-
-
-def write_trials(run_dir: Path, records: list[TrialRecord]) -> None:
-    (run_dir / "trials.json").write_text(json.dumps([asdict(r) for r in records], indent=2, default=str))
-    keys = sorted({k for r in records for k in r.metrics})
-    knobs = sorted({k for r in records for k in r.knobs})
-    fixed = ("trial_id", "order", "status", "feasible", "reason")
-    with open(run_dir / "trials.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        # a result key that repeats a fixed column (Tune's trial_id, the run's own feasible) gets a
-        # prefix: one header name per column, so csv readers do not overwrite status or id
-        w.writerow([*fixed, *[f"knob_{k}" for k in knobs], *[f"result_{k}" if k in fixed else k for k in keys]])
-        for r in records:
-            w.writerow(
-                [
-                    r.trial_id,
-                    r.order,
-                    r.status,
-                    r.feasible,
-                    r.reason or "",
-                    *[r.knobs.get(k) for k in knobs],
-                    *[r.metrics.get(k) for k in keys],
-                ]
-            )
+    rerun: list[dict[str, Any]] = []
+    if p.resumed:
+        # Optuna trials the kill cut off: FAIL, their knobs enqueued again; their child runs KILLED
+        rerun = rs.reconcile_study(searcher.study, p.prior)
+        for r in rerun:
+            if r["tune_trial_id"] and tracker.child_id(r["tune_trial_id"]):
+                tracker.finish_child(
+                    r["tune_trial_id"],
+                    status="KILLED",
+                    reason="the search driver was interrupted; re-run with the same knobs",
+                )
+        tracker.set_parent_tag("econ_ray.resumes", p.state["resumes"])
+    return Session(tracker, parent, searcher, rerun)
 
 
 def local_ray_options(cfg: SearchSpaceFile) -> dict[str, Any]:
@@ -250,9 +292,9 @@ def local_ray_options(cfg: SearchSpaceFile) -> dict[str, Any]:
     }
 
 
-def _start_ray(address: str | None, cfg: SearchSpaceFile, concurrency: int) -> None:
-    """Connect to ``address`` / ``RAY_ADDRESS``, or start a local cluster. The local cluster's
-    capacity was checked by the pre-flight (``check_search``) before this is called."""
+def start_ray(address: str | None, cfg: SearchSpaceFile) -> None:
+    """Connect to ``address`` / ``RAY_ADDRESS``, or start a local cluster (whose capacity the
+    pre-flight checked)."""
     import ray
 
     if ray.is_initialized():
@@ -264,214 +306,68 @@ def _start_ray(address: str | None, cfg: SearchSpaceFile, concurrency: int) -> N
         ray.init(**local_ray_options(cfg))
 
 
-def run_search(
-    cfg: SearchSpaceFile,
-    *,
-    config_path: str,
-    trials: int | None = None,
-    concurrency: int | None = None,
-    sampler: str | None = None,
-    seed: int = 0,
-    address: str | None = None,
-    run_dir: str | None = None,
-    storage_path: str | None = None,
-    tracking_uri: str | None = None,
-    resume: str | None = None,
-) -> SearchOutcome:
-    """Run the whole search and return its outcome (also written to the run folder). With
-    ``resume=RUN_DIR`` go on with the search of that folder (``econ_ray.search.resume``)."""
+def fit(
+    p: SearchPlan, facts: SearchFacts, session: Session, *, storage_path: str | None, timing: dict[str, float]
+) -> list[TrialRecord]:
+    """Run the remaining trials on a Tuner; return their records (failed trials included: a failing
+    trial never loses the others)."""
     from ray import tune
 
-    from econ_ray.config.checks import check_search
-    from econ_ray.search import resume as rs
-    from econ_ray.search.optuna_searcher import ConstrainedOptunaSearch
     from econ_ray.search.tracking_callback import MlflowTuneCallback
     from econ_ray.search.trial import trial_fn
-    from econ_ray.tracking import MlflowTracker, check_tracking_uri
-    from econ_ray.tracking import tracking_uri as resolve_uri
-    from econ_ray.tracking.outbox import BufferedTracker
-    from econ_ray.tracking.store import redact_uri
 
-    s = cfg.search
-    state: dict[str, Any] = {}
-    prior: list[TrialRecord] = []
-    if resume:
-        root = Path(resume).resolve()
-        state = rs.read_state(root)
-        prior = rs.load_records(root)
-        sampler_name, seed = state["sampler"], int(state["seed"])
-        n_trials = trials or int(state["n_trials"])
-        conc = concurrency or int(state["concurrency"])
-        uri = resolve_uri(tracking_uri or state.get("tracking_uri"))
-        stamp = state["stamp"]
-    else:
-        n_trials = trials or s.trials
-        conc = concurrency or s.concurrency
-        sampler_name = sampler or s.sampler
-        uri = resolve_uri(tracking_uri)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        root = Path(run_dir) if run_dir else Path(os.environ.get("ECON_RAY_RUN_ROOT", "runs")) / f"{cfg.name}-{stamp}"
-        root = root.resolve()
-    # pre-flight with the effective trials / concurrency / sampler: a bad input raises ConfigError
-    # here, before the run folder, Ray or MLflow exist
-    effective = cfg.model_copy(
-        update={"search": s.model_copy(update={"trials": n_trials, "concurrency": conc, "sampler": sampler_name})}
+    callback = MlflowTuneCallback(session.tracker, p.cfg, run_dir=p.root, order_offset=len(p.prior))
+    if not p.remaining:
+        return []
+    tune_storage = storage_path or os.environ.get("ECON_RAY_STORAGE_PATH") or str(p.root / "tune")
+    tuner = tune.Tuner(
+        # the trial function only drives a TorchTrainer: no CPU of its own (its workers reserve theirs)
+        tune.with_resources(trial_fn, {"CPU": 0, "memory": 256 * 1024**2}),
+        param_space={"file": p.cfg.model_dump(mode="json"), "train_storage": tune_storage.rstrip("/") + "/train"},
+        tune_config=tune.TuneConfig(
+            search_alg=session.searcher,
+            scheduler=make_scheduler(p.cfg, facts.maximize),
+            num_samples=p.remaining,
+            max_concurrent_trials=p.concurrency,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+            # a finished trial's actor runs the next trial: one process start and
+            # its imports fewer per trial (docs/benchmarks.md section 5)
+            reuse_actors=True,
+        ),
+        # a resumed search runs a new Tune experiment next to the first (see econ_ray.search.resume)
+        run_config=tune.RunConfig(
+            name=f"tune-resume-{p.state['resumes']}" if p.resumed else "tune",
+            storage_path=tune_storage,
+            callbacks=[callback],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
     )
-    check_search(
-        effective, config_path, address=address, run_dir=str(root), storage_path=storage_path, tracking_uri=uri
-    )
-    check_tracking_uri(uri)
-    root.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        (root / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    timing["t_fit_start"] = time.time()
+    tuner.fit()  # failed trials are recorded by the callback; the others go on
+    timing["t_fit_end"] = time.time()
+    return callback.records()
 
-    timing: dict[str, float] = {"t_search_start": time.time()}
-    if rs.remaining_trials(n_trials, prior):  # a finished search resumed again needs no cluster
-        _start_ray(address, cfg, conc)
-    timing["t_ray_ready"] = time.time()
-    metric_name = _metric_name(cfg)
-    maximize = higher_is_better(metric_name)
-    mlflow_tracker = MlflowTracker(uri, experiment=cfg.name)
-    registered = s.registered_model or f"econ-ray-{cfg.name}"
-    if resume:
-        mlflow_tracker.resume_parent(state["parent_run_id"])  # the same parent run; children re-found
-        parent = state["parent_run_id"]
-        state["resumes"] = int(state.get("resumes", 0)) + 1
-        state["n_trials"] = n_trials
-        rs.write_state(root, state)
-    else:
-        parent = mlflow_tracker.start_parent(
-            f"search-{stamp}",
-            params={
-                "trials": n_trials,
-                "concurrency": conc,
-                "sampler": sampler_name,
-                "seed": seed,
-                "config_file": config_path,
-                "space": json.dumps(s.space.model_dump(exclude_none=True)),
-                "workers_per_trial": cfg.distributed.workers,
-                "deepspeed": cfg.distributed.deepspeed,
-                "zero_stage": cfg.distributed.zero_stage,
-                "model": cfg.model.name,
-                "data": cfg.data.source,
-                "attention": cfg.attention.mode,
-                "registered_model": registered,
-                "scheduler": s.scheduler.kind,
-            },
-            tags={"run_dir": str(root), "econ_ray.kind": "search"},
-        )
-        state = {
-            "n_trials": n_trials,
-            "concurrency": conc,
-            "sampler": sampler_name,
-            "seed": seed,
-            "stamp": stamp,
-            "parent_run_id": parent,
-            "experiment": cfg.name,
-            "registered_model": registered,
-            "tracking_uri": uri if redact_uri(uri) == uri else None,
-            "config_file": config_path,
-            "resumes": 0,
-        }
-        rs.write_state(root, state)
-    tracker = BufferedTracker(mlflow_tracker, root)  # an outage from here on fills RUN_DIR/tracking_outbox
-    searcher = ConstrainedOptunaSearch(
-        s.space,
-        sampler=sampler_name,
-        seed=seed,
-        n_trials=n_trials,
-        storage=f"sqlite:///{root / 'optuna.db'}",
-        study_name=cfg.name,
-        maximize_metric=maximize,
-        constraints=make_constraints(cfg, maximize),
-    )
-    rerun: list[dict[str, Any]] = []
-    if resume:
-        # Optuna trials the kill cut off: FAIL, their knobs enqueued again; their child runs KILLED
-        rerun = rs.reconcile_study(searcher.study, prior)
-        for r in rerun:
-            if r["tune_trial_id"] and tracker.child_id(r["tune_trial_id"]):
-                tracker.finish_child(
-                    r["tune_trial_id"],
-                    status="KILLED",
-                    reason="the search driver was interrupted; re-run with the same knobs",
-                )
-        tracker.set_parent_tag("econ_ray.resumes", state["resumes"])
-    callback = MlflowTuneCallback(tracker, run_dir=root, order_offset=len(prior))
-    remaining = rs.remaining_trials(n_trials, prior)
-    if remaining:
-        tune_storage = storage_path or os.environ.get("ECON_RAY_STORAGE_PATH") or str(root / "tune")
-        tuner = tune.Tuner(
-            # the trial function only drives a TorchTrainer: no CPU of its own (its workers reserve theirs)
-            tune.with_resources(trial_fn, {"CPU": 0, "memory": 256 * 1024**2}),
-            param_space={"file": cfg.model_dump(mode="json"), "train_storage": tune_storage.rstrip("/") + "/train"},
-            tune_config=tune.TuneConfig(
-                search_alg=searcher,
-                scheduler=make_scheduler(cfg, maximize),
-                num_samples=remaining,
-                max_concurrent_trials=conc,
-                trial_name_creator=_trial_name,
-                trial_dirname_creator=_trial_name,
-                # a finished trial's actor runs the next trial: one process start and
-                # its imports fewer per trial (docs/benchmarks.md section 5)
-                reuse_actors=True,
-            ),
-            # a resumed search runs a new Tune experiment next to the first (see econ_ray.search.resume)
-            run_config=tune.RunConfig(
-                name=f"tune-resume-{state['resumes']}" if resume else "tune",
-                storage_path=tune_storage,
-                callbacks=[callback],
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=0),
-            ),
-        )
-        timing["t_fit_start"] = time.time()
-        tuner.fit()  # failed trials are recorded by the callback; the others go on
-        timing["t_fit_end"] = time.time()
 
-    records = prior + callback.records()
-    constraints = make_constraints(cfg, maximize)
-    for r in records:
-        r.feasible = r.status == "complete" and all(c(r.metrics) <= 0 for c in constraints)
+def finish(p: SearchPlan, facts: SearchFacts, session: Session, records: list[TrialRecord]) -> SearchOutcome:
+    """Feasibility, the run folder's files, the registry and the parent run's metrics."""
+    tracker, root = session.tracker, p.root
+    mark_feasible(records, make_constraints(p.cfg, facts.maximize))
     write_trials(root, records)
-    chance = _chance(cfg, metric_name, records)
-    rows, hv, ref, history = summarise(root, records, metric_name=metric_name, maximize=maximize, chance=chance)
-
-    # register every Pareto model, alias by rank
-    for row in rows:
-        rec = next(r for r in records if r.trial_id == row["trial_id"])
-        tags = {
-            **{
-                k: row.get(k)
-                for k in (
-                    "metric",
-                    "metric_name",
-                    "effective_gflops",
-                    "dense_gflops",
-                    "dense_total_gflops",
-                    "seq_len",
-                    "lam",
-                    "alpha",
-                    "beta",
-                    "tau",
-                    "objective",
-                )
-            },
-            "parent_run_id": parent,
-            "higher_is_better": str(maximize).lower(),
-            "trial_id": rec.trial_id,
-        }
-        # an existing version of the trial's child run is reused (a resumed search registers nothing twice);
-        # None while the registration waits in the tracking outbox
-        row["version"] = tracker.register(
-            trial_id=rec.trial_id,
-            model_dir=_model_dir(rec.checkpoint),
-            name=registered,
-            tags=tags,
-            alias=f"rank-{row['rank']}",
-        )
-    # rewritten with the registry version of each Pareto model
-    (root / "pareto.json").write_text(json.dumps({"reference_point": ref, "hypervolume": hv, "pareto": rows}, indent=2))
+    rows, hv, ref, history = summarise(
+        root, records, metric_name=facts.metric_name, maximize=facts.maximize, chance=chance_of(facts, records)
+    )
+    register_pareto(
+        tracker,
+        p.cfg,
+        rows,
+        records,
+        name=p.registered_model,
+        parent_run_id=session.parent_run_id,
+        maximize=facts.maximize,
+    )
+    write_pareto(root, rows, ref, hv)  # again, with the registry version of each Pareto model
     for step, (n, value) in enumerate(history):
         tracker.log_parent_metrics({"hypervolume": value, "trials_completed": n}, step=step)
     failures = [
@@ -485,38 +381,22 @@ def run_search(
         n_trials=len(records),
         n_failed=len(failures),
         hypervolume=hv,
-        registered_model=registered if rows else None,
-        mlflow_parent_run_id=parent,
+        registered_model=p.registered_model if rows else None,
+        mlflow_parent_run_id=session.parent_run_id,
         pareto=rows,
         failures=failures,
         reference_point=ref,
         plot=str(root / "pareto.png"),
-        resumed=int(state.get("resumes", 0)),
-        rerun=rerun,
+        resumed=int(p.state.get("resumes", 0)),
+        rerun=session.rerun,
     )
     (root / "summary.json").write_text(json.dumps(outcome.to_json(), indent=2, default=str))
-    tracker.log_parent_artifacts(
-        [
-            root / n
-            for n in (
-                "pareto.csv",
-                "pareto.json",
-                "pareto.png",
-                "hypervolume.csv",
-                "hypervolume.png",
-                "trials.csv",
-                "summary.json",
-                "config.yaml",
-            )
-        ]
-    )
+    tracker.log_parent_artifacts([root / n for n in PARENT_ARTIFACTS])
     tracker.end_parent("FINISHED")
     if tracker.outbox_file is not None:
         outcome.tracking_outbox, outcome.pending_tracking_ops = str(tracker.outbox_file), tracker.pending
         outcome.tracking_error = tracker.offline_reason
         (root / "summary.json").write_text(json.dumps(outcome.to_json(), indent=2, default=str))
-    timing["t_search_end"] = time.time()
-    (root / "timing.json").write_text(json.dumps(timing))  # benchmarks/machinery_overhead.py
     return outcome
 
 
@@ -542,35 +422,3 @@ def make_scheduler(cfg: SearchSpaceFile, maximize: bool) -> Any:
 
 def _trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
-
-
-def _model_dir(checkpoint: str | None) -> str:
-    if not checkpoint:
-        raise SearchError("a Pareto trial has no checkpoint to register")
-    from ray.train import Checkpoint
-
-    ck = Checkpoint(checkpoint)
-    return ck.path if os.path.isdir(ck.path) else ck.to_directory()
-
-
-def _metric_name(cfg: SearchSpaceFile) -> str:
-    src = cfg.data.source
-    from econ_ray.data.builtin import BUILTIN_TASKS
-    from econ_ray.data.sources import HUB_TASKS
-
-    if src.startswith("builtin:") and src.split(":", 1)[1] in BUILTIN_TASKS:
-        return BUILTIN_TASKS[src.split(":", 1)[1]].metric_name
-    if src in HUB_TASKS:
-        return HUB_TASKS[src].metric_name
-    kind = cfg.data.kind
-    return {"lm": "perplexity", "regression": "pearson"}.get(kind or "", "accuracy")
-
-
-def _chance(cfg: SearchSpaceFile, metric_name: str, records: list[TrialRecord]) -> float:
-    if metric_name == "accuracy":
-        labels = next((r.metrics.get("num_labels") for r in records if _finite(r.metrics.get("num_labels"))), 2)
-        return chance_metric("accuracy", num_labels=int(labels))
-    if metric_name == "perplexity":
-        vocab = next((r.metrics.get("vocab_size") for r in records if _finite(r.metrics.get("vocab_size"))), None)
-        return chance_metric("perplexity", vocab_size=int(vocab) if vocab else 50257)
-    return chance_metric(metric_name)

@@ -25,14 +25,13 @@ written at the moment a trial ends, so they are the exact state to go on from.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from econ_ray.search.records import TrialRecord
 from econ_ray.training.checkpoint import atomic_write
 
 STATE_FILE = "search_state.json"
-RECORDS_DIR = "trial_records"
 INTERRUPTED_ATTR = "interrupted"
 RECONCILED_ATTR = "econ_ray_reconciled"
 
@@ -52,35 +51,12 @@ def write_state(run_dir: Path, state: dict[str, Any]) -> None:
     atomic_write(Path(run_dir) / STATE_FILE, lambda p: p.write_text(json.dumps(state, indent=2, default=str)))
 
 
-def write_record(run_dir: Path, record: Any) -> None:
-    """Persist one finished trial's record (a ``TrialRecord``) under ``trial_records/``."""
-    folder = Path(run_dir) / RECORDS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(
-        folder / f"{record.trial_id}.json", lambda p: p.write_text(json.dumps(asdict(record), indent=2, default=str))
-    )
-
-
-def load_records(run_dir: Path) -> list:
-    """Every recorded trial of the run folder, in the order they finished."""
-    from econ_ray.search.driver import TrialRecord
-
-    folder = Path(run_dir) / RECORDS_DIR
-    out = []
-    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            out.append(TrialRecord(**json.loads(p.read_text())))
-        except (ValueError, TypeError):  # never a torn file (atomic writes); a foreign one is skipped
-            continue
-    return sorted(out, key=lambda r: r.order)
-
-
-def remaining_trials(n_trials: int, records: list) -> int:
+def remaining_trials(n_trials: int, records: list[TrialRecord]) -> int:
     """Trials still to run: every recorded trial (complete, failed or stopped) counts as done."""
     return max(0, int(n_trials) - len(records))
 
 
-def reconcile_study(study: Any, records: list) -> list[dict[str, Any]]:
+def reconcile_study(study: Any, records: list[TrialRecord]) -> list[dict[str, Any]]:
     """Close the Optuna trials the kill cut off and enqueue their knobs again.
 
     A trial RUNNING in the study with no record is marked FAIL (``interrupted``) and its params are

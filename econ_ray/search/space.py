@@ -42,8 +42,12 @@ def lam_grid(space: SearchSpace, n: int) -> list[float]:
     return [math.exp(math.log(low) + i * step) for i in range(n)]
 
 
-def apply_knobs(cfg: SearchSpaceFile | RunConfig, knobs: dict[str, Any]) -> RunConfig:
-    """The run config of one trial: the file's run config with the sampled knobs set."""
+def trial_config(cfg: SearchSpaceFile | RunConfig, knobs: dict[str, Any]) -> RunConfig:
+    """The run config of one trial: the file's run config with the sampled knobs set.
+
+    This is the one road from a search-space file and a trial's knobs to what the trial trains: the
+    trial function trains it, and the trial's MLflow params (:func:`trial_params`) and registry tags
+    are read from it. A sampled ``tau`` replaces the file's ``tau_rel`` and the other way round."""
     data = cfg.model_dump(exclude={"search", "distributed", "name"})
     obj = data["objective"]
     if "objective" in knobs:
@@ -55,6 +59,19 @@ def apply_knobs(cfg: SearchSpaceFile | RunConfig, knobs: dict[str, Any]) -> RunC
         obj["tau"], obj["tau_rel"] = float(knobs["tau"]), None
     if "tau_rel" in knobs:
         obj["tau_rel"], obj["tau"] = float(knobs["tau_rel"]), None
-    if obj["kind"] == "constrained" and obj["tau"] is None and obj["tau_rel"] is None:
-        obj["tau_rel"] = 0.05
     return RunConfig.model_validate(data)
+
+
+def trial_params(run: RunConfig) -> dict[str, Any]:
+    """What a trial trained, as MLflow params and registry tags: the objective's knobs and kind and
+    the attention mode, read from the trial's own :func:`trial_config`."""
+    o = run.objective
+    return {
+        "lam": o.lam,
+        "alpha": o.alpha,
+        "beta": o.beta,
+        "tau": o.tau,
+        "tau_rel": o.tau_rel,
+        "objective": o.kind,
+        "attention": run.attention.mode,
+    }

@@ -14,7 +14,9 @@ from typing import Any
 
 from ray.tune import Callback
 
-from econ_ray.search.driver import TrialRecord
+from econ_ray.config.schema import SearchSpaceFile
+from econ_ray.search.records import TrialRecord, write_record
+from econ_ray.search.space import trial_config, trial_params
 from econ_ray.search.trial import CHECKPOINT_FLAG, HISTORY_FILE
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # set by Ray Train's TuneReportCallback
@@ -35,8 +37,16 @@ class MlflowTuneCallback(Callback):
     """Child run per trial: knobs as params, every evaluation as step metrics, the final metrics, the
     multiplier at every step (constrained trials), and FAILED with the reason for a failed trial."""
 
-    def __init__(self, tracker: Any, *, run_dir: str | Path | None = None, order_offset: int = 0) -> None:
+    def __init__(
+        self,
+        tracker: Any,
+        file: SearchSpaceFile,
+        *,
+        run_dir: str | Path | None = None,
+        order_offset: int = 0,
+    ) -> None:
         self.tracker = tracker
+        self.file = file  # each trial's params are read from trial_config(file, knobs), what it trains
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.order_offset = order_offset  # trials recorded before a resume come first
         self._order: list[str] = []
@@ -51,19 +61,7 @@ class MlflowTuneCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         knobs = dict(trial.config.get("knobs", {}))
         self._knobs[trial.trial_id] = knobs
-        run = trial.config["file"]
-        obj = run["objective"]
-        params = {
-            "lam": obj["lam"],
-            "alpha": obj["alpha"],
-            "beta": obj["beta"],
-            "tau": obj["tau"],
-            "tau_rel": obj["tau_rel"],
-            "objective": obj["kind"],
-            **knobs,
-            "optuna_trial": trial.config.get("optuna_trial"),
-            "attention": run["attention"]["mode"],
-        }
+        params = {**trial_params(trial_config(self.file, knobs)), "optuna_trial": trial.config.get("optuna_trial")}
         self.tracker.start_child(trial.trial_id, params=params, tags={"trial_id": trial.trial_id})
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -91,8 +89,6 @@ class MlflowTuneCallback(Callback):
     def _persist(self, trial_id: str) -> None:
         if self.run_dir is None:
             return
-        from econ_ray.search.resume import write_record
-
         rec = next(r for r in self.records() if r.trial_id == trial_id)
         write_record(self.run_dir, rec)
 

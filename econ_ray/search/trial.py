@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from econ_ray.config.schema import DistributedConfig, RunConfig, SearchSpaceFile
-from econ_ray.search.space import apply_knobs
+from econ_ray.search.space import trial_config
 
 HISTORY_FILE = "history.json"
 TIMING_FILE = "timing.json"  # where a trial's wall time went (benchmarks/machinery_overhead.py)
@@ -276,7 +276,7 @@ def trial_fn(config: dict[str, Any]) -> None:
 
     t_trial_start = time.time()
     file_cfg = SearchSpaceFile.model_validate(config["file"])
-    run_cfg = apply_knobs(file_cfg, config.get("knobs", {}))
+    run_cfg = trial_config(file_cfg, config.get("knobs", {}))
     dist = file_cfg.distributed
     use_gpu = dist.gpus_per_worker > 0
     resources = {"CPU": dist.cpus_per_worker}

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import EXE, SMALL, last_json, wait_for
 
-from econ_ray.search.driver import TrialRecord, points_from
 from econ_ray.search.pareto import pareto_front
+from econ_ray.search.records import TrialRecord, points_from
 
 pytestmark = pytest.mark.integration
 

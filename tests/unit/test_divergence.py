@@ -11,8 +11,8 @@ import pytest
 
 from econ_ray.cli.main import main
 from econ_ray.config import RunConfig
-from econ_ray.search.driver import TrialRecord, points_from, write_trials
 from econ_ray.search.pareto import pareto_front
+from econ_ray.search.records import TrialRecord, points_from, write_trials
 from econ_ray.training import DivergenceError, train_run
 
 TINY = {

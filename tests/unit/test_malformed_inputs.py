@@ -424,7 +424,7 @@ def test_enough_distinct_cases():
 def test_valid_base_passes_the_preflight(tmp_path, monkeypatch):
     """The checks can pass: BASE itself is accepted by the pre-flight (so each case fails for its change)."""
     from econ_ray.config import load_config
-    from econ_ray.config.checks import check_search
+    from econ_ray.search.preflight import check_search
 
     argv, path, _ = _prepare(Case("", "", changes={}), "search", tmp_path, monkeypatch)
     check_search(load_config(path), path)

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from econ_ray.config import parse_config
-from econ_ray.search.driver import TrialRecord, make_scheduler, points_from
+from econ_ray.search.driver import make_scheduler
 from econ_ray.search.moasha import (
     MOASHAScheduler,
     RungBook,
@@ -20,6 +20,7 @@ from econ_ray.search.moasha import (
 )
 from econ_ray.search.optuna_searcher import ConstrainedOptunaSearch
 from econ_ray.search.pareto import hypervolume, pareto_front
+from econ_ray.search.records import TrialRecord, points_from
 
 
 def test_fronts_of_a_known_set():

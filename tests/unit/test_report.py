@@ -4,7 +4,8 @@ import json
 
 from econ_ray.cli.main import main
 from econ_ray.experiments.report import build_report, fmt, md_table
-from econ_ray.search.driver import TrialRecord, summarise, write_trials
+from econ_ray.search.records import TrialRecord, write_trials
+from econ_ray.search.results import summarise
 
 
 def _search_folder(root):

@@ -5,17 +5,15 @@ import pytest
 from optuna.trial import TrialState
 
 from econ_ray.config import parse_config
-from econ_ray.search.driver import TrialRecord
 from econ_ray.search.optuna_searcher import ConstrainedOptunaSearch
+from econ_ray.search.records import TrialRecord, load_records, write_record
 from econ_ray.search.resume import (
     INTERRUPTED_ATTR,
     ResumeError,
     check_same_config,
-    load_records,
     read_state,
     reconcile_study,
     remaining_trials,
-    write_record,
     write_state,
 )
 

@@ -7,8 +7,8 @@ import pytest
 
 from econ_ray.cli.main import build_parser
 from econ_ray.config import ConfigError, parse_config
-from econ_ray.config.checks import check_capacity
 from econ_ray.search.driver import local_ray_options
+from econ_ray.search.preflight import check_capacity
 
 
 def test_local_cluster_listens_on_localhost_without_dashboard():

@@ -4,10 +4,11 @@ import optuna
 import pytest
 
 from econ_ray.config import parse_config
-from econ_ray.search.driver import TrialRecord, make_constraints, points_from
 from econ_ray.search.optuna_searcher import CONSTRAINTS_ATTR, ConstrainedOptunaSearch, make_sampler, startup_trials
 from econ_ray.search.pareto import pareto_front
-from econ_ray.search.space import apply_knobs, lam_grid
+from econ_ray.search.records import TrialRecord, points_from
+from econ_ray.search.results import make_constraints
+from econ_ray.search.space import lam_grid, trial_config
 
 
 def _cfg(**search):
@@ -130,7 +131,7 @@ def test_grid_is_log_spaced():
 
 def test_apply_knobs_sets_the_run_config():
     cfg = _cfg()
-    run = apply_knobs(cfg, {"lam": 0.3, "alpha": 0.2, "objective": "constrained", "tau_rel": 0.02})
+    run = trial_config(cfg, {"lam": 0.3, "alpha": 0.2, "objective": "constrained", "tau_rel": 0.02})
     assert run.objective.lam == 0.3 and run.objective.alpha == 0.2
     assert run.objective.kind == "constrained" and run.objective.tau_rel == 0.02 and run.objective.tau is None
 

@@ -13,7 +13,7 @@ import yaml
 
 from econ_ray.config import parse_config
 from econ_ray.modeling import save_model
-from econ_ray.search.driver import write_trials
+from econ_ray.search.records import write_trials
 from econ_ray.search.tracking_callback import MlflowTuneCallback
 from econ_ray.tracking import MlflowTracker, register_model, safe_params
 from econ_ray.tracking.store import redact
@@ -93,7 +93,7 @@ def test_planted_secrets_never_reach_mlflow(tmp_path, monkeypatch, mlflow_db):
         tags={"run_dir": str(tmp_path), "columns": json.dumps(cfg.data.columns)},
     )
 
-    callback = MlflowTuneCallback(tracker)
+    callback = MlflowTuneCallback(tracker, cfg)
     trial = SimpleNamespace(
         trial_id="t1", config={"file": flat, "knobs": {"lam": 0.5}, "optuna_trial": 0}, error_file=None
     )

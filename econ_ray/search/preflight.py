@@ -1,10 +1,16 @@
-"""Pre-flight: everything that can be checked about a run or a search before any work starts.
+"""Pre-flight: everything that can be checked about a run or a search before any work starts, run
+once, returning what it learned.
 
 ``load_config`` checks the file against the schema (types, ranges, combinations). These checks go
 further, still without training, starting Ray or writing anything: that the data source exists and
 has the configured columns, that the model can be built for the task, that the search space gives
 something to search, that the local cluster can hold the asked-for concurrency, that the run
 folder and Tune storage can be written and that the tracking store answers.
+
+What they learn on the way is returned, not thrown away: :class:`RunFacts` has the task spec the
+data layer resolves (kind, metric, its direction, its chance level); :class:`SearchFacts` adds the
+cluster capacity and the tracking URI. The search takes its metric and direction from there, never
+from a guess.
 
 Every failure is a :class:`~econ_ray.config.load.ConfigError`: one line naming the config file,
 the field (a dotted config path, a CLI flag or an environment variable) and what was expected.
@@ -15,33 +21,75 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
 from econ_ray.config.load import ConfigError
 from econ_ray.config.schema import RunConfig, SearchSpaceFile
+from econ_ray.data import DataError, TaskSpec, describe_source
+from econ_ray.metrics.task import higher_is_better
+from econ_ray.modeling import ModelError, check_model
+from econ_ray.search.pareto import chance_metric
 
 RUN_ROOT_ENV = "ECON_RAY_RUN_ROOT"
 STORAGE_ENV = "ECON_RAY_STORAGE_PATH"
+GPT2_VOCAB = 50257  # the chance perplexity of an LM whose trials report no vocabulary size
 
 
-def check_run(cfg: RunConfig, path: str | Path) -> str:
-    """Data and model of one run; returns the task kind (classification | regression | lm)."""
-    from econ_ray.data import DataError, check_source
-    from econ_ray.modeling import ModelError, check_model
+@dataclass(frozen=True)
+class RunFacts:
+    """What the pre-flight of one run learned: the task as the data layer will load it."""
 
+    task: TaskSpec
+
+    @property
+    def metric_name(self) -> str:
+        return self.task.metric_name
+
+    @property
+    def maximize(self) -> bool:
+        """Whether a larger metric is better (accuracy, Pearson, MCC) or a smaller one (perplexity)."""
+        return higher_is_better(self.task.metric_name)
+
+    def chance(self, *, num_labels: int | None = None, vocab_size: int | None = None) -> float:
+        """The metric of a predictor that knows nothing (the hypervolume's reference). The task's
+        label count unless a trial reported the loaded one; perplexity needs the vocabulary the
+        trials report (a word-level tokenizer's is known only once the data is read)."""
+        if self.metric_name == "accuracy":
+            return chance_metric("accuracy", num_labels=num_labels or self.task.num_labels or 2)
+        if self.metric_name == "perplexity":
+            return chance_metric("perplexity", vocab_size=vocab_size or GPT2_VOCAB)
+        return chance_metric(self.metric_name)
+
+
+@dataclass(frozen=True)
+class SearchFacts(RunFacts):
+    """What the pre-flight of a search learned: the run's facts, the cluster and the tracking store."""
+
+    capacity: tuple[float, float] | None = None  # (CPUs, GPUs) of a new local cluster; None: an existing one
+    tracking_uri: str = ""  # the tracking store that answered
+
+
+def check_run(cfg: RunConfig, path: str | Path) -> RunFacts:
+    """Data and model of one run; returns the task spec the data layer resolves."""
     d = cfg.data
     try:
-        kind = check_source(d.source, columns=d.columns, kind=d.kind, builtin_options=d.builtin)
+        task = describe_source(d.source, columns=d.columns, kind=d.kind, builtin_options=d.builtin)
     except DataError as exc:
         field = "data.builtin" if exc.message.startswith("data.builtin: ") else "data.source"
         raise ConfigError(path, field, f"{d.source!r}: {exc.message.removeprefix('data.builtin: ')}") from None
     try:
-        check_model(cfg.model, kind)
+        check_model(cfg.model, task.kind)
     except ModelError as exc:
-        if kind == "lm" and d.kind is None and not d.source.startswith("builtin:") and not d.source.endswith(".txt"):
+        if (
+            task.kind == "lm"
+            and d.kind is None
+            and not d.source.startswith("builtin:")
+            and not d.source.endswith(".txt")
+        ):
             # a table without its label column reads as a corpus; name the column, not the model
             try:
-                check_source(d.source, columns=d.columns, kind="classification", builtin_options=d.builtin)
+                describe_source(d.source, columns=d.columns, kind="classification", builtin_options=d.builtin)
             except DataError as missing:
                 raise ConfigError(
                     path,
@@ -50,7 +98,7 @@ def check_run(cfg: RunConfig, path: str | Path) -> str:
                     f"modelling corpus, which model.name '{cfg.model.name}' cannot train",
                 ) from None
         raise ConfigError(path, "model.name", str(exc).removeprefix("model.name ")) from None
-    return kind
+    return RunFacts(task)
 
 
 def check_writable_folder(folder: str | Path, path: str | Path, field: str) -> None:
@@ -133,18 +181,18 @@ def check_search(
     storage_path: str | None = None,
     tracking_uri: str | None = None,
     capacity: tuple[float, float] | None = None,
-) -> None:
+) -> SearchFacts:
     """Everything ``econ-ray search`` needs, checked before Ray, MLflow or the run folder start.
 
-    ``cfg`` carries the CLI overrides (trials, concurrency, sampler). The capacity check applies to
-    a new local cluster only (no ``address`` and no ``RAY_ADDRESS``); an existing cluster may
+    ``cfg`` carries the effective trials, concurrency and sampler. The capacity check applies to a
+    new local cluster only (no ``address`` and no ``RAY_ADDRESS``); an existing cluster may
     autoscale. ``capacity`` = (CPUs, GPUs) overrides the machine's (for tests).
     """
     from econ_ray.search.space import distributions, lam_grid
     from econ_ray.tracking import TrackingError, check_tracking_uri
     from econ_ray.tracking import tracking_uri as resolve_uri
 
-    check_run(cfg, path)
+    run = check_run(cfg, path)
     s = cfg.search
     try:
         distributions(s.space)
@@ -154,15 +202,10 @@ def check_search(
         raise ConfigError(
             path, "search.space", f"{exc}; expected a range for lam, alpha, beta, tau or tau_rel"
         ) from None
-    if s.space.objective and "constrained" in s.space.objective and cfg.attention.mode != "gates":
-        raise ConfigError(
-            path,
-            "search.space.objective",
-            f"'constrained' closes gates: it needs attention.mode 'gates' (got '{cfg.attention.mode}')",
-        )
+    local = None
     if not (address or os.environ.get("RAY_ADDRESS")):
-        cpus, gpus = capacity or local_capacity()
-        check_capacity(cfg, path, trials=s.trials, concurrency=s.concurrency, cpus=cpus, gpus=gpus)
+        local = capacity or local_capacity()
+        check_capacity(cfg, path, trials=s.trials, concurrency=s.concurrency, cpus=local[0], gpus=local[1])
     if run_dir:
         check_writable_folder(run_dir, path, "--run-dir")
     else:
@@ -170,8 +213,8 @@ def check_search(
         check_writable_folder(root or "runs", path, RUN_ROOT_ENV if root else "run folder (./runs)")
     storage = storage_path or os.environ.get(STORAGE_ENV)
     if storage and _is_local_path(storage):
-        local = urllib.parse.urlparse(storage).path if storage.startswith("file:") else storage
-        check_writable_folder(local, path, "--storage-path" if storage_path else STORAGE_ENV)
+        local_storage = urllib.parse.urlparse(storage).path if storage.startswith("file:") else storage
+        check_writable_folder(local_storage, path, "--storage-path" if storage_path else STORAGE_ENV)
     uri = resolve_uri(tracking_uri)
     try:
         check_tracking_uri(uri)
@@ -180,3 +223,4 @@ def check_search(
             "MLFLOW_TRACKING_URI" if tracking_uri is None and os.environ.get("MLFLOW_TRACKING_URI") else "tracking URI"
         )
         raise ConfigError(path, field, f"{exc}; expected a reachable server or a writable sqlite:///path") from None
+    return SearchFacts(run.task, capacity=local, tracking_uri=uri)

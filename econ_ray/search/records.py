@@ -1,0 +1,115 @@
+"""Trial records: what the run folder keeps of each trial, written the moment the trial ends.
+
+``trial_records/<trial_id>.json`` holds one :class:`TrialRecord` per finished trial (complete,
+failed or stopped), written atomically by the Tune callback, so a search whose driver dies can go on
+from them (``econ_ray.search.resume``). ``trials.json`` / ``trials.csv`` are the same records as
+one file and one table, written at the end of a search; :func:`points_from` turns records into the
+points the Pareto set and the hypervolume are computed on (``econ_ray.search.pareto``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from econ_ray.search.pareto import TrialPoint
+from econ_ray.training.checkpoint import atomic_write
+
+RECORDS_DIR = "trial_records"
+
+
+@dataclass
+class TrialRecord:
+    """One trial as the run folder keeps it."""
+
+    trial_id: str
+    order: int  # completion order across the whole search (resumes included)
+    status: str  # "complete" | "failed" | "stopped"
+    knobs: dict[str, Any]  # the sampled knobs (the trial's RunConfig is ``space.trial_config(file, knobs)``)
+    metrics: dict[str, Any] = field(default_factory=dict)  # the final report of a complete trial
+    reason: str | None = None  # why a trial failed or stopped
+    checkpoint: str | None = None  # the final checkpoint folder (the saved model) of a complete trial
+    feasible: bool = True  # complete and within the search-level constraints (``results.make_constraints``)
+
+
+def finite(x: Any) -> bool:
+    """A number that is neither NaN nor infinite."""
+    return isinstance(x, (int, float)) and math.isfinite(float(x))
+
+
+def write_record(run_dir: str | Path, record: TrialRecord) -> None:
+    """Persist one finished trial's record under ``trial_records/`` (atomically)."""
+    folder = Path(run_dir) / RECORDS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(
+        folder / f"{record.trial_id}.json",
+        lambda p: p.write_text(json.dumps(asdict(record), indent=2, default=str)),
+    )
+
+
+def load_records(run_dir: str | Path) -> list[TrialRecord]:
+    """Every recorded trial of the run folder, in the order they finished."""
+    folder = Path(run_dir) / RECORDS_DIR
+    out = []
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            out.append(TrialRecord(**json.loads(p.read_text())))
+        except (ValueError, TypeError):  # never a torn file (atomic writes); a foreign one is skipped
+            continue
+    return sorted(out, key=lambda r: r.order)
+
+
+def read_trials(run_dir: str | Path) -> list[TrialRecord]:
+    """The records of a finished search's ``trials.json``."""
+    return [TrialRecord(**r) for r in json.loads((Path(run_dir) / "trials.json").read_text())]
+
+
+def points_from(records: list[TrialRecord]) -> list[TrialPoint]:
+    """(metric, effective GFLOPs) points of the records; only complete trials with both finite are
+    eligible for the Pareto set (``TrialPoint.complete``)."""
+    pts = []
+    for r in records:
+        m = r.metrics
+        ok = r.status == "complete" and finite(m.get("metric")) and finite(m.get("effective_gflops"))
+        pts.append(
+            TrialPoint(
+                trial_id=r.trial_id,
+                metric=float(m["metric"]) if finite(m.get("metric")) else float("nan"),
+                gflops=float(m["effective_gflops"]) if finite(m.get("effective_gflops")) else float("nan"),
+                feasible=r.feasible,
+                complete=ok,
+                order=r.order,
+                params={**r.knobs, **{k: m.get(k) for k in ("lam", "alpha", "beta", "tau", "objective")}},
+            )
+        )
+    return pts
+
+
+def write_trials(run_dir: str | Path, records: list[TrialRecord]) -> None:
+    """``trials.json`` and ``trials.csv``: every trial with its knobs, final metrics and status."""
+    run_dir = Path(run_dir)
+    (run_dir / "trials.json").write_text(json.dumps([asdict(r) for r in records], indent=2, default=str))
+    keys = sorted({k for r in records for k in r.metrics})
+    knobs = sorted({k for r in records for k in r.knobs})
+    fixed = ("trial_id", "order", "status", "feasible", "reason")
+    with open(run_dir / "trials.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        # a result key that repeats a fixed column (Tune's trial_id, the run's own feasible) gets a
+        # prefix: one header name per column, so csv readers do not overwrite status or id
+        w.writerow([*fixed, *[f"knob_{k}" for k in knobs], *[f"result_{k}" if k in fixed else k for k in keys]])
+        for r in records:
+            w.writerow(
+                [
+                    r.trial_id,
+                    r.order,
+                    r.status,
+                    r.feasible,
+                    r.reason or "",
+                    *[r.knobs.get(k) for k in knobs],
+                    *[r.metrics.get(k) for k in keys],
+                ]
+            )

@@ -1,0 +1,215 @@
+"""The end of a search: feasibility, the Pareto set and its hypervolume, the run folder's files, and
+registration of the Pareto models in the MLflow registry (aliased ``rank-1``, ``rank-2``, ...).
+
+Everything here works from the trial records (``econ_ray.search.records``) and the pre-flight's
+facts (the metric, its direction, its chance level), so a finished run folder can be summarised
+again without Ray.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from econ_ray.config.schema import SearchSpaceFile
+from econ_ray.search.pareto import (
+    TrialPoint,
+    hypervolume,
+    hypervolume_history,
+    pareto_front,
+    reference_point,
+)
+from econ_ray.search.preflight import RunFacts
+from econ_ray.search.records import TrialRecord, finite, points_from
+from econ_ray.search.space import trial_config, trial_params
+
+PARETO_FIELDS = (
+    "rank",
+    "trial_id",
+    "metric_name",
+    "metric",
+    "effective_gflops",
+    "dense_total_gflops",
+    "dense_gflops",
+    "seq_len",
+    "lam",
+    "alpha",
+    "beta",
+    "tau",
+    "objective",
+    "attention_density",
+    "ffn_density",
+    "ce",
+)
+# what a registered version is tagged with from its trial's final metrics (the knobs come from its RunConfig)
+REGISTRY_METRIC_TAGS = ("metric", "metric_name", "effective_gflops", "dense_gflops", "dense_total_gflops", "seq_len")
+PARENT_ARTIFACTS = (
+    "pareto.csv",
+    "pareto.json",
+    "pareto.png",
+    "hypervolume.csv",
+    "hypervolume.png",
+    "trials.csv",
+    "summary.json",
+    "config.yaml",
+)
+
+Constraint = Callable[[dict[str, Any]], float]
+
+
+class SearchError(RuntimeError):
+    """A search that cannot start or finish (bad cluster size, storage, tracking, a lost checkpoint)."""
+
+
+def make_constraints(cfg: SearchSpaceFile, maximize: bool) -> list[Constraint]:
+    """Search-level constraints in Optuna's convention (feasible iff value <= 0), on a trial's final
+    report."""
+    cons: list[Constraint] = []
+    pts = cfg.search.min_metric_vs_dense
+    if pts is not None:
+        margin = pts / 100.0  # "points" of a metric reported as a fraction
+
+        def metric_vs_dense(r: dict[str, Any]) -> float:
+            dense = r.get("dense_metric")
+            if not finite(dense) or not finite(r.get("metric")):
+                return 1.0
+            return (dense - margin) - r["metric"] if maximize else r["metric"] - (dense + margin)
+
+        cons.append(metric_vs_dense)
+    return cons
+
+
+def mark_feasible(records: list[TrialRecord], constraints: list[Constraint]) -> None:
+    """A trial is feasible when it completed and meets every search-level constraint."""
+    for r in records:
+        r.feasible = r.status == "complete" and all(c(r.metrics) <= 0 for c in constraints)
+
+
+def chance_of(facts: RunFacts, records: list[TrialRecord]) -> float:
+    """The chance level of the search's metric, with the label count and vocabulary the trials loaded."""
+    labels = next((r.metrics["num_labels"] for r in records if finite(r.metrics.get("num_labels"))), None)
+    vocab = next((r.metrics["vocab_size"] for r in records if finite(r.metrics.get("vocab_size"))), None)
+    return facts.chance(
+        num_labels=int(labels) if labels else None,
+        vocab_size=int(vocab) if vocab else None,
+    )
+
+
+def summarise(
+    run_dir: Path, records: list[TrialRecord], *, metric_name: str, maximize: bool, chance: float
+) -> tuple[list[dict[str, Any]], float, tuple[float, float], list[tuple[int, float]]]:
+    """Compute the Pareto set, hypervolume and its history from trial records; write the files."""
+    from econ_ray.search.plot import plot_hypervolume_history, plot_pareto
+
+    points = points_from(records)
+    front = pareto_front(points, maximize_metric=maximize)
+    by_id = {r.trial_id: r for r in records}
+    complete = [r for r in records if r.status == "complete"]
+    # the unmodified model's whole cost: the same count as effective_gflops with nothing skipped
+    dense_g = next(
+        (float(r.metrics["dense_total_gflops"]) for r in complete if finite(r.metrics.get("dense_total_gflops"))),
+        float("nan"),
+    )
+    ref = reference_point(dense_gflops=dense_g, chance_metric=chance) if math.isfinite(dense_g) else (chance, dense_g)
+    hv, history = 0.0, []
+    if math.isfinite(dense_g):
+        hv = hypervolume(points, ref_metric=ref[0], ref_gflops=ref[1], maximize_metric=maximize)
+        history = hypervolume_history(points, ref_metric=ref[0], ref_gflops=ref[1], maximize_metric=maximize)
+    ranked = sorted(front, key=lambda p: (-p.metric if maximize else p.metric, p.gflops))
+    rows = []
+    for rank, p in enumerate(ranked, 1):
+        m = by_id[p.trial_id].metrics
+        rows.append(
+            {
+                "rank": rank,
+                "trial_id": p.trial_id,
+                "metric_name": metric_name,
+                "metric": p.metric,
+                "effective_gflops": p.gflops,
+                **{k: m.get(k) for k in PARETO_FIELDS[5:]},
+            }
+        )
+    write_pareto(run_dir, rows, ref, hv)
+    with open(run_dir / "pareto.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(PARETO_FIELDS))
+        w.writeheader()
+        w.writerows(rows)
+    with open(run_dir / "hypervolume.csv", "w", newline="") as f:
+        w2 = csv.writer(f)
+        w2.writerow(["trials_completed", "hypervolume"])
+        w2.writerows(history)
+    dense_metrics = [float(r.metrics["dense_metric"]) for r in complete if finite(r.metrics.get("dense_metric"))]
+    dense_pt = None
+    if dense_metrics and math.isfinite(dense_g):
+        dense_pt = TrialPoint("dense", sorted(dense_metrics)[len(dense_metrics) // 2], dense_g)
+    seq_len = next((int(r.metrics["seq_len"]) for r in complete if finite(r.metrics.get("seq_len"))), 0)
+    plot_pareto(
+        points,
+        front,
+        run_dir / "pareto.png",
+        metric_name=metric_name,
+        seq_len=seq_len,
+        dense=dense_pt,
+        maximize_metric=maximize,
+    )
+    plot_hypervolume_history(history, run_dir / "hypervolume.png")
+    return rows, hv, ref, history
+
+
+def write_pareto(run_dir: Path, rows: list[dict[str, Any]], ref: tuple[float, float], hv: float) -> None:
+    (run_dir / "pareto.json").write_text(
+        json.dumps({"reference_point": ref, "hypervolume": hv, "pareto": rows}, indent=2)
+    )
+
+
+def model_dir(checkpoint: str | None) -> str:
+    """The local folder of a trial's final checkpoint (the saved model), downloaded if remote."""
+    if not checkpoint:
+        raise SearchError("a Pareto trial has no checkpoint to register")
+    from ray.train import Checkpoint
+
+    ck = Checkpoint(checkpoint)
+    return str(ck.path) if os.path.isdir(ck.path) else str(ck.to_directory())
+
+
+def register_pareto(
+    tracker: Any,
+    cfg: SearchSpaceFile,
+    rows: list[dict[str, Any]],
+    records: list[TrialRecord],
+    *,
+    name: str,
+    parent_run_id: str | None,
+    maximize: bool,
+) -> None:
+    """Register every Pareto model under ``name``, alias by rank, and set ``row["version"]``.
+
+    The tags hold the trial's knobs read from its own run config (``space.trial_config``, the
+    object the trial trained and its MLflow params were logged from) and its final metrics. An
+    existing version of the trial's child run is reused (a resumed search registers nothing twice);
+    the version is None while the registration waits in the tracking outbox."""
+    by_id = {r.trial_id: r for r in records}
+    for row in rows:
+        rec = by_id[row["trial_id"]]
+        knobs = trial_params(trial_config(cfg, rec.knobs))
+        tags = {
+            **{k: row.get(k) for k in REGISTRY_METRIC_TAGS},
+            **{k: knobs[k] for k in ("lam", "alpha", "beta", "tau", "objective")},
+            "parent_run_id": parent_run_id,
+            "higher_is_better": str(maximize).lower(),
+            "trial_id": rec.trial_id,
+        }
+        if tags["tau"] is None:  # a relative ceiling: the absolute tau the trial trained under
+            tags["tau"] = rec.metrics.get("tau")
+        row["version"] = tracker.register(
+            trial_id=rec.trial_id,
+            model_dir=model_dir(rec.checkpoint),
+            name=name,
+            tags=tags,
+            alias=f"rank-{row['rank']}",
+        )

@@ -1,0 +1,74 @@
+"""The pre-flight returns what it learned: the task spec as the data layer resolves it (kind, metric,
+direction, chance level), so a search never guesses its metric from ``data.kind``."""
+
+import pytest
+
+from econ_ray.config import ConfigError, parse_config
+from econ_ray.search.preflight import check_run, check_search
+from econ_ray.search.space import trial_config, trial_params
+
+
+def _cfg(source, model="tiny-bert", **extra):
+    return parse_config({"model": {"name": model}, "data": {"source": str(source)}, **extra}, "f.yaml")
+
+
+def test_local_txt_without_kind_is_lm_and_minimises_perplexity(tmp_path):
+    (tmp_path / "c.txt").write_text("the cat sat\nthe dog ran\na red house\n")
+    facts = check_run(_cfg(tmp_path / "c.txt", "tiny-gpt2"), "f.yaml")
+    assert (facts.task.kind, facts.metric_name, facts.maximize) == ("lm", "perplexity", False)
+    assert facts.chance(vocab_size=123) == 123.0
+
+
+def test_local_csv_numeric_labels_is_regression_and_maximises_pearson(tmp_path):
+    (tmp_path / "r.csv").write_text("text,label\na b,0.5\nc d,1.25\ne f,2.0\n")
+    facts = check_run(_cfg(tmp_path / "r.csv"), "f.yaml")
+    assert (facts.task.kind, facts.metric_name, facts.maximize, facts.chance()) == ("regression", "pearson", True, 0.0)
+
+
+def test_local_csv_integer_labels_count_classes_beyond_the_peeked_rows(tmp_path):
+    rows = [f"t{i},{i % 2}" for i in range(40)] + ["late,4"]  # class 4 appears after the first 20 rows
+    (tmp_path / "c.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    facts = check_run(_cfg(tmp_path / "c.csv"), "f.yaml")
+    assert (facts.task.kind, facts.task.num_labels, facts.metric_name) == ("classification", 5, "accuracy")
+    assert facts.chance() == pytest.approx(1 / 5)
+    assert facts.chance(num_labels=4) == pytest.approx(1 / 4)  # a trial's loaded label count wins
+
+
+def test_builtin_task_spec_comes_from_its_table():
+    facts = check_run(parse_config({}, "f.yaml"), "f.yaml")
+    assert facts.task.name.startswith("builtin:") and facts.maximize
+
+
+def test_search_facts_carry_the_task_and_the_tracking_store(tmp_path):
+    (tmp_path / "c.txt").write_text("the cat sat\nthe dog ran\na red house\n")
+    cfg = _cfg(tmp_path / "c.txt", "tiny-gpt2", search={"space": {"lam": {"low": 0.1, "high": 1.0}}})
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    facts = check_search(cfg, "f.yaml", run_dir=str(tmp_path / "run"), tracking_uri=uri, capacity=(8.0, 0.0))
+    assert facts.metric_name == "perplexity" and not facts.maximize
+    assert facts.tracking_uri == uri and facts.capacity == (8.0, 0.0)
+    assert not (tmp_path / "run").exists()  # nothing created
+
+
+def test_a_searched_constrained_objective_needs_a_ceiling_in_the_file():
+    space = {"lam": {"low": 0.1, "high": 1.0}, "objective": ["penalised", "constrained"]}
+    with pytest.raises(ConfigError, match=r"search.space.objective: a 'constrained' trial needs a loss ceiling"):
+        parse_config({"attention": {"mode": "gates"}, "search": {"space": space}}, "f.yaml")
+    ok = parse_config(
+        {"attention": {"mode": "gates"}, "objective": {"tau_rel": 0.05}, "search": {"space": space}}, "f.yaml"
+    )
+    run = trial_config(ok, {"objective": "constrained", "lam": 0.3})
+    assert (run.objective.kind, run.objective.tau_rel) == ("constrained", 0.05)
+
+
+def test_trial_params_are_read_from_the_trained_run_config():
+    cfg = parse_config({"objective": {"alpha": 0.7}, "attention": {"mode": "gates"}}, "f.yaml")
+    run = trial_config(cfg, {"lam": 0.25})
+    assert trial_params(run) == {
+        "lam": 0.25,
+        "alpha": 0.7,
+        "beta": 0.0,
+        "tau": None,
+        "tau_rel": None,
+        "objective": "penalised",
+        "attention": "gates",
+    }
