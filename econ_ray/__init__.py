@@ -32,6 +32,7 @@ _API = {
     "check_search": "econ_ray.search",
     "SearchOutcome": "econ_ray.search",
     # FLOPs (METHOD section 6)
+    "ARCHS": "econ_ray.compute",
     "ArchShape": "econ_ray.compute",
     "dense_flops": "econ_ray.compute",
     "effective_flops": "econ_ray.compute",

@@ -45,10 +45,12 @@ def write_record(run_dir: str | Path, record: TrialRecord) -> None:
     """Persist one finished trial's record under ``trial_records/`` (atomically)."""
     folder = Path(run_dir) / RECORDS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(
-        folder / f"{record.trial_id}.json",
-        lambda p: p.write_text(json.dumps(asdict(record), indent=2, default=str)),
-    )
+    text = json.dumps(asdict(record), indent=2, default=str)
+
+    def write(p: Path) -> None:
+        p.write_text(text)
+
+    atomic_write(folder / f"{record.trial_id}.json", write)
 
 
 def load_records(run_dir: str | Path) -> list[TrialRecord]:

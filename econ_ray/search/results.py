@@ -75,10 +75,10 @@ def make_constraints(cfg: SearchSpaceFile, maximize: bool) -> list[Constraint]:
         margin = pts / 100.0  # "points" of a metric reported as a fraction
 
         def metric_vs_dense(r: dict[str, Any]) -> float:
-            dense = r.get("dense_metric")
-            if not finite(dense) or not finite(r.get("metric")):
+            if not finite(r.get("dense_metric")) or not finite(r.get("metric")):
                 return 1.0
-            return (dense - margin) - r["metric"] if maximize else r["metric"] - (dense + margin)
+            dense, metric = float(r["dense_metric"]), float(r["metric"])
+            return (dense - margin) - metric if maximize else metric - (dense + margin)
 
         cons.append(metric_vs_dense)
     return cons

@@ -48,7 +48,12 @@ def read_state(run_dir: Path) -> dict[str, Any]:
 
 
 def write_state(run_dir: Path, state: dict[str, Any]) -> None:
-    atomic_write(Path(run_dir) / STATE_FILE, lambda p: p.write_text(json.dumps(state, indent=2, default=str)))
+    text = json.dumps(state, indent=2, default=str)
+
+    def write(p: Path) -> None:
+        p.write_text(text)
+
+    atomic_write(Path(run_dir) / STATE_FILE, write)
 
 
 def remaining_trials(n_trials: int, records: list[TrialRecord]) -> int:
