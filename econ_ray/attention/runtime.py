@@ -22,6 +22,7 @@ from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from econ_ray.attention import kernels
+from econ_ray.compute.shape import model_dims
 from econ_ray.metrics.allocation import entropy_bits_rows, gini_rows
 
 ATTN_NAME = "econ"
@@ -268,9 +269,7 @@ def _find_layers(model: nn.Module) -> Installed:
             f"{type(model).__name__}: no BERT-family or GPT-2-family self-attention modules found; "
             "econ-ray supports those architectures"
         )
-    cfg = model.config
-    heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
-    return Installed(attn, ffn, heads)
+    return Installed(attn, ffn, model_dims(model.config).n_heads)
 
 
 def install(

@@ -29,6 +29,7 @@ def _load(folder: str):
 
 
 def cmd_heatmap(args: argparse.Namespace) -> int:
+    from econ_ray.compute.shape import model_dims
     from econ_ray.data import DataError
     from econ_ray.experiments import heatmap as hm
 
@@ -36,25 +37,15 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
         layers = parse_indices(args.layers, "--layers")
         heads = parse_indices(args.heads, "--heads")
         model, tok, meta = _load(args.model_dir)
-        cfg = model.config
-        hm.check_selection(
-            getattr(cfg, "num_hidden_layers", None) or cfg.n_layer,
-            getattr(cfg, "num_attention_heads", None) or cfg.n_head,
-            layers,
-            heads,
-        )
+        dims = model_dims(model.config)
+        hm.check_selection(dims.n_layers, dims.n_heads, layers, heads)
         dense_model = model
         if args.dense_model:
             dense_model, dense_tok, _ = _load(args.dense_model)
             if dense_tok.get_vocab() != tok.get_vocab():
                 raise ValueError(f"{args.dense_model}: its tokenizer differs from {args.model_dir}'s")
-            dc = dense_model.config
-            hm.check_selection(
-                getattr(dc, "num_hidden_layers", None) or dc.n_layer,
-                getattr(dc, "num_attention_heads", None) or dc.n_head,
-                layers,
-                heads,
-            )
+            dense_dims = model_dims(dense_model.config)
+            hm.check_selection(dense_dims.n_layers, dense_dims.n_heads, layers, heads)
         inp = _input(args, tok, meta)
     except (ValueError, FileNotFoundError, DataError) as exc:
         return fail(str(exc))

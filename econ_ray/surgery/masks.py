@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from econ_ray.attention.runtime import EconRuntime, ObservedActivation
+from econ_ray.compute.shape import model_dims
 from econ_ray.data import EncodedSplit, TaskSpec
 from econ_ray.surgery.scores import per_example_loss
 
@@ -46,11 +47,6 @@ def blocks(model: nn.Module) -> list[Block]:
         Block("bert", lay.attention.self, lay.attention.output.dense, lay.intermediate.dense, lay.output.dense, False)
         for lay in enc.layer
     ]
-
-
-def n_heads(model: nn.Module) -> int:
-    cfg = model.config
-    return int(getattr(cfg, "num_attention_heads", None) or cfg.n_head)
 
 
 def ffn_weight_pairs(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -116,7 +112,7 @@ def head_importance(
     backward of the summed per-example losses gives each example's gradient, whose absolute value
     is averaged: the paper's expectation of an absolute value, not the absolute value of a mean.
     """
-    nl, h = len(blocks(model)), n_heads(model)
+    nl, h = len(blocks(model)), model_dims(model.config).n_heads
     total = torch.zeros(nl, h)
     seen = 0
     was_training = model.training

@@ -27,9 +27,10 @@ from torch import nn
 from econ_ray.attention.runtime import EconRuntime, install
 from econ_ray.compute import LayerSparsity, count_flops, effective_flops, shape_from_hf_config
 from econ_ray.compute.latency import model_latency
+from econ_ray.compute.shape import model_dims
 from econ_ray.data import EncodedSplit, TaskSpec
 from econ_ray.surgery import hf_pruned
-from econ_ray.surgery.masks import blocks, n_heads
+from econ_ray.surgery.masks import blocks
 from econ_ray.training.evaluate import evaluate, task_loss_and_outputs
 
 TOLERANCE = 1e-4  # abs, on logits (classification/regression), CE (lm) and the metric
@@ -128,8 +129,8 @@ def prune(model: nn.Module, plan: Plan, attn_implementation: str = "sdpa") -> nn
     small = model_cls(cfg)
     names = {m: n for n, m in model.named_modules()}
     state = plain_state(model)
-    hd = model.config.hidden_size // n_heads(model)
-    d = model.config.hidden_size
+    dims = model_dims(model.config)
+    hd, d = dims.head_dim, dims.hidden
     for i, b in enumerate(blocks(model)):
         cols = torch.tensor([h * hd + j for h in plan.heads[i] for j in range(hd)])  # (h_i * hd,)
         nidx = torch.tensor(plan.neurons[i])
@@ -269,6 +270,7 @@ def export(
     out_diff = abs(ce_small - ce_src) if logits_src is None else float((logits_small - logits_src).abs().max())
     metric_diff = abs(ev_small["metric"] - ev["metric"])
     small_flops = pruned_flops(model, plan, task, seq_len)
+    dims = model_dims(model.config)
     report = {
         "folder": str(folder),
         "seq_len": seq_len,
@@ -281,9 +283,9 @@ def export(
         "reload_abs_diff": plain_diff,
         "tolerance": tolerance,
         "equal": bool(out_diff <= tolerance and metric_diff <= tolerance and plain_diff <= tolerance),
-        "heads_total": len(plan.heads) * n_heads(model),
+        "heads_total": len(plan.heads) * dims.n_heads,
         "heads_kept": sum(len(h) for h in plan.heads) - len(plan.heads_zeroed),
-        "neurons_total": sum(b.ffn_in.weight.numel() // model.config.hidden_size for b in blocks(model)),
+        "neurons_total": sum(b.ffn_in.weight.numel() // dims.hidden for b in blocks(model)),
         "neurons_kept": sum(len(n) for n in plan.neurons) - len(plan.neurons_zeroed),
         "heads_per_layer": [len(h) for h in plan.heads],
         "intermediate_per_layer": [len(n) for n in plan.neurons],
