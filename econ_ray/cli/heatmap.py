@@ -79,7 +79,7 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
 def _input(args: argparse.Namespace, tok, meta):
     """The input to draw: ``--text`` encoded like the task, else validation row ``--index`` (default 0)."""
     from econ_ray.config import RunConfig
-    from econ_ray.data import TaskSpec, encode_split, load_task
+    from econ_ray.data import TaskSpec, encode_split, load_task_for
     from econ_ray.experiments import heatmap as hm
 
     t = meta["task"]
@@ -88,16 +88,7 @@ def _input(args: argparse.Namespace, tok, meta):
     d = cfg.data
     if args.text is not None:
         return hm.input_from_text(args.text, tok, task, d.max_length)
-    splits = load_task(
-        d.source,
-        columns=d.columns,
-        kind=d.kind,
-        train_size=d.train_size,
-        eval_size=d.eval_size,
-        heldout_fraction=d.heldout_fraction,
-        seed=cfg.training.seed,
-        builtin_options=d.builtin,
-    )
+    splits = load_task_for(d, seed=cfg.training.seed)
     index = args.index or 0
     if not 0 <= index < len(splits.validation):
         raise ValueError(f"--index {index} is outside 0..{len(splits.validation) - 1}")

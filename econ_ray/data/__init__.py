@@ -3,7 +3,16 @@ tokenizer for the tiny models, and fixed-length tensor encoding."""
 
 from econ_ray.data.builtin import BUILTIN_TASKS, addition_text
 from econ_ray.data.encode import EncodedSplit, encode_split
-from econ_ray.data.sources import HUB_TASKS, DataError, TaskKind, TaskSpec, TextSplits, check_source, load_task
+from econ_ray.data.sources import (
+    HUB_TASKS,
+    DataError,
+    TaskKind,
+    TaskSpec,
+    TextSplits,
+    check_source,
+    load_task,
+    load_task_for,
+)
 from econ_ray.data.tokenizer import SPECIAL_TOKENS, build_word_tokenizer, word_vocabulary
 
 __all__ = [
@@ -20,5 +29,6 @@ __all__ = [
     "check_source",
     "encode_split",
     "load_task",
+    "load_task_for",
     "word_vocabulary",
 ]

@@ -50,7 +50,7 @@ import torch
 
 from econ_ray.attention.runtime import EconRuntime, gate_parameters
 from econ_ray.config.schema import RunConfig
-from econ_ray.data import encode_split, load_task
+from econ_ray.data import encode_split, load_task_for
 from econ_ray.experiments.topk import sweep
 from econ_ray.training.evaluate import evaluate
 from econ_ray.training.loop import Prepared, prepare, resolve_device, seed_everything, train_run
@@ -127,16 +127,7 @@ def prepare_from_folder(cfg: RunConfig, folder: str | Path) -> Prepared:
     if meta["task"]["kind"] != "lm":
         raise ValueError(f"{folder}: post-training needs a causal LM, this model is for {meta['task']['kind']}")
     d = cfg.data
-    splits = load_task(
-        d.source,
-        columns=d.columns,
-        kind=d.kind,
-        train_size=d.train_size,
-        eval_size=d.eval_size,
-        heldout_fraction=d.heldout_fraction,
-        seed=cfg.training.seed,
-        builtin_options=d.builtin,
-    )
+    splits = load_task_for(d, seed=cfg.training.seed)
     enc = {
         name: encode_split(getattr(splits, name), splits.task, tokenizer, d.max_length)
         for name in ("train", "validation", "heldout")

@@ -31,7 +31,7 @@ class Target:
 def load_target(target: str, model_dir: str | None = None, overrides: dict[str, Any] | None = None) -> Target:
     """A saved model folder (``model_dir`` or ``target``) as saved; else the file's dense model, trained now."""
     from econ_ray.config import load_config
-    from econ_ray.data import encode_split, load_task
+    from econ_ray.data import encode_split, load_task_for
 
     folder = Path(model_dir or target)
     if folder.is_dir():
@@ -41,16 +41,7 @@ def load_target(target: str, model_dir: str | None = None, overrides: dict[str, 
         model, tok, meta = load_model(folder)
         cfg = RunConfig.model_validate({k: v for k, v in meta["config"].items() if k in RunConfig.model_fields})
         d = cfg.data
-        splits = load_task(
-            d.source,
-            columns=d.columns,
-            kind=d.kind,
-            train_size=d.train_size,
-            eval_size=d.eval_size,
-            heldout_fraction=d.heldout_fraction,
-            seed=cfg.training.seed,
-            builtin_options=d.builtin,
-        )
+        splits = load_task_for(d, seed=cfg.training.seed)
         calib = splits.heldout if splits.heldout else splits.train
         return Target(
             model,
