@@ -120,20 +120,19 @@ def head_importance(
     device = _device(model)
     saved = dict(rt.head_masks)
     try:
-        for batch in _batches(split, batch_size, n_batches):
-            labels = batch.pop("labels").to(device)
-            b = len(labels)
-            xi = [torch.ones(b, h, device=device, requires_grad=True) for _ in range(nl)]
-            for i in range(nl):
-                rt.head_masks[i] = xi[i] * saved[i].to(device) if i in saved else xi[i]
-            out = model(**{k: v.to(device) for k, v in batch.items()})
-            loss = per_example_loss(out.logits, labels, task.kind).sum()
-            grads = torch.autograd.grad(loss, xi)
-            total += torch.stack([g.abs().sum(dim=0) for g in grads]).detach().cpu()
-            seen += b
+        with rt.override(head_masks=dict(saved)):
+            for batch in _batches(split, batch_size, n_batches):
+                labels = batch.pop("labels").to(device)
+                b = len(labels)
+                xi = [torch.ones(b, h, device=device, requires_grad=True) for _ in range(nl)]
+                for i in range(nl):
+                    rt.head_masks[i] = xi[i] * saved[i].to(device) if i in saved else xi[i]
+                out = model(**{k: v.to(device) for k, v in batch.items()})
+                loss = per_example_loss(out.logits, labels, task.kind).sum()
+                grads = torch.autograd.grad(loss, xi)
+                total += torch.stack([g.abs().sum(dim=0) for g in grads]).detach().cpu()
+                seen += b
     finally:
-        rt.head_masks.clear()
-        rt.head_masks.update(saved)
         model.train(was_training)
     if not seen:
         raise ValueError("no calibration examples for head importance")
@@ -156,11 +155,6 @@ def set_neuron_keep(rt: EconRuntime, keep: list[torch.Tensor], device: torch.dev
             rt.neuron_masks[i] = row.to(device=device, dtype=torch.float32)
 
 
-def clear_masks(rt: EconRuntime) -> None:
-    rt.head_masks.clear()
-    rt.neuron_masks.clear()
-
-
 @contextmanager
 def masked(
     rt: EconRuntime,
@@ -170,15 +164,9 @@ def masked(
     device: torch.device | str = "cpu",
 ) -> Iterator[EconRuntime]:
     """Apply head and/or neuron keep-masks for the duration of the block; the previous masks come back after."""
-    saved = dict(rt.head_masks), dict(rt.neuron_masks)
-    try:
+    with rt.override(head_masks=dict(rt.head_masks), neuron_masks=dict(rt.neuron_masks)):
         if heads is not None:
             set_head_keep(rt, heads, device)
         if neurons is not None:
             set_neuron_keep(rt, neurons, device)
         yield rt
-    finally:
-        rt.head_masks.clear()
-        rt.head_masks.update(saved[0])
-        rt.neuron_masks.clear()
-        rt.neuron_masks.update(saved[1])
