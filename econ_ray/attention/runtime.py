@@ -349,6 +349,14 @@ def install(
     return rt
 
 
+def runtime_of(model: nn.Module) -> EconRuntime:
+    """The :class:`EconRuntime` that ``install`` attached to ``model`` (``model.econ_runtime``)."""
+    rt = getattr(model, "econ_runtime", None)
+    if not isinstance(rt, EconRuntime):
+        raise ValueError(f"{type(model).__name__}: econ-ray attention is not installed in this model")
+    return rt
+
+
 def gate_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The gate biases added by ``install`` (one (H,) vector per layer)."""
     return [p for n, p in model.named_parameters() if n.endswith("econ_gate_bias")]

@@ -29,6 +29,7 @@ def _load(folder: str):
 
 
 def cmd_heatmap(args: argparse.Namespace) -> int:
+    from econ_ray.attention.runtime import runtime_of
     from econ_ray.compute.shape import model_dims
     from econ_ray.data import DataError
     from econ_ray.experiments import heatmap as hm
@@ -51,8 +52,8 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
         return fail(str(exc))
     a = meta["attention"]
     sparse_mode = a["mode"] if a["mode"] != "dense" else "gates"
-    dense = hm.attention_maps(dense_model, dense_model.econ_runtime, inp, mode="dense")
-    sparse = hm.attention_maps(model, model.econ_runtime, inp, mode=sparse_mode, k=a.get("k"), budget=a.get("budget"))
+    dense = hm.attention_maps(dense_model, runtime_of(dense_model), inp, mode="dense")
+    sparse = hm.attention_maps(model, runtime_of(model), inp, mode=sparse_mode, k=a.get("k"), budget=a.get("budget"))
     label = {"gates": "gated", "topk": f"top-{a.get('k')}", "budget": f"budget {a.get('budget')}"}[sparse_mode]
     out = hm.render(
         dense,

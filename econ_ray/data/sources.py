@@ -344,6 +344,7 @@ def _local_rows(
         raise DataError(
             source, f"column '{cols['label']}' has {len(missing)} missing value(s) (first at row {missing[0]})"
         )
+    labels: list[int] | list[float]
     if kind == "classification":
         labels, num_labels = _class_ids(source, cols["label"], raw)
     else:

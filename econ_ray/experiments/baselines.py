@@ -133,15 +133,15 @@ def run_baselines(
             sums, tokens = masks.activation_sums(model, rt, calibration, batch_size=batch_size, n_batches=calib_batches)
             per_layer = [scores.mean_abs(s, tokens) for s in sums]
         for ratio in ratios:
-            keep = scores.keep_per_layer(per_layer, ratio)
-            with masks.masked(rt, neurons=keep, device=device):
+            keep_neurons = scores.keep_per_layer(per_layer, ratio)
+            with masks.masked(rt, neurons=keep_neurons, device=device):
                 rows.append(
                     _row(
                         method,
                         ratio,
                         ev(),
-                        pruned_neurons=int(sum(int((~k).sum()) for k in keep)),
-                        total_neurons=int(sum(k.numel() for k in keep)),
+                        pruned_neurons=int(sum(int((~k).sum()) for k in keep_neurons)),
+                        total_neurons=int(sum(k.numel() for k in keep_neurons)),
                     )
                 )
     return rows

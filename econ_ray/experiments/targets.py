@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from econ_ray.attention.runtime import EconRuntime
+from econ_ray.attention.runtime import EconRuntime, runtime_of
 from econ_ray.data import EncodedSplit, TaskSpec
 
 
@@ -45,7 +45,7 @@ def load_target(target: str, model_dir: str | None = None, overrides: dict[str, 
         calib = splits.heldout if splits.heldout else splits.train
         return Target(
             model,
-            model.econ_runtime,
+            runtime_of(model),
             encode_split(splits.validation, splits.task, tok, d.max_length),
             encode_split(calib, splits.task, tok, d.max_length),
             splits.task,
@@ -70,5 +70,6 @@ def load_target(target: str, model_dir: str | None = None, overrides: dict[str, 
     )
     res = train_run(cfg)  # the dense model of the file: dense phase + dense main phase
     p = res.prepared
-    calib = p.heldout if len(p.heldout) else p.train
-    return Target(p.model, p.runtime, p.validation, calib, p.task, cfg.data.max_length, p.tokenizer, cfg.model_dump())
+    assert p is not None  # train_run without prepared= returns what it prepared
+    encoded = p.heldout if len(p.heldout) else p.train
+    return Target(p.model, p.runtime, p.validation, encoded, p.task, cfg.data.max_length, p.tokenizer, cfg.model_dump())

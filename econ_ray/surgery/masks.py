@@ -35,11 +35,45 @@ class Block:
     ffn_out: nn.Module  # W2
     conv1d: bool
 
+    @property
+    def ffn_in_weight(self) -> torch.Tensor:
+        """W1's weight: (I, d) for ``nn.Linear``, (d, I) for Conv1D."""
+        return _weight(self.ffn_in)
+
+    @property
+    def ffn_out_weight(self) -> torch.Tensor:
+        """W2's weight: (d, I) for ``nn.Linear``, (I, d) for Conv1D."""
+        return _weight(self.ffn_out)
+
+    @property
+    def gate_bias(self) -> torch.Tensor:
+        """The (H,) gate biases ``install`` added to this layer's attention."""
+        return _weight(self.attn, "econ_gate_bias")
+
+
+def _weight(module: nn.Module, name: str = "weight") -> torch.Tensor:
+    w = getattr(module, name)
+    if not isinstance(w, torch.Tensor):
+        raise TypeError(f"{type(module).__name__}.{name} is not a tensor")
+    return w
+
 
 def blocks(model: nn.Module) -> list[Block]:
     """The layers of a BERT-family encoder or a GPT-2 model, in order."""
     if hasattr(getattr(model, "transformer", None), "h"):  # GPT2LMHeadModel and its pruned subclass
-        return [Block("gpt2", b.attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj, True) for b in model.transformer.h]
+        layers = model.get_submodule("transformer.h")
+        assert isinstance(layers, nn.ModuleList)
+        return [
+            Block(
+                "gpt2",
+                b.get_submodule("attn"),
+                b.get_submodule("attn.c_proj"),
+                b.get_submodule("mlp.c_fc"),
+                b.get_submodule("mlp.c_proj"),
+                True,
+            )
+            for b in layers
+        ]
     enc = getattr(model.base_model, "encoder", None)
     if enc is None or not hasattr(enc, "layer"):
         raise ValueError(f"{type(model).__name__}: no BERT-style encoder.layer or GPT-2 transformer.h to prune")
@@ -53,7 +87,7 @@ def ffn_weight_pairs(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]
     """Per layer (W1 (I, d), W2 (d, I)) in ``nn.Linear`` orientation, detached."""
     out = []
     for b in blocks(model):
-        w1, w2 = b.ffn_in.weight.detach(), b.ffn_out.weight.detach()
+        w1, w2 = b.ffn_in_weight.detach(), b.ffn_out_weight.detach()
         out.append((w1.t(), w2.t()) if b.conv1d else (w1, w2))
     return out
 
