@@ -1,5 +1,5 @@
 """Model surgery: econ-ray attention (dense, gates, top-k, budget) and FFN observers for HF models."""
 
-from econ_ray.attention.runtime import EconRuntime, LayerStats, gate_parameters, install
+from econ_ray.attention.runtime import EconRuntime, LayerStats, gate_parameters, install, runtime_of
 
-__all__ = ["EconRuntime", "LayerStats", "gate_parameters", "install"]
+__all__ = ["EconRuntime", "LayerStats", "gate_parameters", "install", "runtime_of"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 
 
-def logistic_noise(shape: torch.Size, *, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def logistic_noise(shape: torch.Size, *, like: torch.Tensor) -> torch.Tensor:
     """Logistic(0, 1) noise: log u - log(1 - u), u ~ U(0, 1)."""
-    u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator).clamp_(1e-6, 1 - 1e-6)
+    u = torch.rand(shape, dtype=like.dtype, device=like.device).clamp_(1e-6, 1 - 1e-6)
     return torch.log(u) - torch.log1p(-u)
 
 

@@ -13,8 +13,11 @@ All per-forward state (costs for the loss, statistics for the metrics) lives in 
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -22,10 +25,12 @@ from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from econ_ray.attention import kernels
+from econ_ray.compute.shape import model_dims
 from econ_ray.metrics.allocation import entropy_bits_rows, gini_rows
 
 ATTN_NAME = "econ"
 MODES = ("dense", "gates", "topk", "budget")
+_MODE_FIELDS = ("mode", "k", "budget")
 
 
 @dataclass
@@ -54,7 +59,6 @@ class EconRuntime:
     k: int | None = None
     budget: float | None = None
     keep_strongest: bool = False
-    stochastic: bool = True  # sample gate noise in training mode
     collect: bool = False  # accumulate allocation statistics (evaluation)
     collect_distribution: bool = True  # with collect: also Gini and entropy (a sort per row: costlier)
     need_costs: bool = False  # record differentiable costs (training with a price or a constraint)
@@ -81,6 +85,29 @@ class EconRuntime:
         if mode == "budget" and not budget:
             raise ValueError("budget mode needs budget > 0")
         self.mode, self.k, self.budget = mode, k, budget
+
+    @contextmanager
+    def override(self, **fields: Any) -> Iterator[EconRuntime]:
+        """Set runtime fields for the duration of the block; their previous values come back afterwards,
+        also when the block raises. ``mode``, ``k`` and ``budget`` are checked as :meth:`set_mode` checks
+        them (a field not named keeps its value). E.g. ``with rt.override(mode="topk", k=4): evaluate(...)``.
+        """
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"EconRuntime has no field(s) {', '.join(unknown)}")
+        saved = {name: getattr(self, name) for name in fields}
+        try:
+            if any(name in fields for name in _MODE_FIELDS):
+                self.set_mode(
+                    fields.get("mode", self.mode), k=fields.get("k", self.k), budget=fields.get("budget", self.budget)
+                )
+            for name, value in fields.items():
+                if name not in _MODE_FIELDS:
+                    setattr(self, name, value)
+            yield self
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
 
     def pop_costs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Costs recorded by the last forward, in layer order; clears them."""
@@ -121,8 +148,8 @@ def econ_attention_forward(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop-in attention function: (B, H, L, dh) in, ((B, L, H, dh), weights (B, H, Lq, Lk)) out."""
-    rt: EconRuntime = module.econ_runtime
-    layer: int = module.econ_layer
+    rt = cast(EconRuntime, module.econ_runtime)
+    layer = cast(int, module.econ_layer)
     if scaling is None:
         scaling = query.size(-1) ** -0.5
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, H, Lq, Lk)
@@ -135,25 +162,28 @@ def econ_attention_forward(
     if rt.mode == "dense":
         weights = torch.softmax(masked, dim=-1)
     elif rt.mode in ("topk", "budget"):
-        keep = (
-            kernels.topk_keep(masked, valid, rt.k)
-            if rt.mode == "topk"
-            else kernels.budget_keep(masked, valid, rt.budget)
-        )
+        assert valid is not None  # computed in every mode but dense
+        if rt.mode == "topk":
+            assert rt.k is not None  # set_mode checked it
+            keep = kernels.topk_keep(masked, valid, rt.k)
+        else:
+            assert rt.budget is not None  # set_mode checked it
+            keep = kernels.budget_keep(masked, valid, rt.budget)
         # renormalised over the kept edges (METHOD section 4); rows with nothing valid stay zero
         weights = torch.softmax(masked.masked_fill(~keep, torch.finfo(masked.dtype).min), dim=-1) * keep
     else:  # gates
-        bias = module.econ_gate_bias.view(1, -1, 1, 1)
+        assert valid is not None  # computed in every mode but dense
+        bias = cast(torch.Tensor, module.econ_gate_bias).view(1, -1, 1, 1)
         gate_logits = scores + bias  # g_ij = q_i . k_j / sqrt(d) + b_h
         if rt.need_costs:
             rt.attn_costs[layer] = kernels.expected_open_fraction(gate_logits, valid)
         # (A * softmax) V: dropped mass is not renormalised (METHOD section 3)
-        if rt.stochastic and module.training and not rt.collect:
+        if module.training and not rt.collect:
             # training: the fused kernel keeps one extra NxN per head alive for backward, not four
             force = kernels.strongest_edge(masked) if rt.keep_strongest else None
             weights = kernels.gated_softmax(masked, gate_logits, force)
         else:
-            gate = kernels.sample_gates(gate_logits, stochastic=rt.stochastic and module.training)
+            gate = kernels.sample_gates(gate_logits, stochastic=module.training)
             if rt.keep_strongest:
                 gate = torch.where(kernels.strongest_edge(masked), torch.ones_like(gate), gate)
             weights = torch.softmax(masked, dim=-1) * gate
@@ -169,6 +199,7 @@ def econ_attention_forward(
     if rt.capture is not None:
         rt.capture[layer] = weights.detach()
     if rt.collect:
+        assert valid is not None
         _observe_attention(rt.layer(layer), weights.detach(), keep, valid, rt.collect_distribution)
     dropped = nn.functional.dropout(weights, p=dropout, training=module.training)
     out = torch.matmul(dropped.to(value.dtype), value)  # (B, H, Lq, dh)
@@ -206,6 +237,8 @@ class ObservedActivation(nn.Module):
     fraction in [0, 1] that is invariant to rescaling W1 (the "W1 shrinks, W2 grows" escape gains
     nothing), and whose gradient pushes positive pre-activations towards zero.
     """
+
+    runtime: EconRuntime  # shared state, not a submodule (set with object.__setattr__)
 
     def __init__(self, act: nn.Module, runtime: EconRuntime, layer: int) -> None:
         super().__init__()
@@ -268,9 +301,7 @@ def _find_layers(model: nn.Module) -> Installed:
             f"{type(model).__name__}: no BERT-family or GPT-2-family self-attention modules found; "
             "econ-ray supports those architectures"
         )
-    cfg = model.config
-    heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
-    return Installed(attn, ffn, heads)
+    return Installed(attn, ffn, model_dims(model.config).n_heads)
 
 
 def install(
@@ -292,7 +323,7 @@ def install(
     rt.set_mode(mode, k=k, budget=budget)
     ref = next(model.parameters())
     for i, module in enumerate(found.attention_modules):
-        module.econ_layer = i
+        object.__setattr__(module, "econ_layer", i)
         object.__setattr__(module, "econ_runtime", rt)
         module.econ_gate_bias = nn.Parameter(torch.full((found.n_heads,), float(gate_bias_init), device=ref.device))
     for i, (parent, attr) in enumerate(found.ffn_parents):
@@ -304,7 +335,7 @@ def install(
         for key in ("hidden_act", "activation_function"):
             if hasattr(model.config, key):
                 setattr(model.config, key, "relu")
-    model.set_attn_implementation(ATTN_NAME)
+    cast(Any, model).set_attn_implementation(ATTN_NAME)
 
     def _capture_mask(_module: nn.Module, args: tuple, kwargs: dict) -> None:
         tm = kwargs.get("attention_mask")
@@ -315,6 +346,14 @@ def install(
 
     model.register_forward_pre_hook(_capture_mask, with_kwargs=True)
     object.__setattr__(model, "econ_runtime", rt)
+    return rt
+
+
+def runtime_of(model: nn.Module) -> EconRuntime:
+    """The :class:`EconRuntime` that ``install`` attached to ``model`` (``model.econ_runtime``)."""
+    rt = getattr(model, "econ_runtime", None)
+    if not isinstance(rt, EconRuntime):
+        raise ValueError(f"{type(model).__name__}: econ-ray attention is not installed in this model")
     return rt
 
 

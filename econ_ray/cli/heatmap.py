@@ -29,6 +29,8 @@ def _load(folder: str):
 
 
 def cmd_heatmap(args: argparse.Namespace) -> int:
+    from econ_ray.attention.runtime import runtime_of
+    from econ_ray.compute.shape import model_dims
     from econ_ray.data import DataError
     from econ_ray.experiments import heatmap as hm
 
@@ -36,32 +38,22 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
         layers = parse_indices(args.layers, "--layers")
         heads = parse_indices(args.heads, "--heads")
         model, tok, meta = _load(args.model_dir)
-        cfg = model.config
-        hm.check_selection(
-            getattr(cfg, "num_hidden_layers", None) or cfg.n_layer,
-            getattr(cfg, "num_attention_heads", None) or cfg.n_head,
-            layers,
-            heads,
-        )
+        dims = model_dims(model.config)
+        hm.check_selection(dims.n_layers, dims.n_heads, layers, heads)
         dense_model = model
         if args.dense_model:
             dense_model, dense_tok, _ = _load(args.dense_model)
             if dense_tok.get_vocab() != tok.get_vocab():
                 raise ValueError(f"{args.dense_model}: its tokenizer differs from {args.model_dir}'s")
-            dc = dense_model.config
-            hm.check_selection(
-                getattr(dc, "num_hidden_layers", None) or dc.n_layer,
-                getattr(dc, "num_attention_heads", None) or dc.n_head,
-                layers,
-                heads,
-            )
+            dense_dims = model_dims(dense_model.config)
+            hm.check_selection(dense_dims.n_layers, dense_dims.n_heads, layers, heads)
         inp = _input(args, tok, meta)
     except (ValueError, FileNotFoundError, DataError) as exc:
         return fail(str(exc))
     a = meta["attention"]
     sparse_mode = a["mode"] if a["mode"] != "dense" else "gates"
-    dense = hm.attention_maps(dense_model, dense_model.econ_runtime, inp, mode="dense")
-    sparse = hm.attention_maps(model, model.econ_runtime, inp, mode=sparse_mode, k=a.get("k"), budget=a.get("budget"))
+    dense = hm.attention_maps(dense_model, runtime_of(dense_model), inp, mode="dense")
+    sparse = hm.attention_maps(model, runtime_of(model), inp, mode=sparse_mode, k=a.get("k"), budget=a.get("budget"))
     label = {"gates": "gated", "topk": f"top-{a.get('k')}", "budget": f"budget {a.get('budget')}"}[sparse_mode]
     out = hm.render(
         dense,
@@ -88,7 +80,7 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
 def _input(args: argparse.Namespace, tok, meta):
     """The input to draw: ``--text`` encoded like the task, else validation row ``--index`` (default 0)."""
     from econ_ray.config import RunConfig
-    from econ_ray.data import TaskSpec, encode_split, load_task
+    from econ_ray.data import TaskSpec, encode_split, load_task_for
     from econ_ray.experiments import heatmap as hm
 
     t = meta["task"]
@@ -97,16 +89,7 @@ def _input(args: argparse.Namespace, tok, meta):
     d = cfg.data
     if args.text is not None:
         return hm.input_from_text(args.text, tok, task, d.max_length)
-    splits = load_task(
-        d.source,
-        columns=d.columns,
-        kind=d.kind,
-        train_size=d.train_size,
-        eval_size=d.eval_size,
-        heldout_fraction=d.heldout_fraction,
-        seed=cfg.training.seed,
-        builtin_options=d.builtin,
-    )
+    splits = load_task_for(d, seed=cfg.training.seed)
     index = args.index or 0
     if not 0 <= index < len(splits.validation):
         raise ValueError(f"--index {index} is outside 0..{len(splits.validation) - 1}")

@@ -11,6 +11,7 @@ from econ_ray.compute.flops import (
     shape_from_hf_config,
 )
 from econ_ray.compute.latency import Latency, measure_latency, model_latency
+from econ_ray.compute.shape import ModelDims, model_dims
 
 __all__ = [
     "ARCHS",
@@ -18,10 +19,12 @@ __all__ = [
     "FlopCount",
     "LayerSparsity",
     "Latency",
+    "ModelDims",
     "count_flops",
     "dense_flops",
     "effective_flops",
     "measure_latency",
+    "model_dims",
     "model_latency",
     "shape_from_hf_config",
 ]

@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from econ_ray.compute.shape import ModelDims, model_dims
+
 GIGA = 1e9
 
 
@@ -96,14 +98,6 @@ ARCHS: dict[str, ArchShape] = {
 }
 
 
-def _first_attr(config: Any, *names: str) -> Any:
-    for name in names:
-        value = getattr(config, name, None)
-        if value is not None:
-            return value
-    return None
-
-
 def shape_from_hf_config(
     config: Any,
     *,
@@ -120,23 +114,22 @@ def shape_from_hf_config(
 
     Defaults for the heads follow the usual model classes: ``lm_head`` defaults to ``causal``
     (GPT2LMHeadModel), ``pooler`` to ``not causal`` (BertModel/BertForSequenceClassification);
-    ``n_labels`` must be given explicitly because configs always carry a ``num_labels``.
+    ``n_labels`` must be given explicitly because configs always carry a ``num_labels``. The sizes
+    come from :func:`econ_ray.compute.shape.model_dims`.
     """
-    n_layers = _first_attr(config, "num_hidden_layers", "n_layer")
-    hidden = _first_attr(config, "hidden_size", "n_embd")
-    n_heads = _first_attr(config, "num_attention_heads", "n_head")
     vocab_size = getattr(config, "vocab_size", None)
-    if None in (n_layers, hidden, n_heads, vocab_size):
+    try:
+        dims: ModelDims | None = model_dims(config)
+    except ValueError:
+        dims = None
+    if dims is None or vocab_size is None:
         raise ValueError(f"config lacks layer/hidden/head/vocab sizes: {type(config).__name__}")
-    intermediate = _first_attr(config, "intermediate_size", "n_inner")
-    if intermediate is None:
-        intermediate = 4 * int(hidden)
     causal = getattr(config, "model_type", None) == "gpt2" or bool(getattr(config, "is_decoder", False))
     return ArchShape(
-        n_layers=int(n_layers),
-        hidden=int(hidden),
-        n_heads=int(n_heads),
-        intermediate=int(intermediate),
+        n_layers=dims.n_layers,
+        hidden=dims.hidden,
+        n_heads=dims.n_heads,
+        intermediate=dims.intermediate,
         vocab_size=int(vocab_size),
         causal=causal,
         pooler=(not causal) if pooler is None else pooler,

@@ -12,6 +12,7 @@ from econ_ray.data.sources import (
     check_source,
     describe_source,
     load_task,
+    load_task_for,
 )
 from econ_ray.data.tokenizer import SPECIAL_TOKENS, build_word_tokenizer, word_vocabulary
 
@@ -30,5 +31,6 @@ __all__ = [
     "describe_source",
     "encode_split",
     "load_task",
+    "load_task_for",
     "word_vocabulary",
 ]

@@ -1,6 +1,6 @@
 """Load a task's text examples from a built-in generator, the Hugging Face hub or a local file.
 
-``load_task(source, ...)`` returns ``TextSplits``: train / validation / heldout lists of
+``load_task(source, ...)`` (``load_task_for(cfg.data, seed=...)`` from a run config) returns ``TextSplits``: train / validation / heldout lists of
 ``{"text", "text_pair", "label"}`` dicts (``{"text"}`` only for language modelling). The heldout
 split is carved from the shuffled training split and is never trained on; the constrained
 objective measures CE on it.
@@ -16,11 +16,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from econ_ray.data import builtin
+
+if TYPE_CHECKING:
+    from econ_ray.config.schema import DataConfig
 
 TaskKind = Literal["classification", "regression", "lm"]
 TASK_KINDS: tuple[str, ...] = ("classification", "regression", "lm")
@@ -341,6 +344,7 @@ def _local_rows(
         raise DataError(
             source, f"column '{cols['label']}' has {len(missing)} missing value(s) (first at row {missing[0]})"
         )
+    labels: list[int] | list[float]
     if kind == "classification":
         labels, num_labels = _class_ids(source, cols["label"], raw)
     else:
@@ -443,6 +447,21 @@ def load_task(
     if not validation:
         raise DataError(source, "the validation split is empty")
     return TextSplits(spec, train, validation, heldout)
+
+
+def load_task_for(data: DataConfig, *, seed: int) -> TextSplits:
+    """:func:`load_task` with every option taken from a run's ``data`` section (``RunConfig.data``);
+    ``seed`` is the run's ``training.seed``."""
+    return load_task(
+        data.source,
+        columns=data.columns,
+        kind=data.kind,
+        train_size=data.train_size,
+        eval_size=data.eval_size,
+        heldout_fraction=data.heldout_fraction,
+        seed=seed,
+        builtin_options=data.builtin,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from econ_ray.attention.runtime import EconRuntime
+from econ_ray.compute.shape import model_dims
 from econ_ray.data import EncodedSplit, TaskSpec
 from econ_ray.surgery import masks, scores
 from econ_ray.training.evaluate import evaluate
@@ -103,7 +104,7 @@ def run_baselines(
         return evaluate(model, rt, validation, task, batch_size=batch_size, seq_len=seq_len, distribution=False)
 
     rows = [_row("dense", 0.0, ev())]
-    n_layers, n_heads = len(masks.blocks(model)), masks.n_heads(model)
+    n_layers, n_heads = len(masks.blocks(model)), model_dims(model.config).n_heads
     for method in methods:
         if method == "topk":
             from econ_ray.experiments.topk import sweep
@@ -132,15 +133,15 @@ def run_baselines(
             sums, tokens = masks.activation_sums(model, rt, calibration, batch_size=batch_size, n_batches=calib_batches)
             per_layer = [scores.mean_abs(s, tokens) for s in sums]
         for ratio in ratios:
-            keep = scores.keep_per_layer(per_layer, ratio)
-            with masks.masked(rt, neurons=keep, device=device):
+            keep_neurons = scores.keep_per_layer(per_layer, ratio)
+            with masks.masked(rt, neurons=keep_neurons, device=device):
                 rows.append(
                     _row(
                         method,
                         ratio,
                         ev(),
-                        pruned_neurons=int(sum(int((~k).sum()) for k in keep)),
-                        total_neurons=int(sum(k.numel() for k in keep)),
+                        pruned_neurons=int(sum(int((~k).sum()) for k in keep_neurons)),
+                        total_neurons=int(sum(k.numel() for k in keep_neurons)),
                     )
                 )
     return rows

@@ -66,19 +66,17 @@ def attention_maps(
 ) -> dict[int, torch.Tensor]:
     """{layer: (H, L, L)} attention probabilities of one forward in ``mode`` (eval, deterministic gates).
 
-    The runtime's mode and the model's training flag are restored afterwards; capture is switched off.
+    The runtime's mode and capture (off by default) and the model's training flag are restored afterwards.
     """
-    saved, was_training = (rt.mode, rt.k, rt.budget), model.training
+    was_training = model.training
     device = next(model.parameters()).device
     model.eval()
-    rt.set_mode(mode, k=k, budget=budget)
-    rt.capture = {}
+    captured: dict[int, torch.Tensor] = {}
     try:
-        model(**{key: v.to(device) for key, v in inp.batch.items()})
-        return {i: w[0].float().cpu() for i, w in sorted(rt.capture.items())}
+        with rt.override(mode=mode, k=k, budget=budget, capture=captured):
+            model(**{key: v.to(device) for key, v in inp.batch.items()})
+        return {i: w[0].float().cpu() for i, w in sorted(captured.items())}
     finally:
-        rt.capture = None
-        rt.set_mode(saved[0], k=saved[1], budget=saved[2])
         model.train(was_training)
 
 

@@ -48,9 +48,9 @@ from typing import Any
 
 import torch
 
-from econ_ray.attention.runtime import EconRuntime, gate_parameters
+from econ_ray.attention.runtime import EconRuntime, gate_parameters, runtime_of
 from econ_ray.config.schema import RunConfig
-from econ_ray.data import encode_split, load_task
+from econ_ray.data import encode_split, load_task_for
 from econ_ray.experiments.topk import sweep
 from econ_ray.training.evaluate import evaluate
 from econ_ray.training.loop import Prepared, prepare, resolve_device, seed_everything, train_run
@@ -127,21 +127,12 @@ def prepare_from_folder(cfg: RunConfig, folder: str | Path) -> Prepared:
     if meta["task"]["kind"] != "lm":
         raise ValueError(f"{folder}: post-training needs a causal LM, this model is for {meta['task']['kind']}")
     d = cfg.data
-    splits = load_task(
-        d.source,
-        columns=d.columns,
-        kind=d.kind,
-        train_size=d.train_size,
-        eval_size=d.eval_size,
-        heldout_fraction=d.heldout_fraction,
-        seed=cfg.training.seed,
-        builtin_options=d.builtin,
-    )
+    splits = load_task_for(d, seed=cfg.training.seed)
     enc = {
         name: encode_split(getattr(splits, name), splits.task, tokenizer, d.max_length)
         for name in ("train", "validation", "heldout")
     }
-    rt: EconRuntime = model.econ_runtime
+    rt = runtime_of(model)
     rt.set_mode("dense")
     rt.keep_strongest = cfg.attention.keep_strongest
     return Prepared(cfg, splits.task, tokenizer, model, rt, enc["train"], enc["validation"], enc["heldout"], device)
@@ -189,7 +180,7 @@ def _reset_gates(model: torch.nn.Module, value: float) -> None:
 
 
 def _row(method: str, ev: dict[str, Any], valid_keys: float, **extra: Any) -> dict[str, Any]:
-    row = {key: None for key in ROW_KEYS}
+    row: dict[str, Any] = {key: None for key in ROW_KEYS}
     row.update(
         method=method,
         ce=ev["ce"],

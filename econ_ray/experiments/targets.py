@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from econ_ray.attention.runtime import EconRuntime
+from econ_ray.attention.runtime import EconRuntime, runtime_of
 from econ_ray.data import EncodedSplit, TaskSpec
 
 
@@ -31,7 +31,7 @@ class Target:
 def load_target(target: str, model_dir: str | None = None, overrides: dict[str, Any] | None = None) -> Target:
     """A saved model folder (``model_dir`` or ``target``) as saved; else the file's dense model, trained now."""
     from econ_ray.config import load_config
-    from econ_ray.data import encode_split, load_task
+    from econ_ray.data import encode_split, load_task_for
 
     folder = Path(model_dir or target)
     if folder.is_dir():
@@ -41,20 +41,11 @@ def load_target(target: str, model_dir: str | None = None, overrides: dict[str, 
         model, tok, meta = load_model(folder)
         cfg = RunConfig.model_validate({k: v for k, v in meta["config"].items() if k in RunConfig.model_fields})
         d = cfg.data
-        splits = load_task(
-            d.source,
-            columns=d.columns,
-            kind=d.kind,
-            train_size=d.train_size,
-            eval_size=d.eval_size,
-            heldout_fraction=d.heldout_fraction,
-            seed=cfg.training.seed,
-            builtin_options=d.builtin,
-        )
+        splits = load_task_for(d, seed=cfg.training.seed)
         calib = splits.heldout if splits.heldout else splits.train
         return Target(
             model,
-            model.econ_runtime,
+            runtime_of(model),
             encode_split(splits.validation, splits.task, tok, d.max_length),
             encode_split(calib, splits.task, tok, d.max_length),
             splits.task,
@@ -79,5 +70,6 @@ def load_target(target: str, model_dir: str | None = None, overrides: dict[str, 
     )
     res = train_run(cfg)  # the dense model of the file: dense phase + dense main phase
     p = res.prepared
-    calib = p.heldout if len(p.heldout) else p.train
-    return Target(p.model, p.runtime, p.validation, calib, p.task, cfg.data.max_length, p.tokenizer, cfg.model_dump())
+    assert p is not None  # train_run without prepared= returns what it prepared
+    encoded = p.heldout if len(p.heldout) else p.train
+    return Target(p.model, p.runtime, p.validation, encoded, p.task, cfg.data.max_length, p.tokenizer, cfg.model_dump())

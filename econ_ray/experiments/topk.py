@@ -47,16 +47,12 @@ def sweep(
     batch_size: int = 64,
 ) -> list[dict[str, Any]]:
     """One row per k (``mode=topk``) and per budget (``mode=budget``), plus the dense reference row."""
-    saved = (rt.mode, rt.k, rt.budget)
     rows = []
-    try:
-        plan = [("dense", None, None)] + [("topk", k, None) for k in ks] + [("budget", None, b) for b in budgets or []]
-        for mode, k, b in plan:
-            rt.set_mode(mode, k=k, budget=b)
+    plan = [("dense", None, None)] + [("topk", k, None) for k in ks] + [("budget", None, b) for b in budgets or []]
+    for mode, k, b in plan:
+        with rt.override(mode=mode, k=k, budget=b):
             ev = evaluate(model, rt, split, task, batch_size=batch_size, seq_len=seq_len)
-            rows.append({"mode": mode, **{key: ev.get(key) for key in ROW_KEYS}, "k": k, "budget": b})
-    finally:
-        rt.set_mode(saved[0], k=saved[1], budget=saved[2])
+        rows.append({"mode": mode, **{key: ev.get(key) for key in ROW_KEYS}, "k": k, "budget": b})
     return rows
 
 

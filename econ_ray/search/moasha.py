@@ -9,7 +9,8 @@ non-dominated front, then by crowding distance inside the front (the front's ext
 ties by arrival); it goes on only if it is within the top ``ceil(n / reduction_factor)`` of the
 ``n`` recorded (always when it is the first). Asynchronous: nothing waits for a rung to fill.
 
-Pure math first (:func:`non_dominated_fronts`, :func:`crowding_distance`, :func:`rung_order`,
+Dominance and the 2-D hypervolume are :mod:`econ_ray.search.pareto`'s (:func:`dominates_vector`,
+:func:`hypervolume_2d`, over minimised vectors). Pure math first (:func:`non_dominated_fronts`, :func:`crowding_distance`, :func:`rung_order`,
 :class:`RungBook`), then the Tune glue (:class:`MOASHAScheduler`). The fast in-process benchmarks
 drive :class:`RungBook` directly, so the decisions are the same code as in a Ray search.
 
@@ -27,13 +28,18 @@ from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-__all__ = ["MOASHAScheduler", "RungBook", "crowding_distance", "non_dominated_fronts", "rung_order"]
+from econ_ray.search.pareto import dominates_vector, hypervolume_2d
+
+__all__ = [
+    "MOASHAScheduler",
+    "RungBook",
+    "crowding_distance",
+    "hypervolume_2d",
+    "non_dominated_fronts",
+    "rung_order",
+]
 
 Vector = tuple[float, ...]  # objectives, every one minimised
-
-
-def _dominates(a: Vector, b: Vector) -> bool:
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
 def non_dominated_fronts(points: Sequence[Vector]) -> list[list[int]]:
@@ -48,7 +54,7 @@ def non_dominated_fronts(points: Sequence[Vector]) -> list[list[int]]:
     count = {i: 0 for i in finite}  # how many points dominate i
     for a in finite:
         for b in finite:
-            if a != b and _dominates(points[a], points[b]):
+            if a != b and dominates_vector(points[a], points[b]):
                 dominated_by[a].append(b)
                 count[b] += 1
     fronts: list[list[int]] = []
@@ -98,20 +104,6 @@ def rung_order(points: Sequence[Vector]) -> list[int]:
     return out
 
 
-def hypervolume_2d(points: Sequence[Vector], ref: Vector) -> float:
-    """Area dominated by 2-D ``points`` (both objectives minimised) inside the box below ``ref``.
-
-    Points not strictly better than ``ref`` in both objectives add nothing. O(n log n) sweep.
-    """
-    boxes = sorted((p[0], p[1]) for p in points if all(math.isfinite(x) for x in p) and p[0] < ref[0] and p[1] < ref[1])
-    area, best = 0.0, ref[1]
-    for i, (x, y) in enumerate(boxes):
-        best = min(best, y)
-        x_next = boxes[i + 1][0] if i + 1 < len(boxes) else ref[0]
-        area += (x_next - x) * (ref[1] - best)
-    return area
-
-
 def nadir_reference(points: Sequence[Vector], margin: float = 0.05) -> Vector:
     """A reference that needs no prior: per objective, the worst finite value among ``points`` plus
     ``margin`` of the range (so a point worst in one objective still counts a little)."""
@@ -152,7 +144,8 @@ def hv_order(points: Sequence[Vector], ref: Vector) -> list[int]:
 
 def rung_milestones(grace_period: float, reduction_factor: float, max_t: float | None) -> list[float]:
     """``grace_period * reduction_factor**k`` for k = 0, 1, ... below ``max_t`` (at most 32 rungs)."""
-    out, t = [], float(grace_period)
+    out: list[float] = []
+    t = float(grace_period)
     while len(out) < 32 and (max_t is None or t < max_t):
         out.append(t)
         t *= reduction_factor
@@ -272,8 +265,9 @@ class MOASHAScheduler(FIFOScheduler):
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         if result.get("final") or self.time_attr not in result:
             return TrialScheduler.CONTINUE
-        values = [result.get(k) for k in self.objectives]
-        if not all(isinstance(v, (int, float)) for v in values):
+        raw = [result.get(k) for k in self.objectives]
+        values: list[float] = [v for v in raw if isinstance(v, (int, float))]
+        if len(values) != len(raw):
             return TrialScheduler.CONTINUE
         if trial.trial_id in self._asked:
             return TrialScheduler.CONTINUE  # asked to stop; it ends itself at its next evaluation

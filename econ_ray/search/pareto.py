@@ -21,7 +21,9 @@ __all__ = [
     "TrialPoint",
     "chance_metric",
     "dominates",
+    "dominates_vector",
     "hypervolume",
+    "hypervolume_2d",
     "hypervolume_history",
     "pareto_front",
     "reference_point",
@@ -58,6 +60,48 @@ def _better_metric(a: float, b: float, maximize_metric: bool) -> bool:
     return a > b if maximize_metric else a < b
 
 
+# ---------------------------------------------------------------- objective vectors
+# The two functions below are the project's one definition of dominance and of the 2-D
+# hypervolume; the TrialPoint functions here and the MOASHA scheduler (econ_ray.search.moasha)
+# both use them.
+
+
+def dominates_vector(a: Sequence[float], b: Sequence[float], maximize: Sequence[bool] | None = None) -> bool:
+    """Whether objective vector ``a`` Pareto-dominates ``b``: no worse in every objective and strictly
+    better in at least one. ``maximize`` says per objective whether it is maximised (None: all minimised).
+    A NaN objective compares false both ways, so such a vector neither dominates nor is dominated."""
+    flags = [False] * len(a) if maximize is None else list(maximize)
+    no_worse = all((x >= y) if mx else (x <= y) for x, y, mx in zip(a, b, flags))
+    return no_worse and any(_better_metric(x, y, mx) for x, y, mx in zip(a, b, flags))
+
+
+def hypervolume_2d(points: Iterable[Sequence[float]], ref: Sequence[float]) -> float:
+    """Area dominated by 2-D ``points`` (both objectives minimised) inside the box below ``ref``.
+
+    Points not strictly better than ``ref`` in both objectives (and points with a NaN or infinite
+    objective) add nothing. O(n log n): one sort along the first objective, then a sweep towards
+    ``ref[0]`` in which the staircase height is the best gain ``ref[1] - y`` of every point so far.
+    """
+    boxes = sorted(
+        (p[0], ref[1] - p[1])
+        for p in points
+        if math.isfinite(p[0]) and math.isfinite(p[1]) and p[0] < ref[0] and p[1] < ref[1]
+    )
+    area, best = 0.0, 0.0
+    for i, (x, gain) in enumerate(boxes):
+        best = max(best, gain)
+        x_next = boxes[i + 1][0] if i + 1 < len(boxes) else ref[0]
+        area += (x_next - x) * best
+    return area
+
+
+# ---------------------------------------------------------------- trial points
+
+
+def _vector(p: TrialPoint) -> tuple[float, float]:
+    return (p.metric, p.gflops)
+
+
 def dominates(a: TrialPoint, b: TrialPoint, *, maximize_metric: bool = True) -> bool:
     """Whether ``a`` Pareto-dominates ``b``.
 
@@ -65,10 +109,7 @@ def dominates(a: TrialPoint, b: TrialPoint, *, maximize_metric: bool = True) -> 
     strictly better in at least one.  Only the values are compared: feasibility and
     completeness are the caller's filter (see :func:`pareto_front`).
     """
-    metric_no_worse = not _better_metric(b.metric, a.metric, maximize_metric)
-    gflops_no_worse = a.gflops <= b.gflops
-    strictly_better = _better_metric(a.metric, b.metric, maximize_metric) or a.gflops < b.gflops
-    return metric_no_worse and gflops_no_worse and strictly_better
+    return dominates_vector(_vector(a), _vector(b), (maximize_metric, False))
 
 
 def _eligible(points: Iterable[TrialPoint]) -> list[TrialPoint]:
@@ -114,22 +155,10 @@ def hypervolume(
     """
     if not (math.isfinite(ref_metric) and math.isfinite(ref_gflops)):
         raise ValueError(f"reference point must be finite, got ({ref_metric}, {ref_gflops})")
-    # ``gain`` is the metric's distance past the reference in the improving direction.
-    boxes = []
-    for p in _eligible(points):
-        gain = (p.metric - ref_metric) if maximize_metric else (ref_metric - p.metric)
-        if gain > 0.0 and p.gflops < ref_gflops:
-            boxes.append((p.gflops, gain))
-    boxes.sort()
-    area = 0.0
-    best_gain = 0.0
-    for i, (g, gain) in enumerate(boxes):
-        best_gain = max(best_gain, gain)
-        # Between this point's GFLOPs and the next one's (or the reference), the staircase
-        # height is the best gain of every point at least this cheap.
-        g_next = boxes[i + 1][0] if i + 1 < len(boxes) else ref_gflops
-        area += (g_next - g) * best_gain
-    return area
+    # Both objectives as minimised, GFLOPs first (the sweep axis): the staircase height of
+    # :func:`hypervolume_2d` is then the metric's distance past the reference in the improving direction.
+    sign = -1.0 if maximize_metric else 1.0
+    return hypervolume_2d(((p.gflops, sign * p.metric) for p in _eligible(points)), (ref_gflops, sign * ref_metric))
 
 
 def hypervolume_history(

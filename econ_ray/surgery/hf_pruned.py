@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 from transformers.pytorch_utils import Conv1D
 
 
@@ -66,6 +67,7 @@ class PrunedGPT2LMHeadModel(GPT2LMHeadModel):
         d = config.n_embd
         hd = d // config.n_head
         for block, h, inner in zip(self.transformer.h, config.heads_per_layer, config.intermediate_per_layer):
+            assert isinstance(block, GPT2Block)
             att = block.attn
             att.num_heads, att.split_size = h, h * hd  # c_attn output splits into q, k, v of h * hd each
             att.c_attn, att.c_proj = Conv1D(3 * h * hd, d), Conv1D(d, h * hd)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from econ_ray.attention.runtime import EconRuntime, ObservedActivation
+from econ_ray.compute.shape import model_dims
 from econ_ray.data import EncodedSplit, TaskSpec
 from econ_ray.surgery.scores import per_example_loss
 
@@ -34,11 +35,45 @@ class Block:
     ffn_out: nn.Module  # W2
     conv1d: bool
 
+    @property
+    def ffn_in_weight(self) -> torch.Tensor:
+        """W1's weight: (I, d) for ``nn.Linear``, (d, I) for Conv1D."""
+        return _weight(self.ffn_in)
+
+    @property
+    def ffn_out_weight(self) -> torch.Tensor:
+        """W2's weight: (d, I) for ``nn.Linear``, (I, d) for Conv1D."""
+        return _weight(self.ffn_out)
+
+    @property
+    def gate_bias(self) -> torch.Tensor:
+        """The (H,) gate biases ``install`` added to this layer's attention."""
+        return _weight(self.attn, "econ_gate_bias")
+
+
+def _weight(module: nn.Module, name: str = "weight") -> torch.Tensor:
+    w = getattr(module, name)
+    if not isinstance(w, torch.Tensor):
+        raise TypeError(f"{type(module).__name__}.{name} is not a tensor")
+    return w
+
 
 def blocks(model: nn.Module) -> list[Block]:
     """The layers of a BERT-family encoder or a GPT-2 model, in order."""
     if hasattr(getattr(model, "transformer", None), "h"):  # GPT2LMHeadModel and its pruned subclass
-        return [Block("gpt2", b.attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj, True) for b in model.transformer.h]
+        layers = model.get_submodule("transformer.h")
+        assert isinstance(layers, nn.ModuleList)
+        return [
+            Block(
+                "gpt2",
+                b.get_submodule("attn"),
+                b.get_submodule("attn.c_proj"),
+                b.get_submodule("mlp.c_fc"),
+                b.get_submodule("mlp.c_proj"),
+                True,
+            )
+            for b in layers
+        ]
     enc = getattr(model.base_model, "encoder", None)
     if enc is None or not hasattr(enc, "layer"):
         raise ValueError(f"{type(model).__name__}: no BERT-style encoder.layer or GPT-2 transformer.h to prune")
@@ -48,16 +83,11 @@ def blocks(model: nn.Module) -> list[Block]:
     ]
 
 
-def n_heads(model: nn.Module) -> int:
-    cfg = model.config
-    return int(getattr(cfg, "num_attention_heads", None) or cfg.n_head)
-
-
 def ffn_weight_pairs(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer (W1 (I, d), W2 (d, I)) in ``nn.Linear`` orientation, detached."""
     out = []
     for b in blocks(model):
-        w1, w2 = b.ffn_in.weight.detach(), b.ffn_out.weight.detach()
+        w1, w2 = b.ffn_in_weight.detach(), b.ffn_out_weight.detach()
         out.append((w1.t(), w2.t()) if b.conv1d else (w1, w2))
     return out
 
@@ -116,7 +146,7 @@ def head_importance(
     backward of the summed per-example losses gives each example's gradient, whose absolute value
     is averaged: the paper's expectation of an absolute value, not the absolute value of a mean.
     """
-    nl, h = len(blocks(model)), n_heads(model)
+    nl, h = len(blocks(model)), model_dims(model.config).n_heads
     total = torch.zeros(nl, h)
     seen = 0
     was_training = model.training
@@ -124,20 +154,19 @@ def head_importance(
     device = _device(model)
     saved = dict(rt.head_masks)
     try:
-        for batch in _batches(split, batch_size, n_batches):
-            labels = batch.pop("labels").to(device)
-            b = len(labels)
-            xi = [torch.ones(b, h, device=device, requires_grad=True) for _ in range(nl)]
-            for i in range(nl):
-                rt.head_masks[i] = xi[i] * saved[i].to(device) if i in saved else xi[i]
-            out = model(**{k: v.to(device) for k, v in batch.items()})
-            loss = per_example_loss(out.logits, labels, task.kind).sum()
-            grads = torch.autograd.grad(loss, xi)
-            total += torch.stack([g.abs().sum(dim=0) for g in grads]).detach().cpu()
-            seen += b
+        with rt.override(head_masks=dict(saved)):
+            for batch in _batches(split, batch_size, n_batches):
+                labels = batch.pop("labels").to(device)
+                b = len(labels)
+                xi = [torch.ones(b, h, device=device, requires_grad=True) for _ in range(nl)]
+                for i in range(nl):
+                    rt.head_masks[i] = xi[i] * saved[i].to(device) if i in saved else xi[i]
+                out = model(**{k: v.to(device) for k, v in batch.items()})
+                loss = per_example_loss(out.logits, labels, task.kind).sum()
+                grads = torch.autograd.grad(loss, xi)
+                total += torch.stack([g.abs().sum(dim=0) for g in grads]).detach().cpu()
+                seen += b
     finally:
-        rt.head_masks.clear()
-        rt.head_masks.update(saved)
         model.train(was_training)
     if not seen:
         raise ValueError("no calibration examples for head importance")
@@ -160,11 +189,6 @@ def set_neuron_keep(rt: EconRuntime, keep: list[torch.Tensor], device: torch.dev
             rt.neuron_masks[i] = row.to(device=device, dtype=torch.float32)
 
 
-def clear_masks(rt: EconRuntime) -> None:
-    rt.head_masks.clear()
-    rt.neuron_masks.clear()
-
-
 @contextmanager
 def masked(
     rt: EconRuntime,
@@ -174,15 +198,9 @@ def masked(
     device: torch.device | str = "cpu",
 ) -> Iterator[EconRuntime]:
     """Apply head and/or neuron keep-masks for the duration of the block; the previous masks come back after."""
-    saved = dict(rt.head_masks), dict(rt.neuron_masks)
-    try:
+    with rt.override(head_masks=dict(rt.head_masks), neuron_masks=dict(rt.neuron_masks)):
         if heads is not None:
             set_head_keep(rt, heads, device)
         if neurons is not None:
             set_neuron_keep(rt, neurons, device)
         yield rt
-    finally:
-        rt.head_masks.clear()
-        rt.head_masks.update(saved[0])
-        rt.neuron_masks.clear()
-        rt.neuron_masks.update(saved[1])

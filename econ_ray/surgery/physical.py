@@ -23,13 +23,15 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
-from econ_ray.attention.runtime import EconRuntime, install
+from econ_ray.attention.runtime import EconRuntime, install, runtime_of
 from econ_ray.compute import LayerSparsity, count_flops, effective_flops, shape_from_hf_config
 from econ_ray.compute.latency import model_latency
+from econ_ray.compute.shape import model_dims
 from econ_ray.data import EncodedSplit, TaskSpec
 from econ_ray.surgery import hf_pruned
-from econ_ray.surgery.masks import blocks, n_heads
+from econ_ray.surgery.masks import blocks
 from econ_ray.training.evaluate import evaluate, task_loss_and_outputs
 
 TOLERANCE = 1e-4  # abs, on logits (classification/regression), CE (lm) and the metric
@@ -47,7 +49,10 @@ class Plan:
 
 def plan_from_alive(head_alive: list[torch.Tensor], neuron_alive: list[torch.Tensor]) -> Plan:
     """Keep the alive units of each layer (bool tensors); a layer with none keeps unit 0 as a zeroed placeholder."""
-    heads, neurons, hz, nz = [], [], [], []
+    heads: list[list[int]] = []
+    neurons: list[list[int]] = []
+    hz: list[int] = []
+    nz: list[int] = []
     for i, (h, n) in enumerate(zip(head_alive, neuron_alive)):
         hk = torch.nonzero(h.cpu()).flatten().tolist()
         nk = torch.nonzero(n.cpu()).flatten().tolist()
@@ -63,7 +68,7 @@ def plan_from_alive(head_alive: list[torch.Tensor], neuron_alive: list[torch.Ten
 def plan_from_runtime(model: nn.Module, rt: EconRuntime) -> Plan:
     """The plan the last ``evaluate`` observed: heads with an open edge, neurons ever nonzero."""
     nl = len(blocks(model))
-    inter = [b.ffn_in.weight.shape[1 if b.conv1d else 0] for b in blocks(model)]
+    inter = [b.ffn_in_weight.shape[1 if b.conv1d else 0] for b in blocks(model)]
     head_alive, neuron_alive = [], []
     for i in range(nl):
         st = rt.stats.get(i)
@@ -88,7 +93,7 @@ def _classes(model: nn.Module) -> tuple[type, type]:
     )
 
 
-def _config_dict(model: nn.Module) -> dict[str, Any]:
+def _config_dict(model: PreTrainedModel) -> dict[str, Any]:
     d = model.config.to_dict()
     for key in (
         "model_type",
@@ -108,16 +113,24 @@ def plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.endswith("econ_gate_bias")}
 
 
-def plain_copy(model: nn.Module, attn_implementation: str = "sdpa") -> nn.Module:
+def _to_device(model: PreTrainedModel, device: torch.device) -> PreTrainedModel:
+    """``model.to(device)`` (in place), called through ``nn.Module``'s type: transformers wraps ``to`` with
+    ``functools.wraps``, which hides its signature from the type checker. The method run is the same."""
+    module: nn.Module = model
+    module.to(device)
+    return model
+
+
+def plain_copy(model: PreTrainedModel, attn_implementation: str = "sdpa") -> PreTrainedModel:
     """The same weights in a stock model of the same class (no econ-ray runtime), in eval mode."""
     cfg = type(model.config).from_dict(_config_dict(model))
     dense = type(model)(cfg)
     dense.load_state_dict(plain_state(model))
     dense.set_attn_implementation(attn_implementation)
-    return dense.to(next(model.parameters()).device).eval()
+    return _to_device(dense, next(model.parameters()).device).eval()
 
 
-def prune(model: nn.Module, plan: Plan, attn_implementation: str = "sdpa") -> nn.Module:
+def prune(model: PreTrainedModel, plan: Plan, attn_implementation: str = "sdpa") -> PreTrainedModel:
     """A new, smaller stock-forward model holding the kept heads and neurons of ``model`` (unchanged)."""
     cfg_cls, model_cls = _classes(model)
     cfg = cfg_cls(
@@ -128,8 +141,8 @@ def prune(model: nn.Module, plan: Plan, attn_implementation: str = "sdpa") -> nn
     small = model_cls(cfg)
     names = {m: n for n, m in model.named_modules()}
     state = plain_state(model)
-    hd = model.config.hidden_size // n_heads(model)
-    d = model.config.hidden_size
+    dims = model_dims(model.config)
+    hd, d = dims.head_dim, dims.hidden
     for i, b in enumerate(blocks(model)):
         cols = torch.tensor([h * hd + j for h in plan.heads[i] for j in range(hd)])  # (h_i * hd,)
         nidx = torch.tensor(plan.neurons[i])
@@ -161,7 +174,7 @@ def prune(model: nn.Module, plan: Plan, attn_implementation: str = "sdpa") -> nn
     return small.to(next(model.parameters()).device).eval()
 
 
-def save_pruned(small: nn.Module, tokenizer: Any, folder: str | Path) -> Path:
+def save_pruned(small: PreTrainedModel, tokenizer: Any, folder: str | Path) -> Path:
     """``save_pretrained`` with this module's classes registered as remote code (copied beside the weights)."""
     folder = Path(folder)
     auto = (
@@ -177,7 +190,7 @@ def save_pruned(small: nn.Module, tokenizer: Any, folder: str | Path) -> Path:
     return folder
 
 
-def load_pruned(folder: str | Path) -> nn.Module:
+def load_pruned(folder: str | Path) -> PreTrainedModel:
     """The exported model through plain transformers (``trust_remote_code`` runs the copied hf_pruned.py)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -186,7 +199,7 @@ def load_pruned(folder: str | Path) -> nn.Module:
     return loader.from_pretrained(folder, trust_remote_code=True).eval()
 
 
-def pruned_flops(model: nn.Module, plan: Plan, task: TaskSpec, seq_len: int) -> float:
+def pruned_flops(model: PreTrainedModel, plan: Plan, task: TaskSpec, seq_len: int) -> float:
     """Dense FLOPs (batch 1, ``seq_len`` tokens) of the physically pruned model, by the project's formulas."""
     shape = shape_from_hf_config(
         model.config, n_labels=None if task.kind == "lm" else task.num_labels, lm_head=task.kind == "lm"
@@ -216,16 +229,16 @@ def _outputs(
 
 def _install_like(small: nn.Module, source: nn.Module, plan: Plan) -> EconRuntime:
     """econ-ray attention on the pruned model in the source's mode, with the kept heads' gate biases."""
-    src: EconRuntime = source.econ_runtime
+    src = runtime_of(source)
     rt = install(small, mode=src.mode, k=src.k, budget=src.budget, keep_strongest=src.keep_strongest)
-    biases = [b.attn.econ_gate_bias.detach() for b in blocks(source)]
+    biases = [b.gate_bias.detach() for b in blocks(source)]
     for i, b in enumerate(blocks(small)):
         b.attn.econ_gate_bias = nn.Parameter(biases[i][torch.tensor(plan.heads[i], device=biases[i].device)].clone())
     return rt
 
 
 def export(
-    model: nn.Module,
+    model: PreTrainedModel,
     tokenizer: Any,
     split: EncodedSplit,
     task: TaskSpec,
@@ -243,14 +256,14 @@ def export(
     ``equal`` is True when the reloaded pruned model, run in the source's attention mode, matches the
     source within ``tolerance`` (abs) on every logit (CE for lm) and on the metric.
     """
-    rt: EconRuntime = model.econ_runtime
+    rt = runtime_of(model)
     ev = evaluate(model, rt, split, task, batch_size=batch_size, seq_len=seq_len, distribution=False)
     plan = plan_from_runtime(model, rt)
     model.eval()
     ce_src, logits_src = _outputs(model, split, task, batch_size)
     small = prune(model, plan)
     folder = save_pruned(small, tokenizer, out)
-    loaded = load_pruned(folder).to(next(model.parameters()).device)
+    loaded = _to_device(load_pruned(folder), next(model.parameters()).device)
     dense = plain_copy(model)
 
     ids = split.input_ids[:1].to(next(model.parameters()).device)
@@ -266,9 +279,14 @@ def export(
     rt_small = _install_like(loaded, model, plan)
     ev_small = evaluate(loaded, rt_small, split, task, batch_size=batch_size, seq_len=seq_len, distribution=False)
     ce_small, logits_small = _outputs(loaded, split, task, batch_size)
-    out_diff = abs(ce_small - ce_src) if logits_src is None else float((logits_small - logits_src).abs().max())
+    if logits_src is None:
+        out_diff = abs(ce_small - ce_src)
+    else:
+        assert logits_small is not None  # same task as the source, so logits too
+        out_diff = float((logits_small - logits_src).abs().max())
     metric_diff = abs(ev_small["metric"] - ev["metric"])
     small_flops = pruned_flops(model, plan, task, seq_len)
+    dims = model_dims(model.config)
     report = {
         "folder": str(folder),
         "seq_len": seq_len,
@@ -281,9 +299,9 @@ def export(
         "reload_abs_diff": plain_diff,
         "tolerance": tolerance,
         "equal": bool(out_diff <= tolerance and metric_diff <= tolerance and plain_diff <= tolerance),
-        "heads_total": len(plan.heads) * n_heads(model),
+        "heads_total": len(plan.heads) * dims.n_heads,
         "heads_kept": sum(len(h) for h in plan.heads) - len(plan.heads_zeroed),
-        "neurons_total": sum(b.ffn_in.weight.numel() // model.config.hidden_size for b in blocks(model)),
+        "neurons_total": sum(b.ffn_in_weight.numel() // dims.hidden for b in blocks(model)),
         "neurons_kept": sum(len(n) for n in plan.neurons) - len(plan.neurons_zeroed),
         "heads_per_layer": [len(h) for h in plan.heads],
         "intermediate_per_layer": [len(n) for n in plan.neurons],

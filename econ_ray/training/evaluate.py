@@ -11,6 +11,7 @@ from torch import nn
 
 from econ_ray.attention.runtime import EconRuntime
 from econ_ray.compute import FlopCount, LayerSparsity, dense_flops, effective_flops, shape_from_hf_config
+from econ_ray.compute.shape import model_dims
 from econ_ray.data import EncodedSplit, TaskSpec
 from econ_ray.metrics.task import compute_task_metrics
 
@@ -139,7 +140,7 @@ def evaluate(
         model.train(was_training)
     metrics = compute_task_metrics(task.kind, logits=logits, labels=labels, mean_ce=ce)
     cfg = model.config
-    heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
+    heads = model_dims(cfg).n_heads
     inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * cfg.hidden_size
     alloc = summarise_allocation(rt, heads, inter)
     dense, eff = flops_for(model, task, seq_len, alloc.layers)

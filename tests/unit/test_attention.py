@@ -183,3 +183,26 @@ def test_expected_open_fraction_broadcasts_valid():
     valid = torch.rand(2, 1, 3, 3) > 0.3
     ref = (torch.sigmoid(g) * valid.expand_as(g)).sum() / valid.expand_as(g).sum()
     assert torch.allclose(kernels.expected_open_fraction(g, valid), ref)
+
+
+def test_runtime_override_sets_fields_for_a_block_and_restores_them():
+    from econ_ray.attention.runtime import EconRuntime
+
+    rt = EconRuntime(keep_strongest=True)
+    rt.set_mode("budget", budget=4.0)
+    masks = rt.head_masks
+    with rt.override(mode="topk", k=2, need_costs=True, head_masks={}) as same:
+        assert same is rt
+        assert (rt.mode, rt.k, rt.budget, rt.need_costs) == ("topk", 2, 4.0, True)
+        assert rt.head_masks is not masks
+    assert (rt.mode, rt.k, rt.budget, rt.need_costs, rt.keep_strongest) == ("budget", None, 4.0, False, True)
+    assert rt.head_masks is masks
+    with pytest.raises(RuntimeError), rt.override(collect=True, mode="dense"):
+        assert rt.collect and rt.mode == "dense"
+        raise RuntimeError("boom")
+    assert not rt.collect and rt.mode == "budget"
+    with pytest.raises(ValueError, match="topk mode needs k"), rt.override(mode="topk", k=None):
+        pass
+    assert rt.mode == "budget"
+    with pytest.raises(TypeError, match="no field"), rt.override(stochastic=False):
+        pass

@@ -20,6 +20,7 @@ from econ_ray.data import (
     build_word_tokenizer,
     encode_split,
     load_task,
+    load_task_for,
 )
 from econ_ray.data.tokenizer import SPECIAL_TOKENS
 
@@ -109,6 +110,24 @@ def test_heldout_disjoint_and_sizes():
     assert not set(_keys(s.heldout)) & set(_keys(s.train))
     tiny = load_task("builtin:majority", heldout_fraction=0.01, builtin_options={"n_train": 20})
     assert len(tiny.heldout) == 1 and len(tiny.train) == 19  # at least one heldout example
+
+
+def test_load_task_for_takes_every_option_from_the_data_config():
+    from econ_ray.config.schema import DataConfig
+
+    d = DataConfig(
+        source="builtin:majority", train_size=50, eval_size=30, heldout_fraction=0.2, builtin={"n_train": 200}
+    )
+    a = load_task_for(d, seed=5)
+    b = load_task(
+        "builtin:majority",
+        train_size=50,
+        eval_size=30,
+        heldout_fraction=0.2,
+        seed=5,
+        builtin_options={"n_train": 200},
+    )
+    assert a == b and len(a.heldout) == 10
 
 
 def test_train_and_eval_caps_deterministic():

@@ -19,9 +19,11 @@ from econ_ray.compute import (
     ArchShape,
     FlopCount,
     LayerSparsity,
+    ModelDims,
     count_flops,
     dense_flops,
     effective_flops,
+    model_dims,
     shape_from_hf_config,
 )
 
@@ -121,6 +123,17 @@ def test_shape_from_gpt2_config_defaults_inner_to_4d() -> None:
     assert (shape.n_layers, shape.hidden, shape.n_heads, shape.intermediate) == (3, 32, 2, 128)
     assert shape.head_dim == 16
     assert shape.causal and not shape.lm_head
+
+
+def test_model_dims_reads_both_families_from_a_config_or_a_model() -> None:
+    bert = BertConfig(**BERT_TINY)
+    assert model_dims(bert) == ModelDims(n_layers=2, hidden=64, n_heads=4, intermediate=128)
+    assert model_dims(bert).head_dim == 16
+    gpt2 = GPT2Config(n_layer=3, n_embd=32, n_head=2, n_inner=None, vocab_size=50)
+    assert model_dims(gpt2) == ModelDims(n_layers=3, hidden=32, n_heads=2, intermediate=128)
+    assert model_dims(GPT2LMHeadModel(gpt2)) == model_dims(gpt2)
+    with pytest.raises(ValueError, match="lacks"):
+        model_dims(object())
 
 
 def test_shape_from_bert_decoder_is_causal() -> None:

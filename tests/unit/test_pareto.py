@@ -11,7 +11,9 @@ from econ_ray.search.pareto import (
     TrialPoint,
     chance_metric,
     dominates,
+    dominates_vector,
     hypervolume,
+    hypervolume_2d,
     hypervolume_history,
     pareto_front,
     reference_point,
@@ -48,6 +50,22 @@ def test_dominates_basic_and_strictness():
     assert not dominates(A, A)  # equal points do not dominate each other
     assert dominates(P("x", 0.7, 0.5), A)  # same metric, cheaper
     assert dominates(P("x", 0.8, 1.0), A)  # same GFLOPs, better metric
+
+
+def test_dominates_vector_any_number_of_objectives_and_directions():
+    assert dominates_vector((1.0, 2.0, 3.0), (1.0, 2.0, 4.0))  # all minimised by default
+    assert not dominates_vector((1.0, 2.0), (1.0, 2.0))
+    assert not dominates_vector((0.0, 3.0), (1.0, 2.0))  # trade-off
+    assert dominates_vector((0.9, 1.0), (0.8, 1.0), (True, False))
+    assert not dominates_vector((math.nan, 1.0), (0.5, 2.0), (True, False))
+    assert not dominates_vector((0.5, 2.0), (math.nan, 1.0), (True, False))
+
+
+def test_hypervolume_is_the_vector_hypervolume_of_the_minimised_points():
+    pts = [P("a", 0.9, 2.0), P("b", 0.7, 1.0), P("c", 0.6, 3.0)]
+    hv = hypervolume(pts, ref_metric=0.5, ref_gflops=4.0)
+    assert hv == hypervolume_2d([(p.gflops, -p.metric) for p in pts], (4.0, -0.5))
+    assert hv == pytest.approx(0.2 * 1.0 + 0.4 * 2.0)
 
 
 def test_dominates_minimisation():
