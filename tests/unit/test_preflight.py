@@ -72,3 +72,48 @@ def test_trial_params_are_read_from_the_trained_run_config():
         "objective": "penalised",
         "attention": "gates",
     }
+
+
+def test_a_search_runs_its_pre_flight_once_and_probes_the_tracking_store_once(tmp_path, monkeypatch):
+    """CLI -> run_search: one pre-flight, one tracking probe, then the session starts."""
+    import yaml
+
+    import econ_ray.search.driver as driver
+    import econ_ray.tracking as tracking
+    from econ_ray.cli.main import main
+
+    calls = {"preflight": 0, "probe": 0}
+    real_check, real_probe = driver.check_search, tracking.check_tracking_uri
+
+    def counted_check(*a, **k):
+        calls["preflight"] += 1
+        return real_check(*a, **k)
+
+    def counted_probe(*a, **k):
+        calls["probe"] += 1
+        return real_probe(*a, **k)
+
+    class Started(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise Started
+
+    monkeypatch.setattr(driver, "check_search", counted_check)
+    monkeypatch.setattr(tracking, "check_tracking_uri", counted_probe)
+    monkeypatch.setattr(driver, "open_session", stop)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "search": {"trials": 1, "concurrency": 1, "space": {"lam": {"low": 0.1, "high": 1}}},
+                "distributed": {"workers": 1},
+            }
+        )
+    )
+    with pytest.raises(Started):
+        main(["search", str(path), "--run-dir", str(tmp_path / "run")])
+    assert calls == {"preflight": 1, "probe": 1}
+    assert not (tmp_path / "run").exists()  # the pre-flight created nothing
