@@ -108,8 +108,9 @@ class Objective(Protocol):
         ...
 
     def summary(self, per_step: Sequence[float]) -> Record:
-        """Fields of the run summary: ``tau``, ``tau_rel``, ``multiplier``, ``feasible`` (None where they
-        do not apply) and any of its own. ``per_step`` is the history of :attr:`per_step_field`."""
+        """Fields of the run summary: any of ``tau``, ``tau_rel``, ``multiplier``, ``feasible`` that apply
+        (the summary has None for the others) and any of its own. ``per_step`` is the history of
+        :attr:`per_step_field`."""
         ...
 
 

@@ -97,7 +97,7 @@ class PenalisedObjective:
         pass
 
     def summary(self, per_step: Sequence[float]) -> Record:
-        return {"tau": None, "tau_rel": None, "multiplier": None, "feasible": None}
+        return {}  # no ceiling, no multiplier
 
 
 def build(cfg: ObjectiveConfig) -> PenalisedObjective:

@@ -477,11 +477,15 @@ def _final(run: _Run, stopped_early: bool) -> RunResult:
         "lam": o.lam,
         "alpha": o.alpha,
         "beta": o.beta,
-        **obj.summary(rs.multiplier_history),
+        # the objective's fields (below), None where they do not apply
+        "tau": None,
+        "tau_rel": None,
         "objective": o.kind,
         "attention": a.mode,
         "k": a.k,
         "budget": a.budget,
+        "multiplier": None,
+        "feasible": None,
         "steps": rs.step if steps else 0,
         "dense_steps": _dense_steps(cfg),
         "stopped_early": stopped_early,
@@ -491,6 +495,7 @@ def _final(run: _Run, stopped_early: bool) -> RunResult:
         "seed": t.seed,
         "model": cfg.model.name,
     }
+    summary.update(obj.summary(rs.multiplier_history))  # keeps the places above; its own fields go last
     return RunResult(summary, rs.history, rs.multiplier_history, p)
 
 
