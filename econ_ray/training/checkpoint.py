@@ -142,7 +142,7 @@ def rng_state() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "numpy_kind": str(kind),
-        "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
         "numpy_pos": int(pos),
         "numpy_has_gauss": int(has_gauss),
         "numpy_cached": float(cached),

@@ -31,6 +31,11 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device) for k, v in batch.items()}
 
 
+def _intermediate_size(cfg: Any) -> int:
+    """FFN inner size of a Hugging Face config (BERT: intermediate_size; GPT-2: n_inner, None = 4 d)."""
+    return int(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * cfg.hidden_size)
+
+
 @torch.no_grad()
 def task_loss_and_outputs(
     model: nn.Module, split: EncodedSplit, task: TaskSpec, *, batch_size: int, limit: int | None = None
@@ -140,7 +145,7 @@ def evaluate(
     metrics = compute_task_metrics(task.kind, logits=logits, labels=labels, mean_ce=ce)
     cfg = model.config
     heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
-    inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * cfg.hidden_size
+    inter = _intermediate_size(model.config)
     alloc = summarise_allocation(rt, heads, inter)
     dense, eff = flops_for(model, task, seq_len, alloc.layers)
     out: dict[str, Any] = {
