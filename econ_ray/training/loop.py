@@ -1,23 +1,29 @@
 """One training run, shaped to run unchanged inside a Ray Train worker.
 
-``train_run(cfg)`` builds data, tokenizer and model, installs econ-ray attention, then runs:
+``train_run(cfg)`` builds data, tokenizer and model, installs econ-ray attention, then runs its
+phases, each a function of one :class:`~econ_ray.training.checkpoint.RunState` (step, phase,
+histories, best score, CE_dense, restarts: what a checkpoint saves besides the tensors):
 
-1. a dense phase (``objective.dense_steps``, skipped when ``dense_reference: model``) that trains
-   the dense model, whose held-out CE is CE_dense (the reference of ``tau_rel``);
-2. the main phase in the configured attention mode under the penalised or constrained objective,
-   with validation every ``eval_every`` steps and early stopping on the validation metric (the
-   constrained objective's multiplier reads held-out CE every ``objective.constraint_every`` steps);
-3. a final evaluation computing every metric of METHOD section 5 and the FLOPs of section 6.
+1. ``_dense_phase``: ``objective.dense_steps`` of dense training (skipped when ``dense_reference:
+   model``);
+2. ``_dense_reference``: the dense model's held-out CE, CE_dense (the reference of ``tau_rel``), and
+   validation metric;
+3. ``_main_phase``: the configured attention mode under the objective of ``objective.kind`` (an
+   :class:`~econ_ray.objectives.Objective`: it says which costs the runtime records, gives the loss of
+   each batch and works before each step, e.g. the constrained multiplier's held-out CE every
+   ``objective.constraint_every`` steps), with validation every ``eval_every`` steps and early
+   stopping on the validation metric where the objective allows it;
+4. ``_final``: a final evaluation computing every metric of METHOD section 5 and the FLOPs of
+   section 6, and the summary.
 
 The optimiser comes from an ``engine_factory`` (plain AdamW by default, DeepSpeed in a Ray Train
-worker); ``on_step`` and ``on_eval`` receive records for trackers; ``shard`` = (rank, world size)
-splits the training batches between data-parallel workers.
-
-With ``checkpoint_every`` = N and ``on_checkpoint``, the run hands a :class:`TrainState` (weights,
-optimiser, multiplier, RNG, histories) to ``on_checkpoint`` every N steps of either phase; a run
-given ``resume=`` such a state goes on from its phase and step (the data order is fast-forwarded,
-the dense phase is not redone once the main phase has begun) and lists the restart in
-``summary["restarts"]`` / ``summary["resumed_from_step"]``.
+worker); ``shard`` = (rank, world size) splits the training batches between data-parallel workers.
+:class:`RunHooks` holds the callbacks: ``on_step`` and ``on_eval`` receive records for trackers; with
+``checkpoint_every`` = N and ``on_checkpoint``, the run hands a :class:`TrainState` (run state,
+weights, optimiser, RNG, the objective's state) to ``on_checkpoint`` every N steps of either phase. A
+run given ``resume=`` such a state goes on from its phase and step (the data order is fast-forwarded
+by :func:`fast_forward`, the dense phase is not redone once the main phase has begun) and lists the
+restart in ``summary["restarts"]`` / ``summary["resumed_from_step"]``.
 """
 
 from __future__ import annotations
