@@ -19,7 +19,7 @@ import cooper
 import torch
 from cooper.optim import nuPI
 
-from econ_ray.objectives.base import CostKind, ObjectiveEnv, ObjectiveState, Record, Snapshot
+from econ_ray.objectives.base import CostKind, Objective, ObjectiveEnv, ObjectiveState, Record, Snapshot
 
 if TYPE_CHECKING:
     from econ_ray.config.schema import ObjectiveConfig
@@ -202,5 +202,5 @@ class ConstrainedObjective:
         }
 
 
-def build(cfg: ObjectiveConfig) -> ConstrainedObjective:
+def build(cfg: ObjectiveConfig) -> Objective:
     return ConstrainedObjective(cfg)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from econ_ray.objectives.base import CostKind, ObjectiveEnv, ObjectiveState, Record
+from econ_ray.objectives.base import CostKind, Objective, ObjectiveEnv, ObjectiveState, Record
 
 if TYPE_CHECKING:
     from econ_ray.config.schema import ObjectiveConfig
@@ -100,5 +100,5 @@ class PenalisedObjective:
         return {}  # no ceiling, no multiplier
 
 
-def build(cfg: ObjectiveConfig) -> PenalisedObjective:
+def build(cfg: ObjectiveConfig) -> Objective:
     return PenalisedObjective(lam=cfg.lam, alpha=cfg.alpha, beta=cfg.beta)
