@@ -24,7 +24,7 @@ from econ_ray.search.moasha import RungBook
 from econ_ray.search.optuna_searcher import ConstrainedOptunaSearch
 from econ_ray.search.pareto import hypervolume, reference_point
 from econ_ray.search.trial import REPORT_KEYS
-from econ_ray.training import train_run
+from econ_ray.training import RunHooks, train_run
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -101,7 +101,7 @@ def run_trials(
 
         t0 = time.perf_counter()
         try:
-            result = train_run(rc, on_step=on_step, on_eval=on_eval)
+            result = train_run(rc, hooks=RunHooks(on_step=on_step, on_eval=on_eval))
         except _Stop:
             searcher.on_trial_complete(tid, {**seen["last"], "final": 0})  # told PRUNED
             out.append(

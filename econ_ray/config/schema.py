@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AttentionMode = Literal["dense", "gates", "topk", "budget"]
+# One entry per module econ_ray/objectives/<kind>.py (its build(cfg) makes the Objective); its fields
+# go in ObjectiveConfig, each with a description naming the objective that reads it.
 ObjectiveKind = Literal["penalised", "constrained"]
 Sampler = Literal["tpe", "nsga2", "gp", "random", "grid"]
 
@@ -109,27 +111,35 @@ class MultiplierConfig(_Strict):
 class ObjectiveConfig(_Strict):
     """What training minimises (METHOD section 3)."""
 
-    kind: ObjectiveKind = Field("penalised", description="penalised | constrained")
+    kind: ObjectiveKind = Field(
+        "penalised",
+        description="penalised (task loss + lam * compute cost) | constrained (fewest open edges s.t. "
+        "held-out CE <= tau); the objective is econ_ray.objectives.<kind>",
+    )
     lam: float = Field(0.0, ge=0.0, description="price of compute lambda (penalised)")
-    alpha: float = Field(1.0, ge=0.0, description="weight of the attention cost")
-    beta: float = Field(0.0, ge=0.0, description="weight of the FFN cost")
+    alpha: float = Field(1.0, ge=0.0, description="weight of the attention cost (penalised)")
+    beta: float = Field(0.0, ge=0.0, description="weight of the FFN cost (penalised)")
     tau: float | None = Field(None, gt=0.0, description="absolute loss ceiling (constrained)")
-    tau_rel: float | None = Field(None, ge=0.0, description="relative ceiling eps: tau = (1+eps) * CE_dense")
+    tau_rel: float | None = Field(
+        None, ge=0.0, description="relative ceiling eps: tau = (1+eps) * CE_dense (constrained; give tau or tau_rel)"
+    )
     dense_reference: Literal["warmup", "model"] = Field(
         "warmup",
         description="where CE_dense comes from: 'warmup' trains dense first for dense_steps; "
         "'model' takes the loaded model as already trained (pretrained LM or a fine-tuned checkpoint)",
     )
     dense_steps: int = Field(300, ge=0, description="dense warm-up steps before gates open (both objectives)")
-    constraint_batch_size: int = Field(128, ge=1, description="held-out batch that drives the multiplier")
+    constraint_batch_size: int = Field(128, ge=1, description="held-out batch that drives the multiplier (constrained)")
     constraint_every: int = Field(
         1,
         ge=1,
-        description="main-phase steps per multiplier update: the held-out deterministic-gate forward "
+        description="main-phase steps per multiplier update (constrained): the held-out deterministic-gate forward "
         "and the dual step run at steps 1, 1+n, 1+2n, ... and the multiplier is held in between (1 = every "
         "step; a larger n saves that forward's time, ~1/n of it, and slows the multiplier's response)",
     )
-    multiplier: MultiplierConfig = Field(default_factory=MultiplierConfig)
+    multiplier: MultiplierConfig = Field(
+        default_factory=MultiplierConfig, description="nuPI controller of the Lagrange multiplier (constrained)"
+    )
 
     @model_validator(mode="after")
     def _ceiling(self) -> ObjectiveConfig:

@@ -109,7 +109,7 @@ def train_worker(config: dict[str, Any]) -> None:
     from ray.train import Checkpoint
 
     from econ_ray.modeling import save_model
-    from econ_ray.training import train_run
+    from econ_ray.training import RunHooks, train_run
     from econ_ray.training.checkpoint import TrainState, load_state, save_state
     from econ_ray.training.deepspeed_engine import DeepSpeedEngine
 
@@ -200,12 +200,9 @@ def train_worker(config: dict[str, Any]) -> None:
         result = train_run(
             cfg,
             engine_factory=engine_factory,
-            on_step=on_step,
-            on_eval=on_eval,
+            hooks=RunHooks(on_step=on_step, on_eval=on_eval, on_checkpoint=on_checkpoint, checkpoint_every=every),
             shard=(rank, world),
             prepared=prepared,
-            checkpoint_every=every,
-            on_checkpoint=on_checkpoint,
             resume=resume,
         )
     except _StopRequested:

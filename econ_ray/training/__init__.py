@@ -2,6 +2,16 @@
 
 from econ_ray.training.engine import Engine, TorchEngine
 from econ_ray.training.evaluate import evaluate
-from econ_ray.training.loop import DivergenceError, Prepared, RunResult, prepare, train_run
+from econ_ray.training.loop import DivergenceError, Prepared, RunHooks, RunResult, prepare, train_run
 
-__all__ = ["DivergenceError", "Engine", "Prepared", "RunResult", "TorchEngine", "evaluate", "prepare", "train_run"]
+__all__ = [
+    "DivergenceError",
+    "Engine",
+    "Prepared",
+    "RunHooks",
+    "RunResult",
+    "TorchEngine",
+    "evaluate",
+    "prepare",
+    "train_run",
+]

@@ -132,16 +132,15 @@ def evaluate(
     was_training = model.training
     model.eval()
     rt.reset_stats()
-    rt.collect, rt.collect_distribution = True, distribution
     try:
-        ce, logits, labels = task_loss_and_outputs(model, split, task, batch_size=batch_size)
+        with rt.override(collect=True, collect_distribution=distribution):
+            ce, logits, labels = task_loss_and_outputs(model, split, task, batch_size=batch_size)
     finally:
-        rt.collect, rt.collect_distribution = False, True
         model.train(was_training)
     metrics = compute_task_metrics(task.kind, logits=logits, labels=labels, mean_ce=ce)
     cfg = model.config
-    heads = model_dims(cfg).n_heads
-    inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * cfg.hidden_size
+    dims = model_dims(cfg)
+    heads, inter = dims.n_heads, dims.intermediate
     alloc = summarise_allocation(rt, heads, inter)
     dense, eff = flops_for(model, task, seq_len, alloc.layers)
     out: dict[str, Any] = {

@@ -1,34 +1,39 @@
 """One training run, shaped to run unchanged inside a Ray Train worker.
 
-``train_run(cfg)`` builds data, tokenizer and model, installs econ-ray attention, then runs:
+``train_run(cfg)`` builds data, tokenizer and model, installs econ-ray attention, then runs its
+phases, each a function of one :class:`~econ_ray.training.checkpoint.RunState` (step, phase,
+histories, best score, CE_dense, restarts: what a checkpoint saves besides the tensors):
 
-1. a dense phase (``objective.dense_steps``, skipped when ``dense_reference: model``) that trains
-   the dense model, whose held-out CE is CE_dense (the reference of ``tau_rel``);
-2. the main phase in the configured attention mode under the penalised or constrained objective,
-   with validation every ``eval_every`` steps and early stopping on the validation metric (the
-   constrained objective's multiplier reads held-out CE every ``objective.constraint_every`` steps);
-3. a final evaluation computing every metric of METHOD section 5 and the FLOPs of section 6.
+1. ``_dense_phase``: ``objective.dense_steps`` of dense training (skipped when ``dense_reference:
+   model``);
+2. ``_dense_reference``: the dense model's held-out CE, CE_dense (the reference of ``tau_rel``), and
+   validation metric;
+3. ``_main_phase``: the configured attention mode under the objective of ``objective.kind`` (an
+   :class:`~econ_ray.objectives.Objective`: it says which costs the runtime records, gives the loss of
+   each batch and works before each step, e.g. the constrained multiplier's held-out CE every
+   ``objective.constraint_every`` steps), with validation every ``eval_every`` steps and early
+   stopping on the validation metric where the objective allows it;
+4. ``_final``: a final evaluation computing every metric of METHOD section 5 and the FLOPs of
+   section 6, and the summary.
 
 The optimiser comes from an ``engine_factory`` (plain AdamW by default, DeepSpeed in a Ray Train
-worker); ``on_step`` and ``on_eval`` receive records for trackers; ``shard`` = (rank, world size)
-splits the training batches between data-parallel workers.
-
-With ``checkpoint_every`` = N and ``on_checkpoint``, the run hands a :class:`TrainState` (weights,
-optimiser, multiplier, RNG, histories) to ``on_checkpoint`` every N steps of either phase; a run
-given ``resume=`` such a state goes on from its phase and step (the data order is fast-forwarded,
-the dense phase is not redone once the main phase has begun) and lists the restart in
-``summary["restarts"]`` / ``summary["resumed_from_step"]``.
+worker); ``shard`` = (rank, world size) splits the training batches between data-parallel workers.
+:class:`RunHooks` holds the callbacks: ``on_step`` and ``on_eval`` receive records for trackers; with
+``checkpoint_every`` = N and ``on_checkpoint``, the run hands a :class:`TrainState` (run state,
+weights, optimiser, RNG, the objective's state) to ``on_checkpoint`` every N steps of either phase. A
+run given ``resume=`` such a state goes on from its phase and step (the data order is fast-forwarded
+by :func:`fast_forward`, the dense phase is not redone once the main phase has begun) and lists the
+restart in ``summary["restarts"]`` / ``summary["resumed_from_step"]``.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -36,11 +41,12 @@ from torch import nn
 
 from econ_ray.attention.runtime import EconRuntime, install
 from econ_ray.config.schema import RunConfig
-from econ_ray.data import EncodedSplit, TaskSpec, encode_split, load_task
+from econ_ray.data import EncodedSplit, TaskSpec, encode_split, load_task_for
 from econ_ray.metrics.task import higher_is_better
 from econ_ray.modeling import build_model, build_tokenizer
-from econ_ray.objectives import LagrangeController, penalised_loss, relative_tau
-from econ_ray.training.checkpoint import TrainState, rng_state, set_rng_state
+from econ_ray.objectives import CostKind, Objective, ObjectiveEnv, ObjectiveState, make_objective
+from econ_ray.objectives.constrained import constraint_step, constraint_updates
+from econ_ray.training.checkpoint import RunState, TrainState, rng_state, set_rng_state
 from econ_ray.training.engine import Engine, TorchEngine
 from econ_ray.training.evaluate import evaluate, task_loss_and_outputs
 
@@ -49,6 +55,21 @@ from econ_ray.training.evaluate import evaluate, task_loss_and_outputs
 # and saving use the model directly.
 EngineFactory = Callable[[nn.Module, int, str], Engine]
 Record = dict[str, Any]
+T = TypeVar("T")
+
+__all__ = [
+    "DivergenceError",
+    "EngineFactory",
+    "Prepared",
+    "RunHooks",
+    "RunResult",
+    "constraint_step",
+    "constraint_updates",
+    "prepare",
+    "resolve_device",
+    "seed_everything",
+    "train_run",
+]
 
 
 class DivergenceError(RuntimeError):
@@ -97,16 +118,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     """Load the task, build tokenizer and model, install econ-ray attention, encode the splits."""
     seed_everything(cfg.training.seed)
     d = cfg.data
-    splits = load_task(
-        d.source,
-        columns=d.columns,
-        kind=d.kind,
-        train_size=d.train_size,
-        eval_size=d.eval_size,
-        heldout_fraction=d.heldout_fraction,
-        seed=cfg.training.seed,
-        builtin_options=d.builtin,
-    )
+    splits = load_task_for(d, seed=cfg.training.seed)
     texts = [
         t
         for ex in splits.train + splits.validation + splits.heldout
@@ -151,6 +163,13 @@ def _cycle(n: int, batch_size: int) -> Iterator[torch.Tensor]:
             yield torch.arange(start, min(start + batch_size, n))
 
 
+def fast_forward(batches: Iterator[T], n: int) -> Iterator[T]:
+    """Skip the first ``n`` items of ``batches`` (a resumed run sees the data of an uninterrupted one)."""
+    for _ in range(n):
+        next(batches)
+    return batches
+
+
 def _steps_for(cfg: RunConfig, n_train: int, world: int) -> int:
     t = cfg.training
     if t.max_steps is not None:
@@ -174,7 +193,25 @@ def _default_engine(cfg: RunConfig) -> EngineFactory:
     return make
 
 
-def _progress(enabled: bool | None, total: int, desc: str):
+@dataclass(frozen=True)
+class RunHooks:
+    """Callbacks of a run: trackers (``on_step``, ``on_eval``) and training-state checkpoints (every
+    ``checkpoint_every`` steps of either phase, handed to ``on_checkpoint``; none when either is unset)."""
+
+    on_step: Callable[[Record], None] | None = None
+    on_eval: Callable[[Record], None] | None = None
+    on_checkpoint: Callable[[TrainState], None] | None = None
+    checkpoint_every: int | None = None
+
+    def checkpoint_due(self, step: int, last: int) -> bool:
+        """Whether step ``step`` (1-based) of a phase of ``last`` steps hands a checkpoint (never the last)."""
+        every = self.checkpoint_every
+        if not every or self.on_checkpoint is None:
+            return False
+        return step % every == 0 and step < last
+
+
+def _progress(enabled: bool | None, total: int, desc: str) -> Any:
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
@@ -189,263 +226,230 @@ def _forward_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Ten
     return out.loss
 
 
-def constraint_step(step: int, every: int) -> bool:
-    """Whether main-phase step ``step`` (1-based) measures the held-out CE and moves the multiplier:
-    steps 1, 1 + every, 1 + 2 every, ... (the first step always has a measured multiplier)."""
-    return (step - 1) % every == 0
-
-
-def constraint_updates(steps: int, every: int) -> int:
-    """How many multiplier updates steps 1..``steps`` made (held-out batches they consumed)."""
-    return (steps + every - 1) // every
+def _record_costs(rt: EconRuntime, costs: frozenset[CostKind]) -> None:
+    """Make the runtime record the costs an objective needs (its one switch records both kinds)."""
+    rt.need_costs = bool(costs)
 
 
 def _deterministic_ce(model: nn.Module, rt: EconRuntime, batch: dict[str, torch.Tensor]) -> float:
     """CE of ``batch`` under deterministic gates, no autograd state and no cost terms (nothing reads
     them: the primal forward records its own), then back to training mode."""
-    need_costs, rt.need_costs = rt.need_costs, False
-    model.eval()
-    try:
-        with torch.no_grad():
-            return float(_forward_loss(model, batch))
-    finally:
-        model.train()
-        rt.need_costs = need_costs
+    with rt.override(need_costs=False):
+        model.eval()
+        try:
+            with torch.no_grad():
+                return float(_forward_loss(model, batch))
+        finally:
+            model.train()
 
 
-def train_run(
-    cfg: RunConfig,
-    *,
-    engine_factory: EngineFactory | None = None,
-    on_step: Callable[[Record], None] | None = None,
-    on_eval: Callable[[Record], None] | None = None,
-    shard: tuple[int, int] = (0, 1),
-    prepared: Prepared | None = None,
-    checkpoint_every: int | None = None,
-    on_checkpoint: Callable[[TrainState], None] | None = None,
-    resume: TrainState | None = None,
-) -> RunResult:
-    """Train one point of the config and evaluate it. See the module docstring for the phases."""
-    p = prepared or prepare(cfg)
-    make_engine = engine_factory or _default_engine(cfg)
-    t, o, a = cfg.training, cfg.objective, cfg.attention
-    model, rt, task, dev = p.model, p.runtime, p.task, p.device
-    L = cfg.data.max_length
-    history: list[Record] = []
-    mu_history: list[float] = []
-    restarts: list[dict[str, Any]] = list(resume.meta.get("restarts", [])) if resume else []
-    if resume is not None:
-        restarts.append({"phase": resume.phase, "step": resume.step})
-    every = checkpoint_every if (checkpoint_every and on_checkpoint) else 0
+@dataclass
+class _Run:
+    """What the phases of one run share: the prepared run, its objective, engines, hooks, shard."""
 
-    def state(phase: str, step: int, engine: Engine, **meta: Any) -> TrainState:
-        return TrainState(
-            phase=phase,
-            step=step,
-            model=model.state_dict(),
-            engine=engine.state_dict(),
-            rng=rng_state(),
-            meta={"restarts": restarts, **meta},
+    cfg: RunConfig
+    p: Prepared
+    objective: Objective
+    make_engine: EngineFactory
+    hooks: RunHooks
+    shard: tuple[int, int]
+    state: RunState
+
+    @property
+    def eval_bs(self) -> int:
+        return max(self.cfg.training.batch_size, 64)
+
+    def to_dev(self, idx: torch.Tensor, split: EncodedSplit) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.p.device) for k, v in split.batch(idx).items()}
+
+    def evaluate(self, split: EncodedSplit, *, distribution: bool = False) -> Record:
+        p = self.p
+        return evaluate(
+            p.model,
+            p.runtime,
+            split,
+            p.task,
+            batch_size=self.eval_bs,
+            seq_len=self.cfg.data.max_length,
+            distribution=distribution,
         )
 
-    def to_dev(idx: torch.Tensor, split: EncodedSplit) -> dict[str, torch.Tensor]:
-        return {k: v.to(dev) for k, v in split.batch(idx).items()}
+    def checkpoint(self, engine: Engine, objective: ObjectiveState) -> None:
+        assert self.hooks.on_checkpoint is not None
+        self.hooks.on_checkpoint(
+            TrainState(
+                run=self.state.copy(),
+                model=self.p.model.state_dict(),
+                engine=engine.state_dict(),
+                rng=rng_state(),
+                objective=objective,
+            )
+        )
 
-    # ---- phase 1: dense ------------------------------------------------------------------
-    dense_steps = o.dense_steps if o.dense_reference == "warmup" else 0
+
+def _restore(engine: Engine, batches: Iterator[torch.Tensor], resume: TrainState) -> None:
+    """Go on from ``resume`` in its phase: the data order fast-forwarded, then optimiser and RNG."""
+    fast_forward(batches, resume.step)  # the same data order as an uninterrupted run
+    if resume.engine is not None:
+        engine.load_state_dict(resume.engine)
+    if resume.rng is not None:
+        set_rng_state(resume.rng)
+
+
+def _dense_steps(cfg: RunConfig) -> int:
+    o = cfg.objective
+    return o.dense_steps if o.dense_reference == "warmup" else 0
+
+
+def _dense_phase(run: _Run, resume: TrainState | None) -> None:
+    """Train the dense model for ``objective.dense_steps`` (resuming inside this phase if so saved)."""
+    t, p, rs = run.cfg.training, run.p, run.state
+    model, rt = p.model, p.runtime
+    dense_steps = _dense_steps(run.cfg)
     rt.set_mode("dense")
     rt.need_costs = False
-    in_main = resume is not None and resume.phase == "main"
-    if dense_steps and not in_main:
-        start = 0
-        if resume is not None:  # resume.phase == "dense"
-            model.load_state_dict(resume.model)
-            start = resume.step
-        engine = make_engine(model, dense_steps, "dense")
-        batches = _batches(len(p.train), t.batch_size, t.seed, shard)
-        for _ in range(start):  # the same data order as an uninterrupted run
-            next(batches)
-        if resume is not None:
-            if resume.engine is not None:
-                engine.load_state_dict(resume.engine)
-            if resume.rng is not None:
-                set_rng_state(resume.rng)
-        bar = _progress(t.progress, dense_steps, "dense")
-        if bar and start:
-            bar.update(start)
-        model.train()
-        for step in range(start, dense_steps):
-            loss = _forward_loss(engine.module, to_dev(next(batches), p.train))
-            if not torch.isfinite(loss):
-                raise DivergenceError(
-                    f"training diverged in the dense phase: loss is {float(loss.detach())} at step {step}"
-                )
-            engine.backward(loss)
-            engine.step()
-            if bar:
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}")
-            if every and (step + 1) % every == 0 and step + 1 < dense_steps:
-                on_checkpoint(state("dense", step + 1, engine))
-        if bar:
-            bar.close()
-    if in_main:
-        model.load_state_dict(resume.model)
-        ce_dense_heldout = float(resume.meta["ce_dense"])
-        dense_eval = {"metric": float(resume.meta["dense_metric"])}
-    else:
-        model.eval()
-        ce_dense_heldout, _, _ = task_loss_and_outputs(model, p.heldout, task, batch_size=max(t.batch_size, 64))
-        dense_eval = evaluate(
-            model, rt, p.validation, task, batch_size=max(t.batch_size, 64), seq_len=L, distribution=False
-        )
-
-    # ---- phase 2: the configured mode and objective -------------------------------------------
-    # top-k and budget are inference-time rules (no retraining): train dense, apply them at evaluation
-    train_mode = a.mode if a.mode in ("dense", "gates") else "dense"
-    rt.set_mode(train_mode)
-    constrained = o.kind == "constrained"
-    tau: float | None = None
-    controller: LagrangeController | None = None
-    if constrained:
-        tau = o.tau if o.tau is not None else relative_tau(ce_dense_heldout, o.tau_rel or 0.0)
-        m = o.multiplier
-        controller = LagrangeController(tau, lr=m.lr, kp=m.kp, ki=m.ki, init=m.init)
-    rt.need_costs = constrained or (o.lam > 0 and (o.alpha > 0 or o.beta > 0))
-    world = shard[1]
-    steps = _steps_for(cfg, len(p.train), world)
-    engine = make_engine(model, steps, "main")
-    sign = 1.0 if higher_is_better(task.metric_name) else -1.0
-    best_score, bad_evals = -math.inf, 0
-    best_feasible: tuple[float, dict[str, torch.Tensor]] | None = None
-    heldout_batches = _cycle(len(p.heldout), o.constraint_batch_size)
-    eval_bs = max(t.batch_size, 64)
-
-    def check_feasible(step: int) -> Record:
-        """Held-out CE and density with deterministic gates; snapshot if it meets the ceiling."""
-        nonlocal best_feasible
-        ev = evaluate(model, rt, p.heldout, task, batch_size=eval_bs, seq_len=L, distribution=False)
-        if ev["ce"] <= tau and (best_feasible is None or ev["attention_density"] <= best_feasible[0]):
-            best_feasible = (ev["attention_density"], copy.deepcopy(model.state_dict()))
-        return {
-            "step": step,
-            "heldout_ce": ev["ce"],
-            "heldout_density": ev["attention_density"],
-            "feasible": ev["ce"] <= tau,
-        }
-
-    batches = _batches(len(p.train), t.batch_size, t.seed + 1, shard)
+    if not dense_steps or rs.phase != "dense":
+        return
     start = 0
-    if in_main:
+    if resume is not None:
+        model.load_state_dict(resume.model)
         start = resume.step
-        m = resume.meta
-        history, mu_history = list(m.get("history", [])), [float(x) for x in m.get("mu_history", [])]
-        best_score, bad_evals = float(m.get("best_score", -math.inf)), int(m.get("bad_evals", 0))
-        best_feasible = resume.best_feasible
-        if controller is not None and resume.controller is not None:
-            controller.load_state_dict(resume.controller)
-        if resume.engine is not None:
-            engine.load_state_dict(resume.engine)
-        for _ in range(start):  # the same data as an uninterrupted run
-            next(batches)
-        if controller is not None:  # and the same held-out batches
-            for _ in range(constraint_updates(start, o.constraint_every)):
-                next(heldout_batches)
-        if resume.rng is not None:
-            set_rng_state(resume.rng)
-    elif constrained:
-        history.append(check_feasible(0))  # the starting point may already meet the ceiling
+    engine = run.make_engine(model, dense_steps, "dense")
+    batches = _batches(len(p.train), t.batch_size, t.seed, run.shard)
+    if resume is not None:
+        _restore(engine, batches, resume)
+    bar = _progress(t.progress, dense_steps, "dense")
+    if bar and start:
+        bar.update(start)
+    model.train()
+    for step in range(start, dense_steps):
+        loss = _forward_loss(engine.module, run.to_dev(next(batches), p.train))
+        if not torch.isfinite(loss):
+            raise DivergenceError(
+                f"training diverged in the dense phase: loss is {float(loss.detach())} at step {step}"
+            )
+        engine.backward(loss)
+        engine.step()
+        rs.step = step + 1
+        if bar:
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss):.3f}")
+        if run.hooks.checkpoint_due(step + 1, dense_steps):
+            run.checkpoint(engine, ObjectiveState())
+    if bar:
+        bar.close()
 
-    def main_state(step: int) -> TrainState:
-        st = state(
-            "main",
-            step,
-            engine,
-            history=history,
-            mu_history=mu_history,
-            best_score=best_score,
-            bad_evals=bad_evals,
-            ce_dense=ce_dense_heldout,
-            dense_metric=dense_eval["metric"],
-        )
-        st.controller = controller.state_dict() if controller is not None else None
-        st.best_feasible = best_feasible
-        return st
+
+def _dense_reference(run: _Run, resume: TrainState | None) -> None:
+    """CE_dense (held-out) and the dense validation metric; from the checkpoint when resuming in the main phase."""
+    p, rs = run.p, run.state
+    if rs.phase == "main":
+        assert resume is not None and rs.ce_dense is not None and rs.dense_metric is not None
+        p.model.load_state_dict(resume.model)
+        return
+    p.model.eval()
+    rs.ce_dense, _, _ = task_loss_and_outputs(p.model, p.heldout, p.task, batch_size=run.eval_bs)
+    rs.dense_metric = run.evaluate(p.validation)["metric"]
+    rs.phase, rs.step = "main", 0
+
+
+def _objective_env(run: _Run) -> ObjectiveEnv:
+    p = run.p
+    assert run.state.ce_dense is not None
+    return ObjectiveEnv(
+        model=p.model,
+        ce_dense=run.state.ce_dense,
+        evaluate_heldout=lambda: run.evaluate(p.heldout),
+        heldout_ce=lambda idx: _deterministic_ce(p.model, p.runtime, run.to_dev(idx, p.heldout)),
+        heldout_batches=lambda size, skip: fast_forward(_cycle(len(p.heldout), size), skip),
+    )
+
+
+def _main_phase(run: _Run, resume: TrainState | None) -> bool:
+    """The configured attention mode under the objective, with validation and early stopping.
+    Returns whether it stopped early."""
+    cfg, p, rs, obj, hooks = run.cfg, run.p, run.state, run.objective, run.hooks
+    t, a = cfg.training, cfg.attention
+    model, rt = p.model, p.runtime
+    # top-k and budget are inference-time rules (no retraining): train dense, apply them at evaluation
+    rt.set_mode(a.mode if a.mode in ("dense", "gates") else "dense")
+    obj.start(_objective_env(run))
+    _record_costs(rt, obj.costs)
+    steps = _steps_for(cfg, len(p.train), run.shard[1])
+    engine = run.make_engine(model, steps, "main")
+    sign = 1.0 if higher_is_better(p.task.metric_name) else -1.0
+    batches = _batches(len(p.train), t.batch_size, t.seed + 1, run.shard)
+    start = rs.step
+    if resume is not None and resume.phase == "main":
+        obj.load_state_dict(resume.objective, step=start)
+        _restore(engine, batches, resume)
+    else:
+        rs.history.extend(obj.initial_records())
 
     bar = _progress(t.progress, steps, a.mode)
     if bar and start:
         bar.update(start)
     model.train()
-    stopped_early = False
-    step = start
     for step in range(start + 1, steps + 1):
         idx = next(batches)
-        rec: Record = {"step": step}
-        if controller is not None:
-            if constraint_step(step, o.constraint_every):
-                # drive mu with the CE of deterministic gates on held-out data, measured before the update
-                ce_det = _deterministic_ce(model, rt, to_dev(next(heldout_batches), p.heldout))
-                controller.update(ce_det)
-                rec["constraint_ce"] = ce_det
-            rec["multiplier"] = controller.value  # held between updates; the history has the mu each step used
-            mu_history.append(rec["multiplier"])
-        loss_task = _forward_loss(engine.module, to_dev(idx, p.train))
-        attn_costs, ffn_costs = rt.pop_costs()
-        if constrained:
-            attn_cost = torch.stack(attn_costs).mean()
-            loss = controller.lagrangian(attn_cost, loss_task)
-            rec["cost"] = float(attn_cost.detach())
-        elif rt.need_costs:
-            loss, cost = penalised_loss(loss_task, attn_costs, ffn_costs, lam=o.lam, alpha=o.alpha, beta=o.beta)
-            rec["cost"] = float(cost.detach())
-        else:
-            loss = loss_task
+        rec: Record = {"step": step, **obj.before_step(step)}
+        if obj.per_step_field is not None:
+            rs.multiplier_history.append(rec[obj.per_step_field])
+        loss_task = _forward_loss(engine.module, run.to_dev(idx, p.train))
+        loss, fields = obj.loss(loss_task, *rt.pop_costs())
+        rec.update(fields)
         if not torch.isfinite(loss):
             # stop at once: a non-finite loss would poison every parameter at the next step
             raise DivergenceError(f"training diverged: loss is {float(loss.detach())} at step {step}")
         engine.backward(loss)
         engine.step()
+        rs.step = step
         rec.update(loss=float(loss.detach()), task_loss=float(loss_task.detach()), lr=engine.lr)
-        if on_step:
-            on_step(rec)
+        if hooks.on_step:
+            hooks.on_step(rec)
         if bar:
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in rec.items() if k in ("task_loss", "cost", "multiplier")})
         if step % t.eval_every == 0 or step == steps:
-            ev = evaluate(model, rt, p.validation, task, batch_size=eval_bs, seq_len=L, distribution=False)
+            ev = run.evaluate(p.validation)
             erec = {
                 "step": step,
                 **{k: ev[k] for k in ("metric", "ce", "attention_density", "ffn_density", "effective_gflops")},
             }
-            if constrained:
-                erec.update(check_feasible(step))
-            history.append(erec)
-            if on_eval:
-                on_eval(erec)
+            erec.update(obj.on_eval(step))
+            rs.history.append(erec)
+            if hooks.on_eval:
+                hooks.on_eval(erec)
             score = sign * ev["metric"]
-            if score > best_score + 1e-9:
-                best_score, bad_evals = score, 0
+            if score > rs.best_score + 1e-9:
+                rs.best_score, rs.bad_evals = score, 0
             else:
-                bad_evals += 1
-            if not constrained and t.early_stopping_patience and bad_evals >= t.early_stopping_patience:
-                stopped_early = True
-                break
+                rs.bad_evals += 1
+            patience = t.early_stopping_patience
+            if obj.early_stopping and patience and rs.bad_evals >= patience:
+                if bar:
+                    bar.close()
+                return True
             model.train()
-        if every and step % every == 0 and step < steps:
-            on_checkpoint(main_state(step))
+        if hooks.checkpoint_due(step, steps):
+            run.checkpoint(engine, obj.state_dict())
     if bar:
         bar.close()
+    return False
 
-    # ---- final evaluation ----------------------------------------------------------------
-    feasible = None
-    if constrained:
-        feasible = best_feasible is not None
-        if best_feasible is not None:
-            model.load_state_dict(best_feasible[1])  # the sparsest snapshot that met the ceiling
-    rt.set_mode(a.mode, k=a.k, budget=a.budget)
-    model.eval()  # deterministic gates for ce_heldout too (evaluate restores the training flag it found)
-    final = evaluate(model, rt, p.validation, task, batch_size=eval_bs, seq_len=L)
-    ce_heldout, _, _ = task_loss_and_outputs(model, p.heldout, task, batch_size=eval_bs)
+
+def _final(run: _Run, stopped_early: bool) -> RunResult:
+    """Final evaluation in the configured mode (every metric of METHOD section 5) and the summary."""
+    cfg, p, rs, obj = run.cfg, run.p, run.state, run.objective
+    t, o, a = cfg.training, cfg.objective, cfg.attention
+    task = p.task
+    obj.finish()
+    p.runtime.set_mode(a.mode, k=a.k, budget=a.budget)
+    p.model.eval()  # deterministic gates for ce_heldout too (evaluate restores the training flag it found)
+    final = run.evaluate(p.validation, distribution=True)
+    ce_heldout, _, _ = task_loss_and_outputs(p.model, p.heldout, task, batch_size=run.eval_bs)
+    steps = _steps_for(cfg, len(p.train), run.shard[1])
+    restarts = rs.restarts
     summary: Record = {
         "task": task.name,
         "task_kind": task.kind,
@@ -453,21 +457,22 @@ def train_run(
         "vocab_size": len(p.tokenizer),
         **final,
         "ce_heldout": ce_heldout,
-        "ce_dense": ce_dense_heldout,
-        "dense_metric": dense_eval["metric"],
+        "ce_dense": rs.ce_dense,
+        "dense_metric": rs.dense_metric,
         "lam": o.lam,
         "alpha": o.alpha,
         "beta": o.beta,
-        "tau": tau,
-        "tau_rel": o.tau_rel if constrained else None,
+        # the objective's fields (below), None where they do not apply
+        "tau": None,
+        "tau_rel": None,
         "objective": o.kind,
         "attention": a.mode,
         "k": a.k,
         "budget": a.budget,
-        "multiplier": mu_history[-1] if mu_history else None,
-        "feasible": feasible,
-        "steps": step if steps else 0,
-        "dense_steps": dense_steps,
+        "multiplier": None,
+        "feasible": None,
+        "steps": rs.step if steps else 0,
+        "dense_steps": _dense_steps(cfg),
         "stopped_early": stopped_early,
         "restarts": len(restarts),
         "resumed_from_step": restarts[-1]["step"] if restarts else None,
@@ -475,4 +480,36 @@ def train_run(
         "seed": t.seed,
         "model": cfg.model.name,
     }
-    return RunResult(summary, history, mu_history, p)
+    summary.update(obj.summary(rs.multiplier_history))  # keeps the places above; its own fields go last
+    return RunResult(summary, rs.history, rs.multiplier_history, p)
+
+
+def train_run(
+    cfg: RunConfig,
+    *,
+    engine_factory: EngineFactory | None = None,
+    hooks: RunHooks | None = None,
+    shard: tuple[int, int] = (0, 1),
+    prepared: Prepared | None = None,
+    resume: TrainState | None = None,
+) -> RunResult:
+    """Train one point of the config and evaluate it. See the module docstring for the phases."""
+    p = prepared or prepare(cfg)
+    if resume is not None:
+        state = resume.run.copy()
+        state.restarts.append({"phase": resume.phase, "step": resume.step})
+    else:
+        state = RunState()
+    run = _Run(
+        cfg=cfg,
+        p=p,
+        objective=make_objective(cfg.objective),
+        make_engine=engine_factory or _default_engine(cfg),
+        hooks=hooks or RunHooks(),
+        shard=shard,
+        state=state,
+    )
+    _dense_phase(run, resume)
+    _dense_reference(run, resume)
+    stopped_early = _main_phase(run, resume)
+    return _final(run, stopped_early)

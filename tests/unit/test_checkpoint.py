@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from econ_ray.config import parse_config
-from econ_ray.training import train_run
+from econ_ray.training import RunHooks, train_run
 from econ_ray.training.checkpoint import (
     MODEL_FILE,
     STATE_FILE,
@@ -61,7 +61,7 @@ def _run_with_checkpoints(cfg, tmp_path, every):
         save_state(folder, state, rank=0)
         folders.append(folder)
 
-    return train_run(cfg, checkpoint_every=every, on_checkpoint=keep), folders
+    return train_run(cfg, hooks=RunHooks(checkpoint_every=every, on_checkpoint=keep)), folders
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from econ_ray.config import ConfigError, parse_config
 from econ_ray.objectives import LagrangeController
-from econ_ray.training import train_run
+from econ_ray.training import RunHooks, train_run
 from econ_ray.training.loop import constraint_step, constraint_updates
 
 
@@ -51,7 +51,7 @@ def tiny_cfg(**objective):
 def _run(every):
     cfg = tiny_cfg(constraint_every=every)
     records = []
-    res = train_run(cfg, on_step=records.append)
+    res = train_run(cfg, hooks=RunHooks(on_step=records.append))
     return cfg, res, records
 
 

@@ -13,7 +13,7 @@ from econ_ray.cli.main import main
 from econ_ray.config import RunConfig
 from econ_ray.search.pareto import pareto_front
 from econ_ray.search.records import TrialRecord, points_from, write_trials
-from econ_ray.training import DivergenceError, train_run
+from econ_ray.training import DivergenceError, RunHooks, train_run
 
 TINY = {
     "model": {"name": "tiny-bert", "tiny": {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32}},
@@ -38,7 +38,7 @@ def _cfg(**sections) -> RunConfig:
 def test_huge_learning_rate_diverges_within_a_few_steps():
     steps = []
     with pytest.raises(DivergenceError, match=r"training diverged: loss is (nan|inf|-inf) at step (\d+)") as err:
-        train_run(_cfg(training={"lr": 1e6}), on_step=lambda rec: steps.append(rec["step"]))
+        train_run(_cfg(training={"lr": 1e6}), hooks=RunHooks(on_step=lambda rec: steps.append(rec["step"])))
     step = int(str(err.value).rsplit(" ", 1)[1])
     assert step <= 10 and steps == list(range(1, step))  # stopped at the first non-finite loss
 

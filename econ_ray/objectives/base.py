@@ -1,0 +1,121 @@
+"""What a training objective is to the training loop (METHOD section 3), and the registry of them.
+
+An objective is any object with the methods of :class:`Objective` (a ``typing.Protocol``: no base
+class to inherit). The loop (``econ_ray.training.loop``) asks it which costs the attention runtime must
+record, gives it the task loss and those costs of every batch, calls it before every main-phase step,
+at every validation, for checkpoints and for the summary. It never asks which objective it runs.
+
+Adding an objective = one module ``econ_ray/objectives/<kind>.py`` whose ``build(cfg)`` returns the
+objective, plus ``<kind>`` in ``ObjectiveKind`` and its fields (with descriptions) in
+``ObjectiveConfig`` (``econ_ray/config/schema.py``). :func:`make_objective` finds the module by kind.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from econ_ray.config.schema import ObjectiveConfig
+
+Record = dict[str, Any]
+# The differentiable costs an objective can ask the attention runtime to record in training.
+CostKind = Literal["attention", "ffn"]
+# (score, model weights): a model snapshot an objective keeps (constrained: the sparsest that met the
+# ceiling, scored by its attention density).
+Snapshot = tuple[float, dict[str, torch.Tensor]]
+
+
+@dataclass
+class ObjectiveState:
+    """What an objective saves in a training-state checkpoint (``econ_ray.training.checkpoint``)."""
+
+    tensors: dict[str, Any] | None = None  # tensors, numbers, strings, lists, dicts (a weights-only load)
+    snapshot: Snapshot | None = None  # a model snapshot (written with safetensors)
+
+
+@dataclass(frozen=True)
+class ObjectiveEnv:
+    """What the training loop lends an objective for the main phase."""
+
+    model: nn.Module
+    ce_dense: float  # held-out CE of the trained dense model (the reference of a relative ceiling)
+    # Held-out metrics (ce, attention_density, ...) with deterministic gates, no Gini/entropy.
+    evaluate_heldout: Callable[[], Mapping[str, Any]]
+    # CE of the given held-out rows under deterministic gates, without autograd state or cost terms.
+    heldout_ce: Callable[[torch.Tensor], float]
+    # Held-out row batches of the given size in a fixed order, the first ``skip`` of them skipped.
+    heldout_batches: Callable[[int, int], Iterator[torch.Tensor]]
+
+
+class Objective(Protocol):
+    """A training objective as the training loop uses it."""
+
+    @property
+    def costs(self) -> frozenset[CostKind]:
+        """The costs the attention runtime must record in training (empty: none, a plain task loss)."""
+        ...
+
+    @property
+    def early_stopping(self) -> bool:
+        """Whether validation early stopping (``training.early_stopping_patience``) applies."""
+        ...
+
+    @property
+    def per_step_field(self) -> str | None:
+        """The field of every step record kept as the run's per-step history (``RunResult.multiplier_history``),
+        or None."""
+        ...
+
+    def start(self, env: ObjectiveEnv) -> None:
+        """Begin the main phase (after the dense reference, before its engine is built)."""
+        ...
+
+    def initial_records(self) -> list[Record]:
+        """History records before the first main step of a run not resumed."""
+        ...
+
+    def before_step(self, step: int) -> Record:
+        """Work before main-phase step ``step`` (1-based); returns fields for the step record."""
+        ...
+
+    def loss(
+        self, task_loss: torch.Tensor, attn_costs: Sequence[torch.Tensor], ffn_costs: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, Record]:
+        """The loss to minimise for one batch from its task loss and the runtime's popped costs, and
+        fields for the step record."""
+        ...
+
+    def on_eval(self, step: int) -> Record:
+        """Fields added to the validation record of step ``step``."""
+        ...
+
+    def state_dict(self) -> ObjectiveState:
+        """The state a resumed run needs."""
+        ...
+
+    def load_state_dict(self, state: ObjectiveState, *, step: int) -> None:
+        """Go on from ``state``, saved after main-phase step ``step`` (called after :meth:`start`)."""
+        ...
+
+    def finish(self) -> None:
+        """End of the main phase, before the final evaluation (e.g. load a kept snapshot)."""
+        ...
+
+    def summary(self, per_step: Sequence[float]) -> Record:
+        """Fields of the run summary: any of ``tau``, ``tau_rel``, ``multiplier``, ``feasible`` that apply
+        (the summary has None for the others) and any of its own. ``per_step`` is the history of
+        :attr:`per_step_field`."""
+        ...
+
+
+def make_objective(cfg: ObjectiveConfig) -> Objective:
+    """The objective of ``cfg.kind``, built by ``econ_ray.objectives.<kind>.build(cfg)``."""
+    module = importlib.import_module(f"econ_ray.objectives.{cfg.kind}")
+    build = cast(Callable[["ObjectiveConfig"], Objective], module.build)
+    return build(cfg)
