@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-train test test-unit bench install clean
+.PHONY: demo demo-train lint test test-unit bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,17 @@ demo: $(STAMP)
 demo-train: $(STAMP)
 	$(BIN)/econ-ray train search_spaces/quickstart.yaml --lam 0.5 --alpha 1 --beta 0.5
 
-test: $(STAMP)
+# the fast part of `make test`: lint, formatting and types (mypy reads [tool.mypy] in pyproject.toml)
+LINTED := econ_ray tests benchmarks scripts
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/pytest -q tests
 
-test-unit: $(STAMP)
+test-unit: lint
 	$(BIN)/pytest -q -m "not integration" tests
 
 # every benchmark in a short setting, into runs/bench/ (see benchmarks/README.md); ~30 min on 2 CPU cores

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from econ_ray.config.schema import SearchSpaceFile
 
@@ -41,7 +42,7 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def _describe(err: dict[str, Any], root: type[BaseModel]) -> tuple[str, str]:
+def _describe(err: ErrorDetails, root: type[BaseModel]) -> tuple[str, str]:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     field = ".".join(str(p) for p in loc)
     if err["type"] == "extra_forbidden":

@@ -79,7 +79,7 @@ def _search(folder: Path, root: Path) -> Lines:
     metric_name = (
         pareto[0]["metric_name"]
         if pareto
-        else next((r.metrics.get("metric_name") for r in complete if r.metrics.get("metric_name")), "metric")
+        else next((str(r.metrics["metric_name"]) for r in complete if r.metrics.get("metric_name")), "metric")
     )
     maximize = metric_name != "perplexity"
     points = points_from(records)

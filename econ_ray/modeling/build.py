@@ -47,7 +47,8 @@ def _family_of(mt: str) -> str:
     raise ModelError(f"model type '{mt}' is not supported: econ-ray instruments BERT-family encoders and GPT-2")
 
 
-def _dropout_overrides(cfg: ModelConfig, family: str) -> dict[str, float]:
+def _dropout_overrides(cfg: ModelConfig, family: str) -> dict[str, Any]:
+    # dict[str, Any]: the overrides are keyword arguments of BertConfig/GPT2Config/from_pretrained
     if cfg.dropout is None:
         return {}
     if family == "gpt2":
@@ -95,7 +96,7 @@ def build_model(cfg: ModelConfig, task: TaskSpec, tokenizer: Any, max_length: in
         if lm:
             raise ModelError("model.name 'tiny-bert' is an encoder; a language-modelling task needs 'tiny-gpt2'")
         t = cfg.tiny
-        conf = BertConfig(
+        bert_conf = BertConfig(
             vocab_size=vocab,
             hidden_size=t.hidden,
             num_hidden_layers=t.layers,
@@ -106,13 +107,13 @@ def build_model(cfg: ModelConfig, task: TaskSpec, tokenizer: Any, max_length: in
             **_dropout_overrides(cfg, "bert"),
             **head,
         )
-        return BertForSequenceClassification(conf)
+        return BertForSequenceClassification(bert_conf)
     if cfg.name == "tiny-gpt2":
         if not lm:
             raise ModelError("model.name 'tiny-gpt2' is a causal LM; a classification task needs a BERT-family model")
         t = cfg.tiny
         special = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else 0
-        conf = GPT2Config(
+        gpt2_conf = GPT2Config(
             vocab_size=vocab,
             n_embd=t.hidden,
             n_layer=t.layers,
@@ -124,7 +125,7 @@ def build_model(cfg: ModelConfig, task: TaskSpec, tokenizer: Any, max_length: in
             pad_token_id=tokenizer.pad_token_id,
             **_dropout_overrides(cfg, "gpt2"),
         )
-        return GPT2LMHeadModel(conf)
+        return GPT2LMHeadModel(gpt2_conf)
 
     name = resolve_name(cfg.name)
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -23,6 +23,9 @@ from torch import nn
 
 from econ_ray.attention.runtime import EconRuntime, install
 from econ_ray.data import TaskSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 META_FILE = "econ.json"
 GATES_FILE = "econ_gates.safetensors"
@@ -44,10 +47,12 @@ def save_model(
     """Write ``model`` (with econ-ray attention installed), its tokenizer and metadata to ``folder``."""
     folder = Path(folder)
     (folder / "model").mkdir(parents=True, exist_ok=True)
-    rt: EconRuntime = model.econ_runtime
+    # install() sets model.econ_runtime; nn.Module types unknown attributes as Tensor | Module
+    rt = cast(EconRuntime, model.econ_runtime)
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("econ_gate_bias")}
     gates = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.endswith("econ_gate_bias")}
-    model.save_pretrained(folder / "model", state_dict=state)
+    # the models econ-ray builds are Hugging Face models (modeling.build_model)
+    cast("PreTrainedModel", model).save_pretrained(folder / "model", state_dict=state)
     tokenizer.save_pretrained(folder / "model")
     save_file(gates, str(folder / GATES_FILE))
     att = config.get("attention", {})
@@ -82,7 +87,8 @@ def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> tup
     folder = Path(folder)
     meta = read_meta(folder)
     loader = AutoModelForCausalLM if meta["task"]["kind"] == "lm" else AutoModelForSequenceClassification
-    model = loader.from_pretrained(folder / "model")
+    # typed as the nn.Module it is returned as (PreTrainedModel.to is typed for a model argument)
+    model: nn.Module = loader.from_pretrained(folder / "model")
     tokenizer = AutoTokenizer.from_pretrained(folder / "model")
     a = meta["attention"]
     # the saved config already says relu if the activation was swapped; keep it as saved

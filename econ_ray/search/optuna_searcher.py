@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import optuna
 from optuna.trial import TrialState
@@ -24,6 +24,16 @@ from econ_ray.search.space import distributions, lam_grid
 
 CONSTRAINTS_ATTR = "constraints"
 ConstraintFn = Callable[[dict[str, Any]], float]
+
+
+class _StudyArgs(TypedDict):
+    """The ``optuna.create_study`` arguments the searcher keeps to reopen its study."""
+
+    storage: str
+    study_name: str
+    directions: list[Literal["maximize", "minimize"]]
+    sampler: optuna.samplers.BaseSampler
+    load_if_exists: bool
 
 
 def _constraints_func(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
@@ -99,7 +109,7 @@ class ConstrainedOptunaSearch(Searcher):
         super().__init__(metric=None, mode=None)
         self.space = space
         self.sampler_name = sampler
-        self.dists = (
+        self.dists: dict[str, optuna.distributions.BaseDistribution] = (
             distributions(space)
             if sampler != "grid"
             else {
@@ -110,7 +120,7 @@ class ConstrainedOptunaSearch(Searcher):
         )
         self.constraints = list(constraints)
         self.objective_keys = objective_keys
-        self._study_args = dict(
+        self._study_args = _StudyArgs(
             storage=storage,
             study_name=study_name,
             directions=["maximize" if maximize_metric else "minimize", "minimize"],

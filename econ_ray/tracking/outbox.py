@@ -238,7 +238,11 @@ def replay(run_dir: str | Path, tracker: Any) -> dict[str, Any]:
             if op["op"] == "register":
                 versions[op["args"]["trial_id"]] = out
             applied += 1
-            atomic_write(done_file, lambda p, n=i + 1: p.write_text(str(n)))
+
+            def mark_done(p: Path, n: int = i + 1) -> None:
+                p.write_text(str(n))
+
+            atomic_write(done_file, mark_done)
         path.rename(path.with_name(path.name + ".synced"))
         done_file.unlink(missing_ok=True)
         files.append(str(path))

@@ -24,6 +24,9 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
+# mypy does not see mlflow.pyfunc.PythonModel as an attribute (mlflow loads pyfunc lazily)
+from mlflow.pyfunc import PythonModel
+
 from econ_ray.modeling.io import META_FILE
 from econ_ray.tracking.store import (
     MlflowTracker,
@@ -73,7 +76,7 @@ def _quiet_save() -> Iterator[None]:
         logger.removeFilter(notice)
 
 
-class EconPyfunc(mlflow.pyfunc.PythonModel):
+class EconPyfunc(PythonModel):
     """Serve an econ-ray model folder: a DataFrame with ``text`` (and optional ``text_pair``) in,
     one prediction per row out: the class id (classification), the score (regression) or the
     mean per-token cross-entropy in nats (lm)."""
