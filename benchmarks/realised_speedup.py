@@ -1,7 +1,7 @@
 """Realised vs counted speedup of saved econ-ray models (issue 6 item 4).
 
 For each model folder (or each Pareto model of a search run folder) this physically prunes the model
-(``econ_ray.surgery.physical.export``: dead heads and never-active FFN neurons removed), checks the
+(``econ_ray.experiments.export.export``: dead heads and never-active FFN neurons removed), checks the
 pruned model computes the same, and times the dense and the pruned model at batch 1 in this process.
 It prints one row per model and writes them as JSON:
 
@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from econ_ray.cli.common import print_rows
+    from econ_ray.experiments.export import export
     from econ_ray.experiments.targets import load_target
-    from econ_ray.surgery.physical import export
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from econ_ray.cli.common import dump, fail, print_rows
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 KEYS = [
     "metric_name",
@@ -46,15 +50,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         return fail("--repeats must be >= 1, --warmup >= 0, --threads >= 1")
     import torch
 
+    from econ_ray.experiments.export import export
     from econ_ray.experiments.targets import load_target
-    from econ_ray.surgery.physical import export
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         t = load_target(args.model_dir)
         report = export(
-            t.model,
+            cast("PreTrainedModel", t.model),  # load_target builds Hugging Face models only
             t.tokenizer,
             t.validation,
             t.task,

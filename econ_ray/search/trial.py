@@ -124,7 +124,7 @@ def train_worker(config: dict[str, Any]) -> None:
         cfg.training.device = "cpu"
     cfg.training.progress = False
     # wall-clock split of this worker (seconds); evaluation = time from a step's end to its on_eval
-    timing = {
+    timing: dict[str, Any] = {
         "t_trial_start": config.get("t_trial_start"),
         "t_worker_entry": t_entry,
         "t_worker_start": t_worker,
@@ -254,7 +254,7 @@ def _torch_trainer_class():
         return TorchTrainer
 
     class EconTorchTrainer(TorchTrainer):
-        def _create_default_callbacks(self):  # type: ignore[override]
+        def _create_default_callbacks(self):
             return [
                 PlacementGroupCleanerCallback(check_interval_s=1.0, get_actor_timeout_s=2.0)
                 if isinstance(cb, PlacementGroupCleanerCallback)
@@ -301,10 +301,10 @@ def trial_fn(config: dict[str, Any]) -> None:
             num_workers=dist.workers, use_gpu=use_gpu, resources_per_worker=resources
         ),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        run_config=ray.train.RunConfig(
+        run_config=ray.train.RunConfig(  # type: ignore[call-arg]  # V2's RunConfig (worker_runtime_env); mypy sees V1's
             name=trial_name,
             storage_path=config["train_storage"],
-            callbacks=[TuneReportCallback()],
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]  # a Train V2 callback; mypy sees V1's types
             failure_config=ray.train.FailureConfig(max_failures=dist.max_failures),
             # the newest two: the last training state, and the final model once reported
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),

@@ -16,7 +16,6 @@ realised = batch-1 latency of the dense model / the pruned one, both plain model
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,11 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from econ_ray.attention.runtime import EconRuntime, install, runtime_of
-from econ_ray.compute import LayerSparsity, count_flops, effective_flops, shape_from_hf_config
-from econ_ray.compute.latency import model_latency
+from econ_ray.compute import LayerSparsity, effective_flops, shape_from_hf_config
 from econ_ray.compute.shape import model_dims
-from econ_ray.data import EncodedSplit, TaskSpec
+from econ_ray.data import TaskSpec
 from econ_ray.surgery import hf_pruned
 from econ_ray.surgery.masks import blocks
-from econ_ray.training.evaluate import evaluate, task_loss_and_outputs
 
 TOLERANCE = 1e-4  # abs, on logits (classification/regression), CE (lm) and the metric
 
@@ -113,7 +110,7 @@ def plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.endswith("econ_gate_bias")}
 
 
-def _to_device(model: PreTrainedModel, device: torch.device) -> PreTrainedModel:
+def to_device(model: PreTrainedModel, device: torch.device) -> PreTrainedModel:
     """``model.to(device)`` (in place), called through ``nn.Module``'s type: transformers wraps ``to`` with
     ``functools.wraps``, which hides its signature from the type checker. The method run is the same."""
     module: nn.Module = model
@@ -127,7 +124,7 @@ def plain_copy(model: PreTrainedModel, attn_implementation: str = "sdpa") -> Pre
     dense = type(model)(cfg)
     dense.load_state_dict(plain_state(model))
     dense.set_attn_implementation(attn_implementation)
-    return _to_device(dense, next(model.parameters()).device).eval()
+    return to_device(dense, next(model.parameters()).device).eval()
 
 
 def prune(model: PreTrainedModel, plan: Plan, attn_implementation: str = "sdpa") -> PreTrainedModel:
@@ -216,18 +213,7 @@ def pruned_flops(model: PreTrainedModel, plan: Plan, task: TaskSpec, seq_len: in
     return effective_flops(shape, seq_len, layers).total
 
 
-def _params(model: nn.Module) -> int:
-    return sum(p.numel() for n, p in model.named_parameters() if not n.endswith("econ_gate_bias"))
-
-
-def _outputs(
-    model: nn.Module, split: EncodedSplit, task: TaskSpec, batch_size: int
-) -> tuple[float, torch.Tensor | None]:
-    ce, logits, _ = task_loss_and_outputs(model, split, task, batch_size=batch_size)
-    return ce, logits
-
-
-def _install_like(small: nn.Module, source: nn.Module, plan: Plan) -> EconRuntime:
+def install_like(small: nn.Module, source: nn.Module, plan: Plan) -> EconRuntime:
     """econ-ray attention on the pruned model in the source's mode, with the kept heads' gate biases."""
     src = runtime_of(source)
     rt = install(small, mode=src.mode, k=src.k, budget=src.budget, keep_strongest=src.keep_strongest)
@@ -235,93 +221,3 @@ def _install_like(small: nn.Module, source: nn.Module, plan: Plan) -> EconRuntim
     for i, b in enumerate(blocks(small)):
         b.attn.econ_gate_bias = nn.Parameter(biases[i][torch.tensor(plan.heads[i], device=biases[i].device)].clone())
     return rt
-
-
-def export(
-    model: PreTrainedModel,
-    tokenizer: Any,
-    split: EncodedSplit,
-    task: TaskSpec,
-    *,
-    seq_len: int,
-    out: str | Path,
-    batch_size: int = 64,
-    warmup: int = 10,
-    repeats: int = 50,
-    tolerance: float = TOLERANCE,
-) -> dict[str, Any]:
-    """Evaluate the (masked) model, remove what it never used, save, reload, check equality, time both.
-
-    ``model`` has econ-ray attention installed (masks in its runtime are honoured). Returns the report;
-    ``equal`` is True when the reloaded pruned model, run in the source's attention mode, matches the
-    source within ``tolerance`` (abs) on every logit (CE for lm) and on the metric.
-    """
-    rt = runtime_of(model)
-    ev = evaluate(model, rt, split, task, batch_size=batch_size, seq_len=seq_len, distribution=False)
-    plan = plan_from_runtime(model, rt)
-    model.eval()
-    ce_src, logits_src = _outputs(model, split, task, batch_size)
-    small = prune(model, plan)
-    folder = save_pruned(small, tokenizer, out)
-    loaded = _to_device(load_pruned(folder), next(model.parameters()).device)
-    dense = plain_copy(model)
-
-    ids = split.input_ids[:1].to(next(model.parameters()).device)
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}  # full length: the FLOPs' L
-    lat_dense = model_latency(dense, inputs, warmup=warmup, repeats=repeats)
-    lat_small = model_latency(loaded, inputs, warmup=warmup, repeats=repeats)
-    for m in (dense, loaded):
-        m.set_attn_implementation("eager")  # FlopCounterMode counts the attention products only in eager
-    counted_dense, counted_small = count_flops(dense, ids), count_flops(loaded, ids)
-
-    with torch.no_grad():
-        plain_diff = float((small(**inputs).logits - loaded(**inputs).logits).abs().max())
-    rt_small = _install_like(loaded, model, plan)
-    ev_small = evaluate(loaded, rt_small, split, task, batch_size=batch_size, seq_len=seq_len, distribution=False)
-    ce_small, logits_small = _outputs(loaded, split, task, batch_size)
-    if logits_src is None:
-        out_diff = abs(ce_small - ce_src)
-    else:
-        assert logits_small is not None  # same task as the source, so logits too
-        out_diff = float((logits_small - logits_src).abs().max())
-    metric_diff = abs(ev_small["metric"] - ev["metric"])
-    small_flops = pruned_flops(model, plan, task, seq_len)
-    dims = model_dims(model.config)
-    report = {
-        "folder": str(folder),
-        "seq_len": seq_len,
-        "metric_name": ev["metric_name"],
-        "attention": rt.mode,
-        "masked_metric": ev["metric"],
-        "pruned_metric": ev_small["metric"],
-        "metric_abs_diff": metric_diff,
-        "output_abs_diff": out_diff,  # max |logit| difference, or |CE| difference for lm
-        "reload_abs_diff": plain_diff,
-        "tolerance": tolerance,
-        "equal": bool(out_diff <= tolerance and metric_diff <= tolerance and plain_diff <= tolerance),
-        "heads_total": len(plan.heads) * dims.n_heads,
-        "heads_kept": sum(len(h) for h in plan.heads) - len(plan.heads_zeroed),
-        "neurons_total": sum(b.ffn_in_weight.numel() // dims.hidden for b in blocks(model)),
-        "neurons_kept": sum(len(n) for n in plan.neurons) - len(plan.neurons_zeroed),
-        "heads_per_layer": [len(h) for h in plan.heads],
-        "intermediate_per_layer": [len(n) for n in plan.neurons],
-        "params_dense": _params(dense),
-        "params_pruned": _params(loaded),
-        "dense_total_gflops": ev["dense_total_gflops"],
-        "effective_gflops": ev["effective_gflops"],
-        "pruned_gflops": small_flops / 1e9,
-        "counted_dense_gflops": counted_dense / 1e9,
-        "counted_pruned_gflops": counted_small / 1e9,
-        "latency_dense_ms": lat_dense.median_s * 1e3,
-        "latency_pruned_ms": lat_small.median_s * 1e3,
-        "latency_dense_p10_p90_ms": [lat_dense.p10_s * 1e3, lat_dense.p90_s * 1e3],
-        "latency_pruned_p10_p90_ms": [lat_small.p10_s * 1e3, lat_small.p90_s * 1e3],
-        "latency_repeats": repeats,
-        "threads": torch.get_num_threads(),
-        "device": str(next(model.parameters()).device),
-        "theoretical_speedup": ev["dense_total_gflops"] / ev["effective_gflops"],
-        "structural_speedup": ev["dense_total_gflops"] * 1e9 / small_flops,
-        "realised_speedup": lat_dense.median_s / lat_small.median_s,
-    }
-    (Path(folder) / "export.json").write_text(json.dumps(report, indent=2))
-    return report

@@ -45,7 +45,7 @@ def import_deepspeed():
         import deepspeed
 
         return deepspeed
-    sys.modules["mlflow"] = None  # type: ignore[assignment]  # makes `import mlflow` raise ImportError
+    sys.modules["mlflow"] = None  # makes `import mlflow` raise ImportError
     try:
         import deepspeed
     finally:

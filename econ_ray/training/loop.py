@@ -97,9 +97,9 @@ class RunResult:
     """The outcome of ``train_run``: the summary (the CLI's JSON), histories and the trained model."""
 
     summary: Record
+    prepared: Prepared  # the trained model, its tokenizer, runtime, task and splits
     history: list[Record] = field(default_factory=list)
     multiplier_history: list[float] = field(default_factory=list)
-    prepared: Prepared | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -481,7 +481,7 @@ def _final(run: _Run, stopped_early: bool) -> RunResult:
         "model": cfg.model.name,
     }
     summary.update(obj.summary(rs.multiplier_history))  # keeps the places above; its own fields go last
-    return RunResult(summary, rs.history, rs.multiplier_history, p)
+    return RunResult(summary, p, rs.history, rs.multiplier_history)
 
 
 def train_run(

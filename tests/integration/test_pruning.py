@@ -75,9 +75,9 @@ def test_prune_cli_on_minilm(finetuned, tmp_path, capsys):
 
 
 def test_physical_pruning_of_a_masked_minilm(finetuned, tmp_path):
+    from econ_ray.experiments.export import export
     from econ_ray.experiments.targets import load_target
     from econ_ray.surgery import masks, scores
-    from econ_ray.surgery.physical import export
 
     _, folder = finetuned
     t = load_target(str(folder))

@@ -10,8 +10,9 @@ from econ_ray.cli.main import main
 from econ_ray.compute import count_flops
 from econ_ray.data import EncodedSplit, TaskSpec
 from econ_ray.experiments.baselines import parse_ratios, run_baselines, topk_k, write_baselines
+from econ_ray.experiments.export import export
 from econ_ray.surgery import masks, scores
-from econ_ray.surgery.physical import export, load_pruned
+from econ_ray.surgery.physical import load_pruned
 from econ_ray.training.evaluate import evaluate
 
 L = 10
