@@ -80,12 +80,9 @@ class SearchPlan:
     seed: int
     stamp: str
     tracking_uri: str | None  # explicit or the resumed search's; None: MLFLOW_TRACKING_URI or ./mlflow.db
-    state: dict[str, Any] = field(default_factory=dict)  # search_state.json of a resumed search
+    resumed: bool = False  # going on with the search of an existing run folder
+    state: dict[str, Any] = field(default_factory=dict)  # search_state.json (read on resume, written on start)
     prior: list[TrialRecord] = field(default_factory=list)  # trials a resumed search already has
-
-    @property
-    def resumed(self) -> bool:
-        return bool(self.state)
 
     @property
     def registered_model(self) -> str:
@@ -135,6 +132,7 @@ def plan(
         seed=seed,
         stamp=stamp,
         tracking_uri=uri,
+        resumed=bool(resume),
         state=state,
         prior=prior,
     )

@@ -119,6 +119,7 @@ def test_txt_corpus_search_minimises_perplexity(txt_search):
     vocab = trials[0]["metrics"]["vocab_size"]
     assert out["reference_point"][0] == pytest.approx(vocab) and all(m < vocab for m, _ in pts)
     assert out["hypervolume"] > 0
+    assert out["resumed"] == 0 and (Path(out["run_dir"]) / "tune" / "tune").is_dir()  # a new search's Tune experiment
 
 
 def test_csv_with_numeric_labels_search_maximises_pearson(csv_search):

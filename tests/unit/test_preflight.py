@@ -117,3 +117,13 @@ def test_a_search_runs_its_pre_flight_once_and_probes_the_tracking_store_once(tm
         main(["search", str(path), "--run-dir", str(tmp_path / "run")])
     assert calls == {"preflight": 1, "probe": 1}
     assert not (tmp_path / "run").exists()  # the pre-flight created nothing
+
+
+def test_plan_of_a_new_search_is_not_a_resume_and_writes_nothing(tmp_path):
+    from econ_ray.search.driver import plan
+
+    cfg = parse_config({"search": {"trials": 5, "concurrency": 1}}, "f.yaml")
+    p = plan(cfg, config_path="f.yaml", trials=3, sampler="random", run_dir=str(tmp_path / "run"))
+    assert not p.resumed and p.state == {} and p.prior == [] and p.remaining == 3
+    assert (p.cfg.search.trials, p.cfg.search.sampler, p.file.search.trials) == (3, "random", 5)
+    assert not (tmp_path / "run").exists()
