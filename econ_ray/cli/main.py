@@ -72,6 +72,10 @@ TRAIN_KEYS = [
     "tau",
     "multiplier",
     "feasible",
+    "certified",
+    "snapshot_step",
+    "ce_certified",
+    "infeasible_reason",
     "metric_name",
     "metric",
     "dense_metric",
@@ -262,7 +266,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     metric_name = out.pareto[0]["metric_name"] if out.pareto else "metric"
     table = Table(
         title=f"Pareto set: {metric_name} vs effective GFLOPs ({out.n_trials} trials, "
-        f"{out.n_failed} failed, hypervolume {out.hypervolume:.4g})"
+        f"{out.n_failed} failed, {out.n_infeasible} infeasible, hypervolume {out.hypervolume:.4g})"
     )
     for col in PARETO_COLUMNS:
         table.add_column(col, justify="right" if col not in ("trial_id", "objective") else "left")

@@ -317,4 +317,42 @@ class SearchSpaceFile(RunConfig):
                 "search.space.objective: a 'constrained' trial needs a loss ceiling: set objective.tau_rel "
                 "(or objective.tau), or give search.space.tau_rel (or tau) a range"
             )
+        constrained = o.kind == "constrained" or bool(space.objective and "constrained" in space.objective)
+        if constrained and (o.tau_rel is not None or space.tau_rel is not None):
+            problem = untrained_reference(self)
+            if problem:
+                raise ValueError(problem)
         return self
+
+
+# Built-in model names whose task model starts untrained: the tiny-* models are randomly initialised;
+# minilm is a pretrained encoder whose task head (classifier or regressor) is new.
+UNTRAINED_MODELS = {
+    "tiny-bert": "is randomly initialised",
+    "tiny-gpt2": "is randomly initialised",
+    "minilm": "loads a pretrained encoder with a new, untrained task head",
+}
+
+
+def untrained_reference(cfg: RunConfig) -> str | None:
+    """Why a relative ceiling tau = (1 + eps) * CE_dense of ``cfg`` would be measured on an untrained
+    model (chance-level CE: METHOD says never), or None when CE_dense comes from a trained one.
+
+    ``dense_reference: warmup`` trains for ``dense_steps`` first, so it needs steps; ``model`` takes
+    the loaded model as trained, which the built-in models in :data:`UNTRAINED_MODELS` are not (a
+    Hugging Face name or a folder is trusted: it may be a fine-tuned checkpoint)."""
+    o = cfg.objective
+    if o.dense_reference == "warmup" and o.dense_steps == 0:
+        return (
+            "objective.dense_steps: a relative ceiling (tau_rel) with dense_reference 'warmup' needs dense "
+            "steps > 0, or CE_dense is the untrained model's; expected dense_steps >= 1, dense_reference "
+            "'model' with a trained model, or an absolute tau"
+        )
+    why = UNTRAINED_MODELS.get(cfg.model.name)
+    if o.dense_reference == "model" and why:
+        return (
+            f"objective.dense_reference: 'model' takes the loaded model as trained, but '{cfg.model.name}' "
+            f"{why}, so CE_dense would be chance level; expected dense_reference 'warmup' with dense_steps "
+            ">= 1, a trained model (a fine-tuned folder), or an absolute tau"
+        )
+    return None

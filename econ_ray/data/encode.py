@@ -35,6 +35,15 @@ class EncodedSplit:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def rows(self, idx: Index) -> EncodedSplit:
+        """The split made of rows ``idx`` only (a view where ``idx`` is a slice)."""
+        if isinstance(idx, int):
+            idx = [idx]
+        tt = self.token_type_ids
+        return EncodedSplit(
+            self.input_ids[idx], self.attention_mask[idx], self.labels[idx], None if tt is None else tt[idx]
+        )
+
     def batch(self, idx: Index) -> dict[str, torch.Tensor]:
         """Rows ``idx`` as model keyword arguments, ``labels`` included."""
         if isinstance(idx, int):

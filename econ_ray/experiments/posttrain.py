@@ -9,8 +9,8 @@ Protocol (METHOD sections 3 and 7), for one search-space file and a list of eps:
 2. **Post-training, once per eps.** From the same dense weights (gate biases back at
    ``attention.gate_bias_init``, so every gate starts open), ``train_run`` in ``mode="gates"`` with
    the constrained objective ``CE <= tau = (1 + eps) * CE_dense`` for ``training.max_steps`` steps:
-   the multiplier reads held-out CE under deterministic gates, and the sparsest held-out-feasible
-   snapshot is kept (see ``econ_ray.training.loop``). All weights train, as in seed 003, where the
+   the multiplier reads held-out CE under deterministic gates, and the sparsest snapshot certified on
+   held-out rows it never reads is kept (``econ_ray.objectives.constrained``). All weights train, as in seed 003, where the
    gate logit is q_i . k_j itself (``freeze_weights=True`` trains only the per-head gate biases: a
    learned logit threshold per head, an ablation).
 3. **Dense continued.** The dense model trained ``training.max_steps`` more steps with the same
@@ -53,7 +53,7 @@ from econ_ray.config.schema import RunConfig
 from econ_ray.data import encode_split, load_task_for
 from econ_ray.experiments.topk import sweep
 from econ_ray.training.evaluate import evaluate
-from econ_ray.training.loop import Prepared, prepare, resolve_device, seed_everything, train_run
+from econ_ray.training.loop import Prepared, heldout_parts, prepare, resolve_device, seed_everything, train_run
 
 ROW_KEYS = (
     "method",
@@ -70,6 +70,9 @@ ROW_KEYS = (
     "empty_row_fraction",
     "effective_gflops",
     "feasible",
+    "snapshot_step",
+    "ce_certified",
+    "infeasible_reason",
     "multiplier",
     "steps",
     "matched_eps",
@@ -226,8 +229,10 @@ def run_posttrain(
     valid_keys = mean_valid_keys(rt)
     from econ_ray.training.evaluate import task_loss_and_outputs
 
-    ce_dense_heldout, _, _ = task_loss_and_outputs(model, p.heldout, p.task, batch_size=eval_bs)
-    rows = [_row("dense", ev, valid_keys, ce_heldout=ce_dense_heldout, steps=dense_steps)]
+    ce_dense_all, _, _ = task_loss_and_outputs(model, p.heldout, p.task, batch_size=eval_bs)
+    # tau's reference: the certification rows of the held-out split (the constrained objective's)
+    ce_dense_heldout, _, _ = task_loss_and_outputs(model, heldout_parts(p.heldout)[1], p.task, batch_size=eval_bs)
+    rows = [_row("dense", ev, valid_keys, ce_heldout=ce_dense_all, steps=dense_steps)]
 
     # 2. post-training per eps
     requires = {n: q.requires_grad for n, q in model.named_parameters()}
@@ -261,6 +266,9 @@ def run_posttrain(
                 tau=s["tau"],
                 ce_heldout=s["ce_heldout"],
                 feasible=s["feasible"],
+                snapshot_step=s["snapshot_step"],
+                ce_certified=s["ce_certified"],
+                infeasible_reason=s["infeasible_reason"],
                 multiplier=s["multiplier"],
                 steps=s["steps"],
             )

@@ -41,15 +41,21 @@ class ObjectiveState:
 
 @dataclass(frozen=True)
 class ObjectiveEnv:
-    """What the training loop lends an objective for the main phase."""
+    """What the training loop lends an objective for the main phase.
+
+    The held-out split comes in two disjoint parts (``econ_ray.training.loop.heldout_parts``): the
+    *drive* rows, which :attr:`heldout_ce` and :attr:`heldout_batches` read (a multiplier's input),
+    and the *certification* rows, which only :attr:`evaluate_certify` reads (which snapshot to keep,
+    whether the run met its ceiling). Neither is ever trained on.
+    """
 
     model: nn.Module
-    ce_dense: float  # held-out CE of the trained dense model (the reference of a relative ceiling)
-    # Held-out metrics (ce, attention_density, ...) with deterministic gates, no Gini/entropy.
-    evaluate_heldout: Callable[[], Mapping[str, Any]]
-    # CE of the given held-out rows under deterministic gates, without autograd state or cost terms.
+    ce_dense: float  # CE of the trained dense model on the certification rows (a relative ceiling's reference)
+    # Metrics (ce, attention_density, ...) of the certification rows with deterministic gates, no Gini/entropy.
+    evaluate_certify: Callable[[], Mapping[str, Any]]
+    # CE of the given drive rows under deterministic gates, without autograd state or cost terms.
     heldout_ce: Callable[[torch.Tensor], float]
-    # Held-out row batches of the given size in a fixed order, the first ``skip`` of them skipped.
+    # Drive-row batches of the given size in a fixed order, the first ``skip`` of them skipped.
     heldout_batches: Callable[[int, int], Iterator[torch.Tensor]]
 
 
@@ -107,10 +113,10 @@ class Objective(Protocol):
         """End of the main phase, before the final evaluation (e.g. load a kept snapshot)."""
         ...
 
-    def summary(self, per_step: Sequence[float]) -> Record:
+    def summary(self, per_step: Sequence[float], final: Mapping[str, Any]) -> Record:
         """Fields of the run summary: any of ``tau``, ``tau_rel``, ``multiplier``, ``feasible`` that apply
         (the summary has None for the others) and any of its own. ``per_step`` is the history of
-        :attr:`per_step_field`."""
+        :attr:`per_step_field`; ``final`` is the final validation evaluation (``ce``, ``metric``, ...)."""
         ...
 
 

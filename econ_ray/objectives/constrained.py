@@ -6,14 +6,15 @@ plain dual-ascent multiplier oscillated over orders of magnitude in the referenc
 
 Following the pitfalls recorded in METHOD, the violation that drives mu is measured on a held-out
 batch with deterministic (evaluation) gates *before* the primal update, never on the training batch
-under sampled gates; the training loop also keeps the last snapshot that met the ceiling.
+under sampled gates; the snapshot kept and the run's feasibility are decided on other held-out rows
+that the multiplier never reads (certification), and checked once more on validation.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import cooper
 import torch
@@ -95,13 +96,18 @@ def constraint_updates(steps: int, every: int) -> int:
 
 
 class ConstrainedObjective:
-    """The :class:`~econ_ray.objectives.base.Objective` ``constrained``: min C_attn s.t. held-out CE <= tau.
+    """The :class:`~econ_ray.objectives.base.Objective` ``constrained``: min C_attn s.t. CE <= tau.
 
-    Every ``constraint_every`` main steps, before the primal update, the multiplier reads the CE of the
-    next held-out batch under deterministic gates; the primal loss is :meth:`LagrangeController.lagrangian`.
-    At every validation (and before the first step) the whole held-out split is measured and the
-    sparsest snapshot that met the ceiling is kept; :meth:`finish` loads it. No early stopping: the
-    snapshot, not the validation metric, picks the model.
+    The held-out split is used three ways (METHOD section 3's pitfalls): every ``constraint_every``
+    main steps, before the primal update, the multiplier reads the CE of the next batch of the
+    held-out *drive* rows under deterministic gates; the primal loss is
+    :meth:`LagrangeController.lagrangian`. At every validation the *certification* rows, which
+    neither training nor the multiplier ever read, are measured and the sparsest snapshot whose
+    certified CE met the ceiling is kept; :meth:`finish` loads it. The starting model (step 0) is
+    measured and recorded but is never a candidate: a run that only started feasible has found
+    nothing. The run is ``feasible`` when a snapshot was certified *and* the returned model's
+    validation CE is within tau (a third, independent split); otherwise the summary says why. No
+    early stopping: the snapshot, not the validation metric, picks the model.
     """
 
     costs: frozenset[CostKind] = frozenset({"attention"})
@@ -115,6 +121,10 @@ class ConstrainedObjective:
         self._heldout: Iterator[torch.Tensor] | None = None
         self.tau: float | None = None
         self.best_feasible: Snapshot | None = None
+        # the kept snapshot's step and certified CE; whether the starting model met the ceiling
+        self.snapshot_step: int | None = None
+        self.snapshot_ce: float | None = None
+        self.start_feasible: bool | None = None
 
     @property
     def env(self) -> ObjectiveEnv:
@@ -141,27 +151,27 @@ class ConstrainedObjective:
         self._controller = LagrangeController(tau, lr=m.lr, kp=m.kp, ki=m.ki, init=m.init)
         self._heldout = env.heldout_batches(o.constraint_batch_size, 0)
 
-    def _check_feasible(self, step: int) -> Record:
-        """Held-out CE and density with deterministic gates; snapshot if it meets the ceiling."""
+    def _certify(self, step: int) -> Record:
+        """CE and density of the certification rows with deterministic gates; a snapshot (from step 1
+        on) when it meets the ceiling and is the sparsest so far."""
         assert self.tau is not None
-        ev = self.env.evaluate_heldout()
-        feasible = ev["ce"] <= self.tau
-        if feasible and (self.best_feasible is None or ev["attention_density"] <= self.best_feasible[0]):
-            self.best_feasible = (ev["attention_density"], copy.deepcopy(self.env.model.state_dict()))
-        return {
-            "step": step,
-            "heldout_ce": ev["ce"],
-            "heldout_density": ev["attention_density"],
-            "feasible": feasible,
-        }
+        ev = self.env.evaluate_certify()
+        ce, density = float(ev["ce"]), float(ev["attention_density"])
+        meets = ce <= self.tau
+        if step == 0:
+            self.start_feasible = meets
+        elif meets and (self.best_feasible is None or density <= self.best_feasible[0]):
+            self.best_feasible = (density, copy.deepcopy(self.env.model.state_dict()))
+            self.snapshot_step, self.snapshot_ce = step, ce
+        return {"step": step, "certify_ce": ce, "certify_density": density, "meets_ceiling": meets}
 
     def initial_records(self) -> list[Record]:
-        return [self._check_feasible(0)]  # the starting point may already meet the ceiling
+        return [self._certify(0)]  # recorded, never kept: the starting model is not a result
 
     def before_step(self, step: int) -> Record:
         rec: Record = {}
         if constraint_step(step, self.cfg.constraint_every):
-            # drive mu with the CE of deterministic gates on held-out data, measured before the update
+            # drive mu with the CE of deterministic gates on held-out drive rows, measured before the update
             assert self._heldout is not None
             ce_det = self.env.heldout_ce(next(self._heldout))
             self.controller.update(ce_det)
@@ -176,29 +186,54 @@ class ConstrainedObjective:
         return self.controller.lagrangian(attn_cost, task_loss), {"cost": float(attn_cost.detach())}
 
     def on_eval(self, step: int) -> Record:
-        return self._check_feasible(step)
+        return self._certify(step)
 
     def state_dict(self) -> ObjectiveState:
-        return ObjectiveState(tensors=self.controller.state_dict(), snapshot=self.best_feasible)
+        meta = {
+            "snapshot_step": self.snapshot_step,
+            "snapshot_ce": self.snapshot_ce,
+            "start_feasible": self.start_feasible,
+        }
+        return ObjectiveState(tensors={"controller": self.controller.state_dict(), **meta}, snapshot=self.best_feasible)
 
     def load_state_dict(self, state: ObjectiveState, *, step: int) -> None:
         self.best_feasible = state.snapshot
         if state.tensors is not None:
-            self.controller.load_state_dict(state.tensors)
+            self.controller.load_state_dict(state.tensors["controller"])
+            self.snapshot_step = state.tensors.get("snapshot_step")
+            self.snapshot_ce = state.tensors.get("snapshot_ce")
+            self.start_feasible = state.tensors.get("start_feasible")
         # the same held-out batches as an uninterrupted run
         skip = constraint_updates(step, self.cfg.constraint_every)
         self._heldout = self.env.heldout_batches(self.cfg.constraint_batch_size, skip)
 
     def finish(self) -> None:
         if self.best_feasible is not None:
-            self.env.model.load_state_dict(self.best_feasible[1])  # the sparsest snapshot that met the ceiling
+            self.env.model.load_state_dict(self.best_feasible[1])  # the sparsest certified snapshot
+        # else: no snapshot met the ceiling; the final model is returned and the run is infeasible
 
-    def summary(self, per_step: Sequence[float]) -> Record:
+    def infeasible_reason(self, validation_ce: float) -> str | None:
+        """Why the run is not feasible (None when it is): no certified snapshot, or validation CE above tau."""
+        assert self.tau is not None
+        if self.best_feasible is None:
+            if self.start_feasible:
+                return "only the starting model (step 0) met the ceiling on the certification rows"
+            return "no snapshot met the ceiling on the certification rows"
+        if not validation_ce <= self.tau:
+            return f"validation CE {validation_ce:.4f} is above tau {self.tau:.4f}"
+        return None
+
+    def summary(self, per_step: Sequence[float], final: Mapping[str, Any]) -> Record:
+        reason = self.infeasible_reason(float(final["ce"]))
         return {
             "tau": self.tau,
             "tau_rel": self.cfg.tau_rel,
             "multiplier": per_step[-1] if per_step else None,
-            "feasible": self.best_feasible is not None,
+            "feasible": reason is None,
+            "certified": self.best_feasible is not None,
+            "snapshot_step": self.snapshot_step,
+            "ce_certified": self.snapshot_ce,
+            "infeasible_reason": reason,
         }
 
 

@@ -9,8 +9,8 @@ same on every model depth.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -96,7 +96,7 @@ class PenalisedObjective:
     def finish(self) -> None:
         pass
 
-    def summary(self, per_step: Sequence[float]) -> Record:
+    def summary(self, per_step: Sequence[float], final: Mapping[str, Any]) -> Record:
         return {}  # no ceiling, no multiplier
 
 

@@ -61,6 +61,7 @@ class SearchOutcome:
     tracking_outbox: str | None = None  # operations the tracking store did not take, kept on disk
     pending_tracking_ops: int = 0
     tracking_error: str | None = None
+    n_infeasible: int = 0  # complete trials outside a search-level constraint or their own ceiling
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -372,7 +373,13 @@ def finish(p: SearchPlan, facts: SearchFacts, session: Session, records: list[Tr
         {"trial_id": r.trial_id, "status": r.status, "reason": r.reason} for r in records if r.status != "complete"
     ]
     tracker.log_parent_metrics(
-        {"hypervolume_final": hv, "n_trials": len(records), "n_failed": len(failures), "pareto_size": len(rows)}
+        {
+            "hypervolume_final": hv,
+            "n_trials": len(records),
+            "n_failed": len(failures),
+            "n_infeasible": sum(1 for r in records if r.status == "complete" and not r.feasible),
+            "pareto_size": len(rows),
+        }
     )
     outcome = SearchOutcome(
         run_dir=str(root),
@@ -383,6 +390,7 @@ def finish(p: SearchPlan, facts: SearchFacts, session: Session, records: list[Tr
         mlflow_parent_run_id=session.parent_run_id,
         pareto=rows,
         failures=failures,
+        n_infeasible=sum(1 for r in records if r.status == "complete" and not r.feasible),
         reference_point=ref,
         plot=str(root / "pareto.png"),
         resumed=int(p.state.get("resumes", 0)),

@@ -68,8 +68,16 @@ class SearchError(RuntimeError):
 
 def make_constraints(cfg: SearchSpaceFile, maximize: bool) -> list[Constraint]:
     """Search-level constraints in Optuna's convention (feasible iff value <= 0), on a trial's final
-    report."""
+    report: ``search.min_metric_vs_dense``, and for searches that run the constrained objective, the
+    trial's own ceiling (its ``feasible``: a certified snapshot whose validation CE is within tau)."""
     cons: list[Constraint] = []
+    space_kinds = cfg.search.space.objective or []
+    if cfg.objective.kind == "constrained" or "constrained" in space_kinds:
+
+        def own_ceiling(r: dict[str, Any]) -> float:
+            return 1.0 if r.get("feasible") is False else 0.0
+
+        cons.append(own_ceiling)
     pts = cfg.search.min_metric_vs_dense
     if pts is not None:
         margin = pts / 100.0  # "points" of a metric reported as a fraction
@@ -85,9 +93,13 @@ def make_constraints(cfg: SearchSpaceFile, maximize: bool) -> list[Constraint]:
 
 
 def mark_feasible(records: list[TrialRecord], constraints: list[Constraint]) -> None:
-    """A trial is feasible when it completed and meets every search-level constraint."""
+    """A trial is feasible when it completed and meets every search-level constraint; infeasible
+    trials never enter the Pareto set, so they are never registered."""
     for r in records:
         r.feasible = r.status == "complete" and all(c(r.metrics) <= 0 for c in constraints)
+        own = r.metrics.get("infeasible_reason")
+        if r.status == "complete" and not r.feasible and own and not r.reason:
+            r.reason = f"its own ceiling: {own}"
 
 
 def chance_of(facts: RunFacts, records: list[TrialRecord]) -> float:

@@ -157,7 +157,22 @@ def _batches(n: int, batch_size: int, seed: int, shard: tuple[int, int]) -> Iter
             i += 1
 
 
+def heldout_parts(heldout: EncodedSplit) -> tuple[EncodedSplit, EncodedSplit]:
+    """The held-out split in two disjoint parts: (drive, certify) = (first half, second half).
+
+    ``drive`` feeds a multiplier (the constrained objective's held-out batches); ``certify`` is read
+    only by evaluations that decide which snapshot is kept and whether a run met its ceiling, and
+    gives CE_dense, the reference of a relative ceiling. A split of one row has no drive part."""
+    n = len(heldout)
+    return heldout.rows(slice(0, n // 2)), heldout.rows(slice(n // 2, n))
+
+
 def _cycle(n: int, batch_size: int) -> Iterator[torch.Tensor]:
+    if n <= 0:
+        raise ValueError(
+            "the held-out split has no rows to drive the multiplier: the constrained objective needs at"
+            " least 2 held-out examples (raise data.heldout_fraction or data.train_size)"
+        )
     while True:
         for start in range(0, n, batch_size):
             yield torch.arange(start, min(start + batch_size, n))
@@ -348,7 +363,8 @@ def _dense_reference(run: _Run, resume: TrainState | None) -> None:
         p.model.load_state_dict(resume.model)
         return
     p.model.eval()
-    rs.ce_dense, _, _ = task_loss_and_outputs(p.model, p.heldout, p.task, batch_size=run.eval_bs)
+    _, certify = heldout_parts(p.heldout)
+    rs.ce_dense, _, _ = task_loss_and_outputs(p.model, certify, p.task, batch_size=run.eval_bs)
     rs.dense_metric = run.evaluate(p.validation)["metric"]
     rs.phase, rs.step = "main", 0
 
@@ -356,12 +372,13 @@ def _dense_reference(run: _Run, resume: TrainState | None) -> None:
 def _objective_env(run: _Run) -> ObjectiveEnv:
     p = run.p
     assert run.state.ce_dense is not None
+    drive, certify = heldout_parts(p.heldout)
     return ObjectiveEnv(
         model=p.model,
         ce_dense=run.state.ce_dense,
-        evaluate_heldout=lambda: run.evaluate(p.heldout),
-        heldout_ce=lambda idx: _deterministic_ce(p.model, p.runtime, run.to_dev(idx, p.heldout)),
-        heldout_batches=lambda size, skip: fast_forward(_cycle(len(p.heldout), size), skip),
+        evaluate_certify=lambda: run.evaluate(certify),
+        heldout_ce=lambda idx: _deterministic_ce(p.model, p.runtime, run.to_dev(idx, drive)),
+        heldout_batches=lambda size, skip: fast_forward(_cycle(len(drive), size), skip),
     )
 
 
@@ -480,7 +497,7 @@ def _final(run: _Run, stopped_early: bool) -> RunResult:
         "seed": t.seed,
         "model": cfg.model.name,
     }
-    summary.update(obj.summary(rs.multiplier_history))  # keeps the places above; its own fields go last
+    summary.update(obj.summary(rs.multiplier_history, final))  # keeps the places above; its own fields go last
     return RunResult(summary, p, rs.history, rs.multiplier_history)
 
 

@@ -46,7 +46,60 @@ BAD = {
     "topk without k": ({"attention": {"mode": "topk"}}, "attention", "needs k"),
     "unknown mode": ({"attention": {"mode": "sparse"}}, "attention.mode", "dense"),
     "heads not dividing": ({"model": {"tiny": {"hidden": 30, "heads": 4}}}, "model.tiny", "multiple of heads"),
+    # a relative ceiling measured on an untrained model (chance-level CE_dense) is refused
+    "tau_rel from a random-init model": (
+        {
+            "attention": {"mode": "gates"},
+            "objective": {"kind": "constrained", "tau_rel": 0.05, "dense_reference": "model"},
+        },
+        "objective.dense_reference",
+        "'tiny-bert' is randomly initialised",
+    ),
+    "tau_rel from minilm's new head": (
+        {
+            "model": {"name": "minilm"},
+            "attention": {"mode": "gates"},
+            "objective": {"kind": "constrained", "tau_rel": 0.05, "dense_reference": "model"},
+        },
+        "objective.dense_reference",
+        "untrained task head",
+    ),
+    "tau_rel with no warm-up": (
+        {"attention": {"mode": "gates"}, "objective": {"kind": "constrained", "tau_rel": 0.05, "dense_steps": 0}},
+        "objective.dense_steps",
+        "dense_steps >= 1",
+    ),
+    "searched tau_rel with no warm-up": (
+        {
+            "attention": {"mode": "gates"},
+            "objective": {"dense_steps": 0},
+            "search": {"space": {"objective": ["penalised", "constrained"], "tau_rel": {"low": 0.0, "high": 0.1}}},
+        },
+        "objective.dense_steps",
+        "needs dense steps > 0",
+    ),
 }
+
+
+def test_trained_or_absolute_ceilings_are_accepted():
+    gates = {"mode": "gates"}
+    ok = [
+        {"kind": "constrained", "tau_rel": 0.05, "dense_steps": 1},  # warm-up trains the reference
+        {"kind": "constrained", "tau": 0.5, "dense_reference": "model"},  # absolute: no reference needed
+        {"kind": "constrained", "tau": 0.5, "dense_steps": 0},
+        {"kind": "penalised", "dense_reference": "model"},  # no ceiling at all
+    ]
+    for objective in ok:
+        parse_config({"attention": gates, "objective": objective}, "ok.yaml")
+    # a Hugging Face name or folder may be a fine-tuned model: trusted as the reference
+    parse_config(
+        {
+            "model": {"name": "gpt2"},
+            "attention": gates,
+            "objective": {"kind": "constrained", "tau_rel": 0.01, "dense_reference": "model", "dense_steps": 0},
+        },
+        "ok.yaml",
+    )
 
 
 @pytest.mark.parametrize("case", sorted(BAD), ids=str)

@@ -52,7 +52,7 @@ def test_penalised_asks_only_for_priced_costs_and_matches_the_pure_loss():
     assert loss.item() == ref.item() and fields == {"cost": float(cost)}
     free, fields = make_objective(ObjectiveConfig()).loss(task, [], [])
     assert free is task and fields == {}
-    assert obj.state_dict() == ObjectiveState() and obj.summary([]) == {}
+    assert obj.state_dict() == ObjectiveState() and obj.summary([], {"ce": 1.0}) == {}
 
 
 def test_constrained_asks_for_attention_costs_and_never_stops_early():

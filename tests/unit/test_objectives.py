@@ -50,3 +50,83 @@ def test_lagrangian_gradient_weights_task_loss_by_mu():
     c.lagrangian(cost, ce).backward()
     assert ce.grad.item() == pytest.approx(4.0 / 2.0)
     assert cost.grad.item() == pytest.approx(1.0)
+
+
+class _Env:
+    """A fake ObjectiveEnv: certification evaluations are read from a script, one per call."""
+
+    def __init__(self, certify, ce_dense=1.0):
+        self.model = torch.nn.Linear(1, 1)
+        self.ce_dense = ce_dense
+        self._certify = iter(certify)
+        self.drive_batches = []
+
+    def evaluate_certify(self):
+        ce, density = next(self._certify)
+        with torch.no_grad():
+            self.model.weight.fill_(density)  # so the kept snapshot can be told apart
+        return {"ce": ce, "attention_density": density}
+
+    def heldout_ce(self, idx):
+        return 1.0
+
+    def heldout_batches(self, size, skip):
+        return iter([torch.arange(size)] * 100)
+
+
+def _constrained(certify, **kw):
+    from econ_ray.config.schema import ObjectiveConfig
+    from econ_ray.objectives import make_objective
+
+    obj = make_objective(ObjectiveConfig(kind="constrained", tau_rel=0.1, **kw))
+    env = _Env(certify)
+    obj.start(env)
+    obj.initial_records()
+    for step in range(1, len(certify)):
+        obj.on_eval(step * 10)
+    obj.finish()
+    return obj, env
+
+
+def test_constrained_keeps_the_sparsest_certified_snapshot_after_step_0():
+    # tau = 1.1; step 0 (density 1.0) meets it but is never a candidate
+    obj, env = _constrained([(1.0, 1.0), (1.05, 0.6), (1.2, 0.1), (1.09, 0.3), (1.1, 0.3), (1.0, 0.5)])
+    s = obj.summary([0.5], {"ce": 1.08})
+    assert s["feasible"] is True and s["certified"] is True and s["infeasible_reason"] is None
+    assert (
+        s["snapshot_step"] == 40 and s["ce_certified"] == 1.1
+    )  # density ties keep the later one; tau is met at equality
+    assert env.model.weight.detach().item() == pytest.approx(0.3)  # finish() loaded that snapshot
+    assert s["tau"] == pytest.approx(1.1) and s["multiplier"] == 0.5
+
+
+def test_constrained_starting_model_alone_is_not_feasible():
+    obj, env = _constrained([(1.0, 1.0), (1.3, 0.2), (1.5, 0.0)])
+    s = obj.summary([], {"ce": 1.4})
+    assert s["feasible"] is False and s["certified"] is False and s["snapshot_step"] is None
+    assert "only the starting model (step 0)" in s["infeasible_reason"]
+    assert env.model.weight.detach().item() == pytest.approx(0.0)  # no snapshot: the final model stays
+    obj, _ = _constrained([(1.2, 1.0), (1.3, 0.2)])
+    assert obj.summary([], {"ce": 1.4})["infeasible_reason"] == "no snapshot met the ceiling on the certification rows"
+
+
+def test_constrained_validation_above_tau_is_not_feasible_even_when_certified():
+    obj, _ = _constrained([(1.0, 1.0), (1.05, 0.4)])
+    s = obj.summary([], {"ce": 1.1000001})
+    assert s["certified"] is True and s["feasible"] is False
+    assert s["infeasible_reason"] == "validation CE 1.1000 is above tau 1.1000"
+    assert obj.summary([], {"ce": 1.1})["feasible"] is True  # at tau exactly: met
+    assert obj.summary([], {"ce": float("nan")})["feasible"] is False  # a NaN never meets a ceiling
+
+
+def test_constrained_snapshot_facts_survive_a_checkpoint():
+    from econ_ray.config.schema import ObjectiveConfig
+    from econ_ray.objectives import make_objective
+
+    obj, _ = _constrained([(1.0, 1.0), (1.05, 0.4)])
+    state = obj.state_dict()
+    again = make_objective(ObjectiveConfig(kind="constrained", tau_rel=0.1))
+    again.start(_Env([]))
+    again.load_state_dict(state, step=10)
+    s = again.summary([], {"ce": 1.0})
+    assert (s["snapshot_step"], s["ce_certified"], s["feasible"]) == (10, 1.05, True)

@@ -145,3 +145,29 @@ def test_infeasible_trial_never_enters_the_pareto_set():
     ]
     front = pareto_front(points_from(recs))
     assert [p.trial_id for p in front] == ["ok"]
+
+
+def test_a_trial_that_broke_its_own_ceiling_is_infeasible_and_never_on_the_front():
+    from econ_ray.search.results import mark_feasible
+
+    cfg = parse_config(
+        {
+            "attention": {"mode": "gates"},
+            "objective": {"kind": "constrained", "tau_rel": 0.05},
+            "search": {"space": {"tau_rel": {"low": 0.0, "high": 0.1}}},
+        },
+        "c.yaml",
+    )
+    cons = make_constraints(cfg, True)
+    base = {"metric": 0.9, "effective_gflops": 1.0, "dense_metric": 0.9}
+    recs = [
+        TrialRecord("ok", 0, "complete", {}, {**base, "feasible": True, "metric": 0.8, "effective_gflops": 2.0}),
+        TrialRecord("broke", 1, "complete", {}, {**base, "feasible": False, "infeasible_reason": "validation CE x"}),
+    ]
+    mark_feasible(recs, cons)
+    assert [r.feasible for r in recs] == [True, False]
+    assert recs[1].reason == "its own ceiling: validation CE x"
+    # "broke" dominates "ok" on both objectives, yet only "ok" is on the front
+    assert [p.trial_id for p in pareto_front(points_from(recs), maximize_metric=True)] == ["ok"]
+    # a penalised-only search has no such constraint (its trials report feasible: None)
+    assert make_constraints(_cfg(), True) == []
