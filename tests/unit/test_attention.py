@@ -125,6 +125,64 @@ def test_budget_mode_hits_the_mean_budget(tiny_bert, batch):
         assert s.kept / s.rows == pytest.approx(3.0, abs=0.05)
 
 
+def test_budget_threshold_is_per_example_by_hand():
+    # one head, two query rows of three keys each, budget 1.5 edges per row = 3 edges per example:
+    # each row keeps its strongest edge, the third edge is the example's next-highest score
+    a = torch.tensor([[3.0, 2.0, 0.0], [1.0, 0.5, -1.0]])
+    b = torch.tensor([[10.0, 9.0, 8.0], [7.0, 6.0, 5.0]])
+    scores = torch.stack([a, b])[:, None]  # (2, 1, 2, 3)
+    valid = torch.ones(2, 1, 2, 3, dtype=torch.bool)
+    keep = kernels.budget_keep(scores, valid, 1.5)
+    expected = [[True, True, False], [True, False, False]]
+    # a threshold shared by the batch would keep 4 + 2 edges in b and 2 + 0 in a
+    assert keep[0, 0].tolist() == expected
+    assert keep[1, 0].tolist() == expected
+    t = kernels.budget_threshold(scores, valid, 1.5)
+    assert t.shape == (2, 1, 1, 1)
+    assert 0.5 < t[0].item() <= 2.0 and 6.0 < t[1].item() <= 9.0
+
+
+def test_budget_keep_meets_each_examples_budget_and_ignores_the_others():
+    torch.manual_seed(3)
+    b, h, n = 5, 3, 10
+    scores = torch.randn(b, h, n, n) * torch.tensor([0.1, 1.0, 10.0, 3.0, 0.5]).view(b, 1, 1, 1)
+    lengths = [10, 7, 4, 9, 2]
+    tm = torch.zeros(b, n, dtype=torch.bool)
+    for i, length in enumerate(lengths):
+        tm[i, :length] = True
+    valid = (tm[:, None, :, None] & tm[:, None, None, :]).expand(b, 1, n, n)
+    masked = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
+    budget = 2.5
+    keep = kernels.budget_keep(masked, valid, budget)
+    assert not (keep & ~valid).any()
+    for i, length in enumerate(lengths):
+        rows = h * length
+        mean = keep[i].sum().item() / rows
+        per_row_max = min(budget, length)  # an example with fewer keys than the budget keeps them all
+        # edges are added one at a time as the threshold falls: the best count <= budget is within one edge
+        assert per_row_max - 1 / rows < mean <= per_row_max + 1e-9, (i, mean)
+        assert keep[i].any(dim=-1)[:, :length].all()  # every real row keeps at least its strongest edge
+        alone = kernels.budget_keep(masked[i : i + 1], valid[i : i + 1], budget)
+        assert torch.equal(alone[0], keep[i])
+
+
+@pytest.mark.parametrize("family", ["tiny_bert", "tiny_gpt2"])
+def test_budget_mode_output_of_an_example_does_not_depend_on_its_batch(family, request):
+    model = request.getfixturevalue(family)
+    install(model, mode="budget", budget=2.0)
+    torch.manual_seed(5)
+    n, length = 32, 12
+    ids = torch.randint(1, 50, (n, length))
+    mask = torch.ones(n, length, dtype=torch.long)
+    for i in range(n):
+        mask[i, 2 + i % (length - 2) :] = 0  # 2 to 11 real tokens: every padding length
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits
+        for i in range(n):
+            one = model(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1]).logits
+            assert torch.allclose(one[0], full[i], atol=1e-6), i
+
+
 def test_topk_full_equals_dense(tiny_bert, batch):
     ids, mask = batch
     with torch.no_grad():
