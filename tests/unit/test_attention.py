@@ -264,3 +264,8 @@ def test_runtime_override_sets_fields_for_a_block_and_restores_them():
     assert rt.mode == "budget"
     with pytest.raises(TypeError, match="no field"), rt.override(stochastic=False):
         pass
+    # a row keeps at least its strongest edge: a mean below 1 edge per query cannot be reached
+    with pytest.raises(ValueError, match="budget >= 1"), rt.override(budget=0.5):
+        pass
+    assert rt.budget == 4.0
+    rt.set_mode("budget", budget=1.0)
