@@ -1,5 +1,7 @@
 """econ-ray attention installed in real transformers models: dense equivalence, gates, top-k, budget."""
 
+import math
+
 import pytest
 import torch
 
@@ -269,3 +271,115 @@ def test_runtime_override_sets_fields_for_a_block_and_restores_them():
         pass
     assert rt.budget == 4.0
     rt.set_mode("budget", budget=1.0)
+
+
+# ---- hand-made tensors through the runtime's attention function and FFN observer -----------------
+# Each test below pins one rule of METHOD sections 3-5 with values computed by hand.
+
+NEG = torch.finfo(torch.float32).min
+
+
+def _attend(rt, query, key, value, allowed, *, bias=None, training=False):
+    """econ_attention_forward on a bare module (layer 0): (output (B, L, H, dh), weights (B, H, Lq, Lk)).
+
+    ``allowed`` is a bool (B, 1, Lq, Lk) edge mask, turned into the additive mask transformers passes."""
+    from torch import nn
+
+    from econ_ray.attention.runtime import econ_attention_forward
+
+    module = nn.Module()
+    module.train(training)
+    object.__setattr__(module, "econ_runtime", rt)
+    object.__setattr__(module, "econ_layer", 0)
+    if bias is not None:
+        module.econ_gate_bias = nn.Parameter(torch.tensor(bias))
+    mask = torch.zeros(allowed.shape).masked_fill(~allowed, NEG)
+    return econ_attention_forward(module, query, key, value, mask, scaling=1.0)
+
+
+def _col(*xs):
+    """(1, 1, L, 1): one head of width 1 with these entries."""
+    return torch.tensor(xs, dtype=torch.float32).view(1, 1, -1, 1)
+
+
+def test_gini_and_entropy_count_only_valid_keys_and_real_query_rows():
+    from econ_ray.attention.runtime import EconRuntime
+
+    # causal, 4 tokens, the last one padding: real rows 0, 1, 2 may see 1, 2, 3 keys
+    causal = torch.ones(4, 4).tril().bool()
+    tm = torch.tensor([[1, 1, 1, 0]])
+    allowed = (causal & tm.bool()[0][None, :]).view(1, 1, 4, 4)
+    rt = EconRuntime(mode="dense", collect=True)
+    rt.token_mask = tm
+    # k = (1, 0, 0, 0): rows with q = 0 are uniform over their keys; the padding row (q = 100) is one-hot
+    _, w = _attend(rt, _col(0, 0, 0, 100), _col(1, 0, 0, 0), _col(0, 0, 0, 0), allowed)
+    assert torch.allclose(w[0, 0, 2], torch.tensor([1 / 3, 1 / 3, 1 / 3, 0]))
+    st = rt.stats[0]
+    # rows 0-2 are uniform over their valid keys: Gini 0 each (counted over 4 positions it would be
+    # 3/4, 1/2, 1/4); the padding row (Gini 2/3, entropy 0) is not a real query and must not count
+    assert st.gini_n == 3 and st.entropy_n == 3
+    assert st.gini_sum == pytest.approx(0.0, abs=1e-6)
+    # entropies 0, 1, log2(3) bits
+    assert st.entropy_sum == pytest.approx(0.0 + 1.0 + math.log2(3), abs=1e-6)
+    assert (st.valid, st.kept, st.rows) == (1 + 2 + 3, 6, 3)
+
+
+def test_gated_softmax_does_not_renormalise_closed_edges():
+    # training kernel: equal scores, two gates open for sure (logit 100 >> any logistic noise), two closed
+    masked = torch.zeros(1, 1, 1, 4)
+    gate_logits = torch.tensor([100.0, 100.0, -100.0, -100.0]).view(1, 1, 1, 4)
+    w = kernels.gated_softmax(masked, gate_logits)
+    assert w.flatten().tolist() == [0.25, 0.25, 0.0, 0.0]  # renormalised it would be 0.5, 0.5
+    # evaluation path of the runtime: scores q.k = (2, -2, 0, 0), bias 0.5 -> gate logits
+    # (2.5, -1.5, 0.5, 0.5): edge 1 closed, its softmax mass e^-2 / Z dropped, not spread over the others
+    from econ_ray.attention.runtime import EconRuntime
+
+    rt = EconRuntime(mode="gates", collect=True)
+    q, k = torch.ones(1, 1, 1, 1), _col(2, -2, 0, 0)
+    v = _col(1, 1, 1, 1)  # output = sum of the weights
+    allowed = torch.ones(1, 1, 1, 4, dtype=torch.bool)
+    out, w = _attend(rt, q, k, v, allowed, bias=[0.5])
+    z = math.exp(2) + math.exp(-2) + 2
+    expected = torch.tensor([math.exp(2) / z, 0.0, 1 / z, 1 / z])
+    assert torch.allclose(w.flatten(), expected, atol=1e-6)
+    assert out.item() == pytest.approx(1 - math.exp(-2) / z, abs=1e-6)
+    assert (rt.stats[0].kept, rt.stats[0].valid) == (3, 4)
+
+
+def test_topk_renormalises_over_the_kept_edges():
+    from econ_ray.attention.runtime import EconRuntime
+
+    # scores ln(4, 2, 1, 1): softmax (1/2, 1/4, 1/8, 1/8); top-2 keeps the first two, renormalised (2/3, 1/3)
+    rt = EconRuntime(mode="topk", k=2)
+    k = _col(math.log(4), math.log(2), 0, 0)
+    out, w = _attend(rt, torch.ones(1, 1, 1, 1), k, _col(3, 0, 0, 0), torch.ones(1, 1, 1, 4, dtype=torch.bool))
+    assert torch.allclose(w.flatten(), torch.tensor([2 / 3, 1 / 3, 0, 0]), atol=1e-6)
+    assert out.item() == pytest.approx(2.0, abs=1e-5)  # 3 * 2/3 (without renormalising: 3 * 1/2)
+    # budget mode renormalises the same way: B = 1 keeps the strongest edge only, weight 1
+    rt.set_mode("budget", budget=1.0)
+    _, w = _attend(rt, torch.ones(1, 1, 1, 1), k, _col(3, 0, 0, 0), torch.ones(1, 1, 1, 4, dtype=torch.bool))
+    assert torch.allclose(w.flatten(), torch.tensor([1.0, 0, 0, 0]), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "act, nonzero, active",
+    [
+        # GELU(-1) = -0.159, GELU(-0.5) = -0.154, GELU(0) = 0, GELU(2) = 1.954: three real non-zeros,
+        # although only one pre-activation is positive
+        (torch.nn.GELU(), 3, [True, True, False, True]),
+        (torch.nn.ReLU(), 1, [False, False, False, True]),
+    ],
+    ids=["gelu", "relu"],
+)
+def test_ffn_density_counts_exact_zeros_of_the_activation_output(act, nonzero, active):
+    from econ_ray.attention.runtime import EconRuntime, ObservedActivation
+
+    rt = EconRuntime(collect=True)
+    rt.token_mask = torch.tensor([[1, 0]])  # the second token is padding: not counted
+    obs = ObservedActivation(act, rt, 0)
+    h = torch.tensor([[[-1.0, -0.5, 0.0, 2.0], [5.0, 5.0, 5.0, 5.0]]])  # (B=1, L=2, I=4)
+    out = obs(h)
+    assert torch.equal(out, act(h))
+    st = rt.stats[0]
+    assert (st.ffn_nonzero, st.ffn_total) == (nonzero, 4)
+    assert st.neuron_active.tolist() == active
