@@ -97,32 +97,43 @@ def topk_keep(masked_scores: torch.Tensor, valid: torch.Tensor, k: int) -> torch
 
 
 def budget_threshold(masked_scores: torch.Tensor, valid: torch.Tensor, budget: float, iters: int = 40) -> torch.Tensor:
-    """Scalar logit threshold t such that the mean number of kept edges per valid query row is ``budget``.
+    """Per-example logit threshold t, shape (B, 1, 1, 1), such that each example's mean number of kept
+    edges per valid query row (over all its heads and rows) is as close to ``budget`` as it can be
+    without exceeding it.
 
-    Bisection on t (METHOD section 4: a Lagrangian relaxation to a budget, made concrete). Each row
-    keeps its strongest edge regardless, so the count is monotone in t and never below 1.
+    Bisection on t (METHOD section 4: a Lagrangian relaxation to a budget, made concrete), run for every
+    example at once and independently: an example's threshold, hence its mask and its output, does not
+    depend on the other examples of the batch (nor on their padding). Each row keeps its strongest edge
+    regardless, so the count is monotone in t and never below 1 per row: a budget below 1 is not
+    reachable (the threshold then keeps only the strongest edges). An example with fewer valid edges per
+    row than ``budget`` keeps all of them.
     """
     v = valid.expand_as(masked_scores)
-    rows = v.any(dim=-1)  # valid query rows
-    n_rows = rows.sum().clamp_min(1)
-    strongest = strongest_edge(masked_scores)
-    finite = masked_scores[v]
-    lo, hi = finite.min() - 1.0, finite.max() + 1.0  # count(lo) = all valid, count(hi) = 1 per row
+    b = masked_scores.shape[0]
+    n_rows = v.any(dim=-1).flatten(1).sum(dim=-1)  # (B,) valid query rows of each example, all heads
+    target = budget * n_rows.to(torch.float64)  # kept edges allowed per example
+    strongest = strongest_edge(masked_scores) & v
+    inf = torch.tensor(float("inf"), dtype=masked_scores.dtype, device=masked_scores.device)
+    lo_all = torch.where(v, masked_scores, inf).flatten(1).amin(dim=-1)
+    hi_all = torch.where(v, masked_scores, -inf).flatten(1).amax(dim=-1)
+    has_edges = n_rows > 0
+    zero = torch.zeros_like(lo_all)
+    # count(lo) = every valid edge, count(hi) = one per row; an example without valid edges keeps none anyway
+    lo = torch.where(has_edges, lo_all - 1.0, zero).view(b, 1, 1, 1)
+    hi = torch.where(has_edges, hi_all + 1.0, zero).view(b, 1, 1, 1)
 
-    def mean_kept(t: torch.Tensor) -> torch.Tensor:
-        keep = ((masked_scores >= t) & v) | (strongest & v)
-        return keep.sum() / n_rows
+    def kept(t: torch.Tensor) -> torch.Tensor:  # (B,) kept edges of each example at its threshold
+        return (((masked_scores >= t) & v) | strongest).flatten(1).sum(dim=-1)
 
     for _ in range(iters):
         mid = (lo + hi) / 2
-        if mean_kept(mid) > budget:
-            lo = mid
-        else:
-            hi = mid
+        over = (kept(mid).to(torch.float64) > target).view(b, 1, 1, 1)
+        lo = torch.where(over, mid, lo)
+        hi = torch.where(over, hi, mid)
     return hi
 
 
 def budget_keep(masked_scores: torch.Tensor, valid: torch.Tensor, budget: float) -> torch.Tensor:
-    """Bool mask of edges kept under the budget threshold (plus each row's strongest edge)."""
+    """Bool mask of edges kept under each example's budget threshold (plus each row's strongest edge)."""
     t = budget_threshold(masked_scores, valid, budget)
     return ((masked_scores >= t) | strongest_edge(masked_scores)) & valid

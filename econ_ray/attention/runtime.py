@@ -82,8 +82,9 @@ class EconRuntime:
             raise ValueError(f"attention mode must be one of {MODES}, got {mode!r}")
         if mode == "topk" and not k:
             raise ValueError("topk mode needs k >= 1")
-        if mode == "budget" and not budget:
-            raise ValueError("budget mode needs budget > 0")
+        if mode == "budget" and not (budget is not None and budget >= 1):
+            # every query keeps its strongest edge (kernels.budget_keep): a mean below 1 is unreachable
+            raise ValueError(f"budget mode needs budget >= 1 (each query keeps its strongest edge), got {budget}")
         self.mode, self.k, self.budget = mode, k, budget
 
     @contextmanager

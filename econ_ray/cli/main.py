@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from econ_ray.cli.common import EXIT_BAD_INPUT  # noqa: F401 (EXIT_BAD_INPUT re-exported)
 from econ_ray.cli.common import dump as _dump
 from econ_ray.cli.common import fail as _fail
 from econ_ray.cli.common import print_rows as _print_rows
 from econ_ray.config import ConfigError, load_config, parse_override
+
+T = TypeVar("T")
 
 # ---- train ---------------------------------------------------------------------------------------
 
@@ -386,16 +389,29 @@ def _model_and_data(target: str, model_dir: str | None, overrides: dict[str, Any
     return t.model, t.runtime, t.validation, t.task, t.seq_len
 
 
+def _number_list(text: str, cast: Callable[[str], T]) -> list[T] | None:
+    """``"8,2,1"`` -> ``[8, 2, 1]`` (empty items skipped); None when an item is not a number."""
+    try:
+        return [cast(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        return None
+
+
 def cmd_topk(args: argparse.Namespace) -> int:
     from econ_ray.data import DataError
     from econ_ray.experiments.topk import sweep, write_sweep
     from econ_ray.modeling import ModelError
 
     try:
-        ks = [int(x) for x in args.k.split(",") if x.strip()]
-        budgets = [float(x) for x in args.budget.split(",")] if args.budget else []
-        if not ks or min(ks) < 1 or any(b <= 0 for b in budgets):
-            raise ValueError("--k needs positive integers (e.g. 64,16,4,1); --budget positive numbers")
+        ks = _number_list(args.k, int)
+        if not ks or min(ks) < 1:
+            raise ValueError(f"{args.target}: --k: expected positive integers (e.g. 64,16,4,1), got {args.k!r}")
+        budgets = _number_list(args.budget, float) if args.budget else []
+        if budgets is None or any(not b >= 1.0 for b in budgets):  # NaN too
+            raise ValueError(
+                f"{args.target}: --budget: expected numbers >= 1 (e.g. 8,2,1): every query keeps at least its "
+                f"strongest edge, so a mean below 1 edge per query cannot be reached, got {args.budget!r}"
+            )
         overrides = dict(parse_override(item) for item in args.set or [])
         from pathlib import Path
 

@@ -12,8 +12,15 @@ Counting convention (a project decision; every number the project reports uses i
   position (that is what the Hugging Face modules compute, even though only the last position is
   read for classification).
 * ``attention`` = the two attention matmuls, ``Q K^T`` and ``A V``: ``2 * (2*L*L*d)`` per layer
-  (``H`` heads of ``d_head`` each, ``H * d_head = d``). Causal models are charged the full
-  ``L x L`` square as well, because the dense kernels compute it and mask afterwards.
+  (``H`` heads of ``d_head`` each, ``H * d_head = d``; each product is ``2*L*L*d_head`` per head).
+  Causal models are charged the full ``L x L`` square as well, because the dense kernels compute
+  it and mask afterwards.
+* Sparse attention (gates, top-k, budget; :func:`effective_flops`) saves **only the A V product**
+  of the edges it drops: deciding which edges to keep needs every score of ``Q K^T``, so a live
+  head (one with any kept edge on the evaluation set) pays its whole ``Q K^T``. Only a dead head
+  (all its edges closed on the evaluation set) saves both products, and its Q, K, V, O slices.
+  Per layer: ``2*L*L*d * (H - dead_heads)/H`` (``Q K^T``) ``+ 2*L*L*d * attention_density``
+  (``A V``), the density measured over all heads, dead ones included (METHOD section 6).
 * ``total = linear + attention``.
 * Not counted: embedding lookups, layer norms, softmax, activations, biases, residual adds. They
   are O(L*d) and ``torch.utils.flop_counter.FlopCounterMode`` does not count them either, so the
@@ -195,14 +202,20 @@ def _layer_flops(
     alive_neurons: int,
     ffn_density: float,
 ) -> tuple[float, float]:
-    """(linear, attention) FLOPs of one layer given what its sparsity pattern lets us skip."""
+    """(linear, attention) FLOPs of one layer given what its sparsity pattern lets us skip.
+
+    ``attention`` = the whole ``Q K^T`` of the ``alive_heads`` live heads (a mask is chosen from
+    all of a live head's scores, so none of them is skipped) plus the ``A V`` product scaled by
+    ``attention_density`` (kept edges / valid edges over all heads, dead ones included).
+    """
     d, L, inner = shape.hidden, seq_len, shape.intermediate
     head_frac = alive_heads / shape.n_heads
     qkvo = 4 * 2 * L * d * d * head_frac
     ffn_up = 2 * L * d * alive_neurons
     ffn_down = 2 * L * inner * d * ffn_density
-    attention = 2 * (2 * L * L * d) * attention_density
-    return float(qkvo + ffn_up + ffn_down), float(attention)
+    scores = 2 * L * L * d * head_frac  # Q K^T of the live heads, in full
+    weighted_values = 2 * L * L * d * attention_density  # A V of the kept edges only
+    return float(qkvo + ffn_up + ffn_down), float(scores + weighted_values)
 
 
 def dense_flops(shape: ArchShape, seq_len: int) -> FlopCount:
@@ -242,6 +255,13 @@ def _validate_layers(shape: ArchShape, layers: Sequence[LayerSparsity]) -> None:
             raise ValueError(f"layer {i}: ffn_density must be in [0, 1], got {layer.ffn_density}")
         if not 0 <= layer.dead_heads <= shape.n_heads:
             raise ValueError(f"layer {i}: dead_heads must be in [0, {shape.n_heads}], got {layer.dead_heads}")
+        live = (shape.n_heads - layer.dead_heads) / shape.n_heads
+        if layer.attention_density > live + 1e-9:
+            # a dead head keeps no edge, so the kept fraction over all heads is at most the live fraction
+            raise ValueError(
+                f"layer {i}: attention_density {layer.attention_density} exceeds the live-head fraction "
+                f"{live} ({layer.dead_heads} of {shape.n_heads} heads dead keep no edge)"
+            )
         if not 0 <= layer.dead_neurons <= shape.intermediate:
             raise ValueError(f"layer {i}: dead_neurons must be in [0, {shape.intermediate}], got {layer.dead_neurons}")
 
@@ -253,8 +273,11 @@ def effective_flops(shape: ArchShape, seq_len: int, layers: Sequence[LayerSparsi
 
     * Q, K, V, O: ``4 * 2*L*d*d * (H - dead_heads) / H`` -- a dead head's columns of Q, K, V and
       its rows of O need never be computed.
-    * attention: ``2 * (2*L*L*d) * attention_density`` -- the density is measured over all heads,
-      dead ones included (they contribute zero kept edges), so it is not scaled again.
+    * Q K^T: ``2*L*L*d * (H - dead_heads) / H`` -- in full for every live head: gates, top-k and
+      budgets read all of a head's scores to decide which edges to keep, so closing an edge never
+      saves its score. A dead head (all gates closed on the evaluation set) saves its scores too.
+    * A V: ``2*L*L*d * attention_density`` -- only kept edges are weighted; the density is measured
+      over all heads, dead ones included (they contribute zero kept edges), so it is not scaled again.
     * FFN up: ``2*L*d*(I - dead_neurons)`` -- a neuron that never fires can be pruned from W1.
     * FFN down: ``2*L*I*d * ffn_density`` -- a zero activation skips its W2 row; dead neurons are
       zero everywhere, so they are already inside the density.

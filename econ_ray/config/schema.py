@@ -85,10 +85,28 @@ class AttentionConfig(_Strict):
     mode: AttentionMode = Field("dense", description="dense | gates | topk | budget")
     gate_bias_init: float = Field(3.0, description="initial gate bias b (> 0 so gates start open)")
     keep_strongest: bool = Field(
-        False, description="always keep each query's strongest edge (forbids empty rows, but then no head can die)"
+        False,
+        description="gates: always keep each query's strongest edge (forbids empty rows, but then no head "
+        "can die); top-k and budget keep it anyway",
     )
     k: int | None = Field(None, ge=1, description="top-k: edges kept per query")
-    budget: float | None = Field(None, gt=0.0, description="budget mode: mean attended tokens per query B")
+    budget: float | None = Field(
+        None,
+        description="budget mode: mean attended tokens per query B, >= 1 (each query keeps its strongest edge) "
+        "and <= data.max_length",
+    )
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_reachable(cls, v: float | None) -> float | None:
+        # budget mode keeps every real query row's strongest edge whatever keep_strongest says
+        # (kernels.budget_keep), so no threshold gives fewer than 1 edge per query on average
+        if v is not None and not v >= 1.0:  # also rejects NaN
+            raise ValueError(
+                "expected a number >= 1: every query keeps at least its strongest edge in budget mode "
+                "(with or without keep_strongest), so a mean below 1 edge per query cannot be reached"
+            )
+        return v
 
     @model_validator(mode="after")
     def _mode_args(self) -> AttentionConfig:

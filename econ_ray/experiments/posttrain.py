@@ -31,8 +31,8 @@ k_lo <= k_hi whose top-k edges per query bracket E (k_lo is absent when E is bel
 k_hi when E is above the dense count), and report the top-k CE linearly interpolated in edges per
 query between them (``topk_ce_at_match``). Ties at the k-th logit may keep a few more edges; the
 measured edges per query of each top-k row are reported beside the computed ones. We also evaluate
-``mode="budget"`` with B = max(E, 1): one logit threshold per layer and batch found by bisection so
-that the mean kept edges per query row is B (each row keeps its strongest edge, hence B >= 1).
+``mode="budget"`` with B = max(E, 1): one logit threshold per layer and example found by bisection so
+that the example's mean kept edges per query row is B (each row keeps its strongest edge, hence B >= 1).
 
 Everything is measured on the validation split with deterministic gates; CE is nats per predicted
 token. ``posttrain.json`` holds the rows, ``posttrain.png`` plots CE against kept fraction.

@@ -1,5 +1,7 @@
 """econ-ray attention installed in real transformers models: dense equivalence, gates, top-k, budget."""
 
+import math
+
 import pytest
 import torch
 
@@ -125,6 +127,64 @@ def test_budget_mode_hits_the_mean_budget(tiny_bert, batch):
         assert s.kept / s.rows == pytest.approx(3.0, abs=0.05)
 
 
+def test_budget_threshold_is_per_example_by_hand():
+    # one head, two query rows of three keys each, budget 1.5 edges per row = 3 edges per example:
+    # each row keeps its strongest edge, the third edge is the example's next-highest score
+    a = torch.tensor([[3.0, 2.0, 0.0], [1.0, 0.5, -1.0]])
+    b = torch.tensor([[10.0, 9.0, 8.0], [7.0, 6.0, 5.0]])
+    scores = torch.stack([a, b])[:, None]  # (2, 1, 2, 3)
+    valid = torch.ones(2, 1, 2, 3, dtype=torch.bool)
+    keep = kernels.budget_keep(scores, valid, 1.5)
+    expected = [[True, True, False], [True, False, False]]
+    # a threshold shared by the batch would keep 4 + 2 edges in b and 2 + 0 in a
+    assert keep[0, 0].tolist() == expected
+    assert keep[1, 0].tolist() == expected
+    t = kernels.budget_threshold(scores, valid, 1.5)
+    assert t.shape == (2, 1, 1, 1)
+    assert 0.5 < t[0].item() <= 2.0 and 6.0 < t[1].item() <= 9.0
+
+
+def test_budget_keep_meets_each_examples_budget_and_ignores_the_others():
+    torch.manual_seed(3)
+    b, h, n = 5, 3, 10
+    scores = torch.randn(b, h, n, n) * torch.tensor([0.1, 1.0, 10.0, 3.0, 0.5]).view(b, 1, 1, 1)
+    lengths = [10, 7, 4, 9, 2]
+    tm = torch.zeros(b, n, dtype=torch.bool)
+    for i, length in enumerate(lengths):
+        tm[i, :length] = True
+    valid = (tm[:, None, :, None] & tm[:, None, None, :]).expand(b, 1, n, n)
+    masked = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
+    budget = 2.5
+    keep = kernels.budget_keep(masked, valid, budget)
+    assert not (keep & ~valid).any()
+    for i, length in enumerate(lengths):
+        rows = h * length
+        mean = keep[i].sum().item() / rows
+        per_row_max = min(budget, length)  # an example with fewer keys than the budget keeps them all
+        # edges are added one at a time as the threshold falls: the best count <= budget is within one edge
+        assert per_row_max - 1 / rows < mean <= per_row_max + 1e-9, (i, mean)
+        assert keep[i].any(dim=-1)[:, :length].all()  # every real row keeps at least its strongest edge
+        alone = kernels.budget_keep(masked[i : i + 1], valid[i : i + 1], budget)
+        assert torch.equal(alone[0], keep[i])
+
+
+@pytest.mark.parametrize("family", ["tiny_bert", "tiny_gpt2"])
+def test_budget_mode_output_of_an_example_does_not_depend_on_its_batch(family, request):
+    model = request.getfixturevalue(family)
+    install(model, mode="budget", budget=2.0)
+    torch.manual_seed(5)
+    n, length = 32, 12
+    ids = torch.randint(1, 50, (n, length))
+    mask = torch.ones(n, length, dtype=torch.long)
+    for i in range(n):
+        mask[i, 2 + i % (length - 2) :] = 0  # 2 to 11 real tokens: every padding length
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits
+        for i in range(n):
+            one = model(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1]).logits
+            assert torch.allclose(one[0], full[i], atol=1e-6), i
+
+
 def test_topk_full_equals_dense(tiny_bert, batch):
     ids, mask = batch
     with torch.no_grad():
@@ -206,3 +266,120 @@ def test_runtime_override_sets_fields_for_a_block_and_restores_them():
     assert rt.mode == "budget"
     with pytest.raises(TypeError, match="no field"), rt.override(stochastic=False):
         pass
+    # a row keeps at least its strongest edge: a mean below 1 edge per query cannot be reached
+    with pytest.raises(ValueError, match="budget >= 1"), rt.override(budget=0.5):
+        pass
+    assert rt.budget == 4.0
+    rt.set_mode("budget", budget=1.0)
+
+
+# ---- hand-made tensors through the runtime's attention function and FFN observer -----------------
+# Each test below pins one rule of METHOD sections 3-5 with values computed by hand.
+
+NEG = torch.finfo(torch.float32).min
+
+
+def _attend(rt, query, key, value, allowed, *, bias=None, training=False):
+    """econ_attention_forward on a bare module (layer 0): (output (B, L, H, dh), weights (B, H, Lq, Lk)).
+
+    ``allowed`` is a bool (B, 1, Lq, Lk) edge mask, turned into the additive mask transformers passes."""
+    from torch import nn
+
+    from econ_ray.attention.runtime import econ_attention_forward
+
+    module = nn.Module()
+    module.train(training)
+    object.__setattr__(module, "econ_runtime", rt)
+    object.__setattr__(module, "econ_layer", 0)
+    if bias is not None:
+        module.econ_gate_bias = nn.Parameter(torch.tensor(bias))
+    mask = torch.zeros(allowed.shape).masked_fill(~allowed, NEG)
+    return econ_attention_forward(module, query, key, value, mask, scaling=1.0)
+
+
+def _col(*xs):
+    """(1, 1, L, 1): one head of width 1 with these entries."""
+    return torch.tensor(xs, dtype=torch.float32).view(1, 1, -1, 1)
+
+
+def test_gini_and_entropy_count_only_valid_keys_and_real_query_rows():
+    from econ_ray.attention.runtime import EconRuntime
+
+    # causal, 4 tokens, the last one padding: real rows 0, 1, 2 may see 1, 2, 3 keys
+    causal = torch.ones(4, 4).tril().bool()
+    tm = torch.tensor([[1, 1, 1, 0]])
+    allowed = (causal & tm.bool()[0][None, :]).view(1, 1, 4, 4)
+    rt = EconRuntime(mode="dense", collect=True)
+    rt.token_mask = tm
+    # k = (1, 0, 0, 0): rows with q = 0 are uniform over their keys; the padding row (q = 100) is one-hot
+    _, w = _attend(rt, _col(0, 0, 0, 100), _col(1, 0, 0, 0), _col(0, 0, 0, 0), allowed)
+    assert torch.allclose(w[0, 0, 2], torch.tensor([1 / 3, 1 / 3, 1 / 3, 0]))
+    st = rt.stats[0]
+    # rows 0-2 are uniform over their valid keys: Gini 0 each (counted over 4 positions it would be
+    # 3/4, 1/2, 1/4); the padding row (Gini 2/3, entropy 0) is not a real query and must not count
+    assert st.gini_n == 3 and st.entropy_n == 3
+    assert st.gini_sum == pytest.approx(0.0, abs=1e-6)
+    # entropies 0, 1, log2(3) bits
+    assert st.entropy_sum == pytest.approx(0.0 + 1.0 + math.log2(3), abs=1e-6)
+    assert (st.valid, st.kept, st.rows) == (1 + 2 + 3, 6, 3)
+
+
+def test_gated_softmax_does_not_renormalise_closed_edges():
+    # training kernel: equal scores, two gates open for sure (logit 100 >> any logistic noise), two closed
+    masked = torch.zeros(1, 1, 1, 4)
+    gate_logits = torch.tensor([100.0, 100.0, -100.0, -100.0]).view(1, 1, 1, 4)
+    w = kernels.gated_softmax(masked, gate_logits)
+    assert w.flatten().tolist() == [0.25, 0.25, 0.0, 0.0]  # renormalised it would be 0.5, 0.5
+    # evaluation path of the runtime: scores q.k = (2, -2, 0, 0), bias 0.5 -> gate logits
+    # (2.5, -1.5, 0.5, 0.5): edge 1 closed, its softmax mass e^-2 / Z dropped, not spread over the others
+    from econ_ray.attention.runtime import EconRuntime
+
+    rt = EconRuntime(mode="gates", collect=True)
+    q, k = torch.ones(1, 1, 1, 1), _col(2, -2, 0, 0)
+    v = _col(1, 1, 1, 1)  # output = sum of the weights
+    allowed = torch.ones(1, 1, 1, 4, dtype=torch.bool)
+    out, w = _attend(rt, q, k, v, allowed, bias=[0.5])
+    z = math.exp(2) + math.exp(-2) + 2
+    expected = torch.tensor([math.exp(2) / z, 0.0, 1 / z, 1 / z])
+    assert torch.allclose(w.flatten(), expected, atol=1e-6)
+    assert out.item() == pytest.approx(1 - math.exp(-2) / z, abs=1e-6)
+    assert (rt.stats[0].kept, rt.stats[0].valid) == (3, 4)
+
+
+def test_topk_renormalises_over_the_kept_edges():
+    from econ_ray.attention.runtime import EconRuntime
+
+    # scores ln(4, 2, 1, 1): softmax (1/2, 1/4, 1/8, 1/8); top-2 keeps the first two, renormalised (2/3, 1/3)
+    rt = EconRuntime(mode="topk", k=2)
+    k = _col(math.log(4), math.log(2), 0, 0)
+    out, w = _attend(rt, torch.ones(1, 1, 1, 1), k, _col(3, 0, 0, 0), torch.ones(1, 1, 1, 4, dtype=torch.bool))
+    assert torch.allclose(w.flatten(), torch.tensor([2 / 3, 1 / 3, 0, 0]), atol=1e-6)
+    assert out.item() == pytest.approx(2.0, abs=1e-5)  # 3 * 2/3 (without renormalising: 3 * 1/2)
+    # budget mode renormalises the same way: B = 1 keeps the strongest edge only, weight 1
+    rt.set_mode("budget", budget=1.0)
+    _, w = _attend(rt, torch.ones(1, 1, 1, 1), k, _col(3, 0, 0, 0), torch.ones(1, 1, 1, 4, dtype=torch.bool))
+    assert torch.allclose(w.flatten(), torch.tensor([1.0, 0, 0, 0]), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "act, nonzero, active",
+    [
+        # GELU(-1) = -0.159, GELU(-0.5) = -0.154, GELU(0) = 0, GELU(2) = 1.954: three real non-zeros,
+        # although only one pre-activation is positive
+        (torch.nn.GELU(), 3, [True, True, False, True]),
+        (torch.nn.ReLU(), 1, [False, False, False, True]),
+    ],
+    ids=["gelu", "relu"],
+)
+def test_ffn_density_counts_exact_zeros_of_the_activation_output(act, nonzero, active):
+    from econ_ray.attention.runtime import EconRuntime, ObservedActivation
+
+    rt = EconRuntime(collect=True)
+    rt.token_mask = torch.tensor([[1, 0]])  # the second token is padding: not counted
+    obs = ObservedActivation(act, rt, 0)
+    h = torch.tensor([[[-1.0, -0.5, 0.0, 2.0], [5.0, 5.0, 5.0, 5.0]]])  # (B=1, L=2, I=4)
+    out = obs(h)
+    assert torch.equal(out, act(h))
+    st = rt.stats[0]
+    assert (st.ffn_nonzero, st.ffn_total) == (nonzero, 4)
+    assert st.neuron_active.tolist() == active

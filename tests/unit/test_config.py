@@ -44,6 +44,23 @@ BAD = {
     "zero trials": ({"search": {"trials": 0}}, "search.trials", "greater than or equal to 1"),
     "k > seq len": ({"attention": {"mode": "topk", "k": 999}}, "", "larger than data.max_length"),
     "topk without k": ({"attention": {"mode": "topk"}}, "attention", "needs k"),
+    "budget below 1": (
+        {"attention": {"mode": "budget", "budget": 0.5}},
+        "attention.budget",
+        "expected a number >= 1: every query keeps at least its strongest edge",
+    ),
+    "budget below 1 with keep_strongest": (
+        {"attention": {"mode": "budget", "budget": 0.99, "keep_strongest": True}},
+        "attention.budget",
+        "a mean below 1 edge per query cannot be reached (got 0.99)",
+    ),
+    "budget 0 outside budget mode": ({"attention": {"mode": "gates", "budget": 0.0}}, "attention.budget", ">= 1"),
+    "budget NaN": ({"attention": {"mode": "budget", "budget": float("nan")}}, "attention.budget", ">= 1"),
+    "budget > seq len": (
+        {"attention": {"mode": "budget", "budget": 33.0}, "data": {"max_length": 32}},
+        "",
+        "attention.budget (33.0) is larger than data.max_length (32)",
+    ),
     "unknown mode": ({"attention": {"mode": "sparse"}}, "attention.mode", "dense"),
     "heads not dividing": ({"model": {"tiny": {"hidden": 30, "heads": 4}}}, "model.tiny", "multiple of heads"),
     # a relative ceiling measured on an untrained model (chance-level CE_dense) is refused
@@ -112,6 +129,14 @@ def test_bad_configs_name_file_field_and_expectation(case):
     assert "\n" not in msg
     assert field in msg
     assert expected in msg
+
+
+@pytest.mark.parametrize("budget", [1.0, 1.5, 32.0])
+def test_reachable_budgets_validate(budget):
+    cfg = parse_config({"attention": {"mode": "budget", "budget": budget}, "data": {"max_length": 32}}, "ok.yaml")
+    assert cfg.attention.budget == budget
+    with_strongest = {"mode": "budget", "budget": budget, "keep_strongest": True}
+    assert parse_config({"attention": with_strongest}, "ok.yaml").attention.keep_strongest
 
 
 def test_not_yaml_and_missing_file(tmp_path):

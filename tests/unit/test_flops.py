@@ -152,18 +152,70 @@ def test_dense_sparsity_equals_dense_flops(arch: str) -> None:
 
 
 def test_effective_one_dead_head() -> None:
-    layers = [LayerSparsity(attention_density=1.0, dead_heads=1), LayerSparsity(attention_density=1.0)]
+    layers = [LayerSparsity(attention_density=0.75, dead_heads=1), LayerSparsity(attention_density=1.0)]
     f = effective_flops(TINY, L, layers)
-    # 3 of 4 heads alive in layer 0: Q,K,V,O 524_288 -> 393_216; attention density unchanged.
+    # 3 of 4 heads alive in layer 0: Q,K,V,O 524_288 -> 393_216.
+    # Attention products, 2*16*16*64 = 32_768 each per layer: layer 0 Q K^T of 3 live heads 24_576
+    # plus A V at density 0.75 24_576; layer 1 dense 65_536.
     assert f.linear == 2_105_344 - 131_072
-    assert f.attention == 131_072
+    assert f.attention == 24_576 + 24_576 + 65_536
 
 
 def test_effective_half_attention_density() -> None:
     layers = [LayerSparsity(attention_density=0.5), LayerSparsity(attention_density=0.5)]
     f = effective_flops(TINY, L, layers)
     assert f.linear == 2_105_344
-    assert f.attention == 65_536
+    # per layer: Q K^T in full 32_768 (every head is live) + A V at half density 16_384
+    assert f.attention == 2 * (32_768 + 16_384)
+
+
+# A 1-layer shape small enough to count by hand: L=4, d=8, H=2 (d_head=4), I=16, no head on top.
+#   Q,K,V,O: 4 * 2*4*8*8 = 2_048; FFN up 2*4*8*16 = 1_024, down 1_024; linear 4_096.
+#   Q K^T: per head 2*4*4*4 = 128, both heads 256; A V the same: dense attention 512.
+SMALL = ArchShape(
+    n_layers=1,
+    hidden=8,
+    n_heads=2,
+    intermediate=16,
+    vocab_size=10,
+    causal=False,
+    pooler=False,
+    n_labels=None,
+    lm_head=False,
+)
+
+
+def test_small_dense_by_hand() -> None:
+    assert dense_flops(SMALL, 4) == FlopCount(linear=4_096, attention=512)
+    assert effective_flops(SMALL, 4, [LayerSparsity(attention_density=1.0)]) == FlopCount(linear=4_096, attention=512)
+
+
+def test_sparse_edges_save_only_the_av_product() -> None:
+    # density 0.25, both heads live: Q K^T 256 in full + A V 256 * 0.25 = 64 (the old rule said 512 * 0.25 = 128)
+    f = effective_flops(SMALL, 4, [LayerSparsity(attention_density=0.25)])
+    assert f.attention == 256 + 64
+    assert f.linear == 4_096
+
+
+def test_one_dead_head_saves_both_products_of_that_head() -> None:
+    # head 1 dead, density 0.25 over both heads (head 0 keeps half its edges):
+    # Q K^T of the live head 128 + A V 64; Q,K,V,O of one head 1_024 (the old rule said 128 attention)
+    f = effective_flops(SMALL, 4, [LayerSparsity(attention_density=0.25, dead_heads=1)])
+    assert f.attention == 128 + 64
+    assert f.linear == 1_024 + 1_024 + 1_024
+
+
+def test_all_heads_dead_costs_no_attention() -> None:
+    f = effective_flops(SMALL, 4, [LayerSparsity(attention_density=0.0, dead_heads=2)])
+    assert f.attention == 0.0
+    assert f.linear == 1_024 + 1_024  # Q, K, V, O gone; the FFN stays
+
+
+def test_no_kept_edge_on_live_heads_still_pays_every_score() -> None:
+    # density 0 but no head dead (e.g. different edges per example): Q K^T 256 in full, A V 0
+    f = effective_flops(SMALL, 4, [LayerSparsity(attention_density=0.0, dead_heads=0)])
+    assert f.attention == 256
+    assert f.total == 4_096 + 256
 
 
 def test_effective_dead_neurons_and_ffn_density() -> None:
@@ -180,9 +232,9 @@ def test_effective_combined() -> None:
         LayerSparsity(attention_density=1.0),
     ]
     f = effective_flops(TINY, L, layers)
-    # Layer 0: 393_216 + 196_608 + 65_536 = 655_360 linear, 32_768 attention.
-    # Layer 1: dense 1_048_576 linear, 65_536 attention. Pooler 8_192.
-    assert f == FlopCount(linear=655_360 + 1_048_576 + 8_192, attention=32_768 + 65_536)
+    # Layer 0: 393_216 + 196_608 + 65_536 = 655_360 linear; attention Q K^T of 3 live heads 24_576
+    # + A V at density 0.5 16_384. Layer 1: dense 1_048_576 linear, 65_536 attention. Pooler 8_192.
+    assert f == FlopCount(linear=655_360 + 1_048_576 + 8_192, attention=24_576 + 16_384 + 65_536)
 
 
 def test_effective_keeps_head_flops() -> None:
@@ -204,6 +256,8 @@ def test_effective_keeps_head_flops() -> None:
         ([LayerSparsity(1.0, dead_heads=5), LayerSparsity(1.0)], "dead_heads"),
         ([LayerSparsity(1.0, dead_heads=-1), LayerSparsity(1.0)], "dead_heads"),
         ([LayerSparsity(1.0, dead_neurons=129), LayerSparsity(1.0)], "dead_neurons"),
+        ([LayerSparsity(1.0, dead_heads=1), LayerSparsity(1.0)], "live-head fraction"),
+        ([LayerSparsity(0.76, dead_heads=1), LayerSparsity(1.0)], "live-head fraction"),
     ],
 )
 def test_effective_rejects_bad_input(layers: list[LayerSparsity], match: str) -> None:

@@ -161,9 +161,24 @@ CASES: dict[str, Case] = {
     ),
     "budget <= 0": Case(
         "attention.budget",
-        "greater than 0",
+        "expected a number >= 1",
         changes={"attention.mode": "budget", "attention.budget": 0.0},
         verbs=CONFIG_VERBS,
+    ),
+    "budget below one edge per query with keep_strongest": Case(
+        "attention.budget",
+        "every query keeps at least its strongest edge in budget mode (with or without keep_strongest)",
+        changes={"attention.mode": "budget", "attention.budget": 0.5, "attention.keep_strongest": True},
+        verbs=CONFIG_VERBS,
+    ),
+    "budget flag below one edge per query": Case(
+        "--budget",
+        "expected numbers >= 1",
+        args=("--budget", "4,0.5", "--out", "{tmp}/topk-out"),
+        verbs=("topk",),
+    ),
+    "k flag not a number": Case(
+        "--k", "expected positive integers", args=("--k", "four", "--out", "{tmp}/topk-out"), verbs=("topk",)
     ),
     "unknown attention mode": Case(
         "attention.mode",

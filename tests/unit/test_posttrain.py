@@ -110,7 +110,7 @@ def test_topk_rows_match_the_gated_edges_per_query(result):
                 assert t["edges_per_query"] == pytest.approx(t["edges_per_query_expected"], rel=1e-3)
         b = matched["budget"]
         assert b["budget"] == pytest.approx(max(g["edges_per_query"], 1.0))
-        assert b["edges_per_query"] == pytest.approx(b["budget"], rel=0.1)  # threshold per layer and batch
+        assert b["edges_per_query"] == pytest.approx(b["budget"], rel=0.1)  # threshold per layer and example
 
 
 def test_writes_json_and_plot(result, tmp_path):
