@@ -120,10 +120,13 @@ class AttentionConfig(_Strict):
 class MultiplierConfig(_Strict):
     """nuPI controller of the Lagrange multiplier (cooper-optim)."""
 
-    lr: float = Field(0.05, gt=0.0, description="dual step size")
+    # Defaults measured in docs/results.md ("Multiplier defaults"): with lr 0.05 and mu starting at 0
+    # the gates close before mu can react and only the step-0 model meets the ceiling; mu = 1 from
+    # the start weights the task loss from the first step, lr 1 lets mu follow a violation in a few steps.
+    lr: float = Field(1.0, gt=0.0, description="dual step size")
     kp: float = Field(2.0, ge=0.0, description="proportional gain (damps oscillation)")
     ki: float = Field(1.0, ge=0.0, description="integral gain")
-    init: float = Field(0.0, ge=0.0, description="initial multiplier")
+    init: float = Field(1.0, ge=0.0, description="initial multiplier (> 0: the task loss counts from step 1)")
 
 
 class ObjectiveConfig(_Strict):

@@ -36,7 +36,7 @@ def relative_tau(ce_dense: float, eps: float) -> float:
 class LagrangeController:
     """The multiplier mu of the constraint CE <= tau, updated by nuPI from measured violations."""
 
-    def __init__(self, tau: float, *, lr: float = 0.05, kp: float = 2.0, ki: float = 1.0, init: float = 0.0) -> None:
+    def __init__(self, tau: float, *, lr: float = 1.0, kp: float = 2.0, ki: float = 1.0, init: float = 1.0) -> None:
         if tau <= 0:
             raise ValueError(f"tau must be > 0, got {tau}")
         self.tau = float(tau)

@@ -29,8 +29,12 @@ def test_posttrain_gpt2_beats_topk_at_the_same_edges(tmp_path, capsys):
     gates = [r for r in out["rows"] if r["method"] == "gates"]
     assert [g["eps"] for g in gates] == [0.01, 0.05, 0.1]
     for g in gates:
-        assert g["feasible"] is True
-        assert g["ce_heldout"] <= g["tau"] + 1e-9  # the ceiling holds on the held-out data it was enforced on
+        # feasible: certified on held-out rows the multiplier never read, and validation CE within tau;
+        # otherwise the row says why. The two looser ceilings must be met.
+        if g["feasible"]:
+            assert g["snapshot_step"] > 0 and g["ce_certified"] <= g["tau"] and g["ce"] <= g["tau"]
+        else:
+            assert g["infeasible_reason"] and g["eps"] == 0.01, g
         assert g["kept_fraction"] < 0.8  # gates really closed
         budget = next(r for r in out["rows"] if r["method"] == "budget" and r["matched_eps"] == g["eps"])
         assert g["ce"] < budget["ce"]  # the threshold budget at the same edges per query is worse

@@ -31,7 +31,7 @@ def tiny_lm_cfg(**training):
                 "tau_rel": 0.05,
                 "dense_steps": 40,
                 "constraint_batch_size": 64,
-                "multiplier": {"lr": 0.5},
+                "multiplier": {"lr": 0.5, "init": 0.0},
             },
             "training": {
                 "lr": 3e-3,
