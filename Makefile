@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-train lint test test-unit bench install clean
+.PHONY: demo demo-train lint test test-unit bench install clean mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,32 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/worker_imports.py --repeats 3 --out $(BENCH)/worker_imports.json
 	$(BIN)/python benchmarks/machinery_overhead.py --trials 2 --set training.max_steps=60 --out $(BENCH)/machinery_overhead.json
 	$(BIN)/python benchmarks/realised_speedup.py $$(ls -d $(BENCH)/machinery-*/run | tail -1) --threads 1 --out $(BENCH)/realised_speedup.json
+
+# Mutation testing with mutmut (not part of `make test`; docs/testing.md). It mutates a copy under
+# ./mutants and runs each mutant against its module's unit tests below (only the tests that cover the
+# mutated function, fastest first), one mutant at a time. `make mutation` runs every module in turn;
+# `make mutation MODULE=econ_ray/metrics` (or a file: MODULE=econ_ray/compute/latency.py) runs one.
+MUTATION_MODULES := econ_ray/attention econ_ray/objectives econ_ray/metrics econ_ray/compute econ_ray/search/pareto.py
+MUTATION_TESTS.econ_ray/attention := tests/unit/test_attention.py tests/unit/test_objective_protocol.py tests/unit/test_topk.py
+MUTATION_TESTS.econ_ray/objectives := tests/unit/test_objectives.py tests/unit/test_penalised.py tests/unit/test_objective_protocol.py tests/unit/test_constraint_every.py
+MUTATION_TESTS.econ_ray/metrics := tests/unit/test_allocation_metrics.py tests/unit/test_task_metrics.py
+MUTATION_TESTS.econ_ray/compute := tests/unit/test_flops.py tests/unit/test_latency.py tests/unit/test_shape.py
+MUTATION_TESTS.econ_ray/search/pareto.py := tests/unit/test_pareto.py tests/unit/test_moasha.py tests/unit/test_plot.py
+# a module's test files: its own entry, else its package's (econ_ray/compute/latency.py -> econ_ray/compute)
+mutation_tests = $(or $(MUTATION_TESTS.$(1)),$(MUTATION_TESTS.$(patsubst %/,%,$(dir $(1)))),$(error no unit tests mapped to $(1): add MUTATION_TESTS.$(1) to the Makefile))
+# mutmut names a mutant module.function__mutmut_N: econ_ray/compute/latency.py -> econ_ray.compute.latency.*
+mutation_prefix = $(subst /,.,$(patsubst %.py,%,$(1))).
+define mutation_run
+	@echo "== mutation: $(1) against $(call mutation_tests,$(1))"
+	PYTEST_ADDOPTS='-o "testpaths=$(call mutation_tests,$(1))"' $(BIN)/mutmut run --max-children 1 "$(call mutation_prefix,$(1))*"
+	@echo "== not killed in $(1) (mutmut show NAME prints one):"; $(BIN)/mutmut results | grep -F " $(call mutation_prefix,$(1))" || true
+	@$(BIN)/mutmut results --all true | grep -F " $(call mutation_prefix,$(1))" \
+	  | awk -F': ' '{n[$$2]++; t++} END {printf "== $(1): %d mutants:", t; for (s in n) printf " %s %d", s, n[s]; print ""}'
+
+endef
+mutation: $(STAMP)
+	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/pip install --quiet -e ".[dev]"
+	$(foreach m,$(or $(MODULE),$(MUTATION_MODULES)),$(call mutation_run,$(m)))
 
 clean:
 	rm -rf $(VENV) runs mlruns mlflow.db .pytest_cache

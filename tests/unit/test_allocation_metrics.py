@@ -75,3 +75,51 @@ def test_density():
     kept = torch.tensor([[True, False, True, False]])
     valid = torch.tensor([[True, True, True, False]])
     assert density(kept, valid) == pytest.approx(2 / 3)
+
+
+def entropy_naive(w):
+    total = sum(w)
+    return -sum(x / total * math.log2(x / total) for x in w if x > 0)
+
+
+# (2, 2, 3): four rows with different totals, the last with a masked position (weight 5, not counted)
+BATCHED_W = torch.tensor([[[0.5, 0.25, 0.25], [3.0, 0.0, 0.0]], [[1.0, 1.0, 1.0], [2.0, 2.0, 5.0]]])
+BATCHED_VALID = torch.tensor([[[True, True, True], [True, True, True]], [[True, True, True], [True, True, False]]])
+
+
+def test_gini_of_a_batch_is_row_by_row():
+    # pairs of [.5, .25, .25]: .25, .25, 0 -> double sum 1.0 / (2*3*1) = 1/6; [3, 0, 0]: 12 / (2*3*3) = 2/3;
+    # [1, 1, 1] and the valid [2, 2] are uniform -> 0
+    got = gini_rows(BATCHED_W, BATCHED_VALID)
+    assert got.shape == (2, 2)
+    assert got.flatten().tolist() == pytest.approx([1 / 6, 2 / 3, 0.0, 0.0], abs=1e-6)
+
+
+def test_entropy_of_a_batch_is_row_by_row():
+    # each row normalised by its own valid total: 1.5, 0, log2 3, and 1 bit for the valid [2, 2]
+    got = entropy_bits_rows(BATCHED_W, BATCHED_VALID)
+    assert got.shape == (2, 2)
+    assert got.flatten().tolist() == pytest.approx([1.5, 0.0, math.log2(3), 1.0], abs=1e-6)
+    assert got[0, 0].item() == pytest.approx(entropy_naive([0.5, 0.25, 0.25]))
+
+
+def test_entropy_zero_row_is_nan():
+    # a row with no open edge (all valid weights 0) or no valid position is undefined, like Gini's
+    w = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    valid = torch.tensor([[True, True, True], [False, False, False]])
+    got = entropy_bits_rows(w, valid)
+    assert math.isnan(got[0].item()) and math.isnan(got[1].item())
+    assert math.isnan(gini_rows(w, valid)[1].item())
+
+
+def test_density_with_nothing_valid_is_one():
+    kept = torch.tensor([[True, False]])
+    assert density(kept, torch.zeros(1, 2, dtype=torch.bool)) == 1.0
+
+
+def test_results_stay_on_the_input_device():
+    # the meta device stands in for a GPU: every tensor made inside must follow the input's device
+    w = torch.rand(2, 3, device="meta")
+    valid = torch.ones(2, 3, dtype=torch.bool, device="meta")
+    assert gini_rows(w, valid).device.type == "meta"
+    assert entropy_bits_rows(w, valid).device.type == "meta"

@@ -64,3 +64,81 @@ def test_model_latency_rejects_batch_two() -> None:
     with pytest.raises(ValueError, match="batch size 1"):
         model_latency(model, inputs, warmup=0, repeats=1)
     assert model.seen == []
+
+
+def _fake_clock(monkeypatch: pytest.MonkeyPatch, readings: list[float]) -> None:
+    """Make ``time.perf_counter`` return ``readings`` one by one (start, stop, start, stop, ...)."""
+    it = iter(readings)
+    monkeypatch.setattr(time, "perf_counter", lambda: next(it))
+
+
+def test_durations_and_percentiles_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    # timed calls of 1, 2, 3, 4, 5 s (stop - start); linear interpolation over the sorted five:
+    # p10 at position 0.4 -> 1.4, median -> 3.0, p90 at position 3.6 -> 4.6
+    _fake_clock(monkeypatch, [0.0, 1.0, 10.0, 12.0, 20.0, 23.0, 30.0, 34.0, 40.0, 45.0])
+    lat = measure_latency(lambda: None, warmup=2, repeats=5)
+    assert (lat.p10_s, lat.median_s, lat.p90_s) == (pytest.approx(1.4), pytest.approx(3.0), pytest.approx(4.6))
+
+
+def test_default_counts_are_ten_warmup_and_fifty_timed() -> None:
+    calls: list[int] = []
+    lat = measure_latency(lambda: calls.append(1))
+    assert len(calls) == 60 and (lat.warmup, lat.repeats) == (10, 50)
+    model = _Probe()
+    lat = model_latency(model, {"input_ids": torch.ones(1, 4, dtype=torch.long), "attention_mask": torch.ones(1, 4)})
+    assert len(model.seen) == 60 and (lat.warmup, lat.repeats) == (10, 50)
+
+
+def test_smallest_valid_counts() -> None:
+    calls: list[int] = []
+    lat = measure_latency(lambda: calls.append(1), warmup=0, repeats=1)
+    assert len(calls) == 1 and lat.p10_s == lat.median_s == lat.p90_s >= 0.0
+    with pytest.raises(ValueError, match=r"^repeats must be >= 1, got 0$"):
+        measure_latency(lambda: None, repeats=0)
+    with pytest.raises(ValueError, match=r"^warmup must be >= 0, got -1$"):
+        measure_latency(lambda: None, warmup=-1)
+
+
+def test_model_latency_input_shapes() -> None:
+    model = _Probe()
+    with pytest.raises(ValueError, match=r"^inputs must contain at least one tensor$"):
+        model_latency(model, {}, warmup=0, repeats=1)
+    with pytest.raises(ValueError, match=r"^model_latency expects batch size 1; input 'input_ids' has shape \(\)$"):
+        model_latency(model, {"input_ids": torch.tensor(3)}, warmup=0, repeats=1)
+    # a 1-D input of one element is batch 1 too
+    seen: list[int] = []
+    one_d = torch.nn.Module()
+    one_d.forward = lambda x: seen.append(x.shape[0])
+    model_latency(one_d, {"x": torch.ones(1)}, warmup=0, repeats=2)
+    assert seen == [1, 1]
+
+
+class _FakeCudaTensor:
+    """Stands in for a batch-1 tensor on cuda:1 (no GPU needed): only what model_latency reads."""
+
+    shape = (1, 4)
+    device = torch.device("cuda", 1)
+
+    def dim(self) -> int:
+        return 2
+
+
+def test_cuda_inputs_synchronise_their_device_around_each_timed_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[object] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda dev=None: events.append(dev))
+    model = torch.nn.Module()
+    model.forward = lambda **_: events.append("call")
+    model_latency(model, {"input_ids": _FakeCudaTensor()}, warmup=1, repeats=2)
+    dev = torch.device("cuda", 1)
+    assert events == ["call", dev, "call", dev, dev, "call", dev]
+
+
+def test_model_latency_keeps_an_eval_model_in_eval() -> None:
+    model = _Probe().eval()
+    model_latency(
+        model,
+        {"input_ids": torch.ones(1, 4, dtype=torch.long), "attention_mask": torch.ones(1, 4)},
+        warmup=0,
+        repeats=1,
+    )
+    assert not model.training

@@ -222,3 +222,56 @@ def test_chance_metric():
         chance_metric("accuracy")
     with pytest.raises(ValueError):
         chance_metric("perplexity")
+
+
+# ---------------------------------------------------------------- edges (each pins one behaviour)
+
+
+def test_hypervolume_2d_ignores_infinite_and_nan_coordinates():
+    # (-inf, 0) would be "better" than the reference in both objectives and give an infinite area
+    ref = (4.0, 1.0)
+    assert hypervolume_2d([(-math.inf, 0.0), (math.nan, 0.0), (1.0, -math.inf)], ref) == 0.0
+    assert hypervolume_2d([(-math.inf, 0.0), (2.0, 0.5)], ref) == pytest.approx((4.0 - 2.0) * 0.5)
+
+
+def test_front_minimisation_keeps_the_best_of_equal_gflops():
+    # perplexity at equal GFLOPs: only the lower one is on the front
+    pts = [P("worse", 9.0, 2.0, order=0), P("better", 6.0, 2.0, order=1), P("cheap", 12.0, 1.0, order=2)]
+    assert ids(pareto_front(pts, maximize_metric=False)) == ["cheap", "better"]
+
+
+def test_history_of_a_minimised_metric():
+    # perplexity, reference (20, 4): P alone [1, 4) * 10 = 30; with R (5 ppl, 2 GF): 10 + 2 * 15 = 40
+    pts = [P("P", 10.0, 1.0, order=0), P("R", 5.0, 2.0, order=1)]
+    hist = hypervolume_history(pts, ref_metric=20.0, ref_gflops=4.0, maximize_metric=False)
+    assert hist == [(1, pytest.approx(30.0)), (2, pytest.approx(40.0))]
+
+
+def test_hypervolume_rejects_a_non_finite_reference():
+    with pytest.raises(ValueError, match=r"^reference point must be finite, got \(inf, 5.0\)$"):
+        hypervolume([A], ref_metric=math.inf, ref_gflops=5.0)
+    with pytest.raises(ValueError, match=r"^reference point must be finite, got \(0.5, nan\)$"):
+        hypervolume([A], ref_metric=0.5, ref_gflops=math.nan)
+
+
+def test_reference_point_of_a_model_under_one_gflop():
+    # the tiny demo models cost a fraction of a GFLOP: any positive finite dense cost is valid
+    assert reference_point(dense_gflops=0.02, chance_metric=0.0) == pytest.approx((0.0, 0.021))
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match=r"^dense_gflops must be a positive finite number, got "):
+            reference_point(dense_gflops=bad, chance_metric=0.5)
+
+
+def test_chance_metric_smallest_sizes_and_messages():
+    # sizes >= 1 are valid, 1 included (a single class, a one-token vocabulary)
+    assert chance_metric("accuracy", num_labels=1) == 1.0
+    assert chance_metric("perplexity", vocab_size=1) == 1.0
+    assert chance_metric("Accuracy", num_labels=4) == 0.25  # names are case-insensitive
+    with pytest.raises(ValueError, match=r"^accuracy needs num_labels >= 1, got 0$"):
+        chance_metric("accuracy", num_labels=0)
+    with pytest.raises(ValueError, match=r"^perplexity needs vocab_size >= 1, got None$"):
+        chance_metric("perplexity")
+    with pytest.raises(
+        ValueError, match=r"^unknown metric 'bleu': expected accuracy, mcc, pearson, spearman or perplexity$"
+    ):
+        chance_metric("bleu")

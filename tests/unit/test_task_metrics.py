@@ -123,3 +123,67 @@ def test_metric_registry_and_direction() -> None:
     assert all(higher_is_better(m) for m in ("accuracy", "mcc", "pearson", "spearman"))
     with pytest.raises(KeyError):
         higher_is_better("bleu")
+
+
+def test_error_messages_name_the_problem() -> None:
+    with pytest.raises(ValueError, match=r"^metrics of an empty set are undefined$"):
+        accuracy([], [])
+    with pytest.raises(ValueError, match=r"^kind 'lm' needs mean_ce \(mean cross-entropy in nats per token\)$"):
+        compute_task_metrics("lm")
+    with pytest.raises(ValueError, match=r"^kind 'classification' needs labels$"):
+        compute_task_metrics("classification", preds=[1])
+    with pytest.raises(
+        KeyError, match=r"unknown metric 'bleu'; known: \['accuracy', 'mcc', 'pearson', 'perplexity', 'spearman'\]"
+    ):
+        higher_is_better("bleu")
+
+
+def test_inputs_of_any_shape_are_flattened() -> None:
+    # (2, 1) predictions against (2,) labels, and the other way round, are the same two positions
+    assert accuracy(np.array([[1], [0]]), [1, 0]) == 1.0
+    assert accuracy([1, 0], np.array([[1], [1]])) == 0.5
+
+
+def test_pearson_is_clipped_to_one_after_rounding() -> None:
+    # y = 0.1 x + 0.1 on two points: the raw ratio rounds to 1 + 2.2e-16 (and -1 - 2.2e-16 for the mirror)
+    x = [0.1, 0.3]
+    assert pearson(x, [0.1 * v + 0.1 for v in x]) == 1.0
+    assert pearson(x, [-0.1 * v + 0.1 for v in x]) == -1.0
+
+
+def test_pearson_centres_float32_inputs_in_float64() -> None:
+    # 1e7 + (0, 1, 2, 3) is exact in float32, but its float32 mean is 1e7 + 1 (not 1e7 + 1.5):
+    # centring with it would give r = 0.913 for this perfect line
+    far = np.array([1e7, 1e7 + 1, 1e7 + 2, 1e7 + 3], dtype=np.float32)
+    near = np.arange(4, dtype=np.float32)
+    assert pearson(far, near) == pytest.approx(1.0, abs=1e-12)
+    assert pearson(near, far) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_average_ranks_are_one_based_means_of_tied_ranks() -> None:
+    from econ_ray.metrics.task import _average_ranks
+
+    # sorted 10, 20, 20, 30, 30, 30 -> ranks 1, 2.5, 2.5, 5, 5, 5
+    got = _average_ranks(np.array([30, 20, 10, 30, 20, 30]))
+    assert got.tolist() == [5.0, 2.5, 1.0, 5.0, 2.5, 5.0]
+
+
+def test_compute_classification_from_preds_and_from_logits_over_the_last_axis() -> None:
+    out = compute_task_metrics("classification", preds=torch.tensor([0, 1, 0, 1]), labels=[0, 1, 1, 1])
+    assert out == pytest.approx({"accuracy": 0.75, "mcc": 2 / math.sqrt(12)})
+    # (N, T, C) = (2, 3, 2) logits: argmax over the last axis gives (N, T) = [[1, 0, 1], [0, 0, 1]]
+    logits = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]], [[2.0, 0.5], [0.3, 0.1], [0.0, 1.0]]])
+    out = compute_task_metrics("classification", logits=logits, labels=[[1, 0, 1], [1, 0, 0]])
+    # TP=2, FN=1, FP=1, TN=2 -> (2*2 - 1*1) / sqrt(3 * 3 * 3 * 3) = 1/3
+    assert out == pytest.approx({"accuracy": 4 / 6, "mcc": 1 / 3})
+
+
+def test_compute_regression_shapes() -> None:
+    assert compute_task_metrics("regression", preds=[1.0, 2.0, 3.0], labels=[1, 3, 2]) == pytest.approx(
+        {"pearson": 0.5, "spearman": 0.5}
+    )
+    # one example: a constant input, so both correlations are 0.0
+    assert compute_task_metrics("regression", preds=[0.7], labels=[1.0]) == {"pearson": 0.0, "spearman": 0.0}
+    # two outputs per example are not a regression prediction
+    with pytest.raises(ValueError, match="differ in size"):
+        compute_task_metrics("regression", logits=np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]]), labels=[1, 3, 2])
