@@ -372,12 +372,13 @@ def finish(p: SearchPlan, facts: SearchFacts, session: Session, records: list[Tr
     failures = [
         {"trial_id": r.trial_id, "status": r.status, "reason": r.reason} for r in records if r.status != "complete"
     ]
+    n_infeasible = sum(1 for r in records if r.status == "complete" and not r.feasible)
     tracker.log_parent_metrics(
         {
             "hypervolume_final": hv,
             "n_trials": len(records),
             "n_failed": len(failures),
-            "n_infeasible": sum(1 for r in records if r.status == "complete" and not r.feasible),
+            "n_infeasible": n_infeasible,
             "pareto_size": len(rows),
         }
     )
@@ -390,7 +391,7 @@ def finish(p: SearchPlan, facts: SearchFacts, session: Session, records: list[Tr
         mlflow_parent_run_id=session.parent_run_id,
         pareto=rows,
         failures=failures,
-        n_infeasible=sum(1 for r in records if r.status == "complete" and not r.feasible),
+        n_infeasible=n_infeasible,
         reference_point=ref,
         plot=str(root / "pareto.png"),
         resumed=int(p.state.get("resumes", 0)),
