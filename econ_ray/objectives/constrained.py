@@ -138,6 +138,13 @@ class ConstrainedObjective:
             raise RuntimeError("the constrained objective is used before start()")
         return self._controller
 
+    @property
+    def heldout(self) -> Iterator[torch.Tensor]:
+        """The held-out drive batches, in the order the multiplier reads them."""
+        if self._heldout is None:
+            raise RuntimeError("the constrained objective is used before start()")
+        return self._heldout
+
     def start(self, env: ObjectiveEnv) -> None:
         o = self.cfg
         if o.tau is not None:
@@ -172,8 +179,7 @@ class ConstrainedObjective:
         rec: Record = {}
         if constraint_step(step, self.cfg.constraint_every):
             # drive mu with the CE of deterministic gates on held-out drive rows, measured before the update
-            assert self._heldout is not None
-            ce_det = self.env.heldout_ce(next(self._heldout))
+            ce_det = self.env.heldout_ce(next(self.heldout))
             self.controller.update(ce_det)
             rec["constraint_ce"] = ce_det
         rec["multiplier"] = self.controller.value  # held between updates; the history has the mu each step used

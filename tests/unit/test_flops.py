@@ -250,7 +250,7 @@ def test_effective_keeps_head_flops() -> None:
     "layers, match",
     [
         (_dense_layers(1), "2 LayerSparsity"),
-        ([LayerSparsity(1.5), LayerSparsity(1.0)], "attention_density"),
+        ([LayerSparsity(1.5), LayerSparsity(1.0)], r"layer 0: attention_density must be in \[0, 1\], got 1.5"),
         ([LayerSparsity(-0.1), LayerSparsity(1.0)], "attention_density"),
         ([LayerSparsity(1.0, ffn_density=1.2), LayerSparsity(1.0)], "ffn_density"),
         ([LayerSparsity(1.0, dead_heads=5), LayerSparsity(1.0)], "dead_heads"),
@@ -270,3 +270,63 @@ def test_bad_shapes_and_lengths() -> None:
         ArchShape(2, 65, 4, 128, 100, causal=False, pooler=True, n_labels=None, lm_head=False)
     with pytest.raises(ValueError, match="seq_len"):
         dense_flops(TINY, 0)
+
+
+SHAPE_FIELDS = ("n_layers", "hidden", "n_heads", "intermediate", "vocab_size")
+
+
+@pytest.mark.parametrize("field", SHAPE_FIELDS)
+def test_arch_shape_names_the_size_that_is_not_positive(field: str) -> None:
+    sizes = dict(n_layers=2, hidden=64, n_heads=4, intermediate=128, vocab_size=100)
+    sizes[field] = 0
+    with pytest.raises(ValueError, match=rf"^ArchShape\.{field} must be positive, got 0$"):
+        ArchShape(**sizes, causal=False, pooler=True, n_labels=None, lm_head=False)
+
+
+def test_arch_shape_accepts_the_smallest_sizes_and_one_label() -> None:
+    # one layer, one head of width 1, one neuron, one token, one label: all valid
+    one = ArchShape(1, 1, 1, 1, 1, causal=False, pooler=False, n_labels=1, lm_head=False)
+    assert one.head_dim == 1
+    assert dense_flops(one, 1).linear == 4 * 2 + 2 * 2 + 2  # Q,K,V,O + FFN up and down + classifier
+    with pytest.raises(ValueError, match=r"^n_labels must be positive or None, got 0$"):
+        ArchShape(1, 1, 1, 1, 1, causal=False, pooler=False, n_labels=0, lm_head=False)
+
+
+def test_head_flops_add_up_when_a_model_has_several_heads() -> None:
+    # pooler + classifier on CLS + LM head on every position, each by hand, on one arch
+    d, V, L_ = 8, 10, 5
+    base = ArchShape(1, d, 2, 16, V, causal=False, pooler=False, n_labels=None, lm_head=False)
+    both = ArchShape(1, d, 2, 16, V, causal=False, pooler=True, n_labels=3, lm_head=True)
+    extra = dense_flops(both, L_).linear - dense_flops(base, L_).linear
+    assert extra == 2 * d * d + 2 * 1 * d * 3 + 2 * L_ * d * V
+
+
+def test_causal_classifier_scores_every_position() -> None:
+    d, L_ = 8, 5
+    plain = ArchShape(1, d, 2, 16, 10, causal=True, pooler=False, n_labels=None, lm_head=False)
+    cls = ArchShape(1, d, 2, 16, 10, causal=True, pooler=False, n_labels=3, lm_head=False)
+    assert dense_flops(cls, L_).linear - dense_flops(plain, L_).linear == 2 * L_ * d * 3
+
+
+def test_shape_from_a_plain_config_object() -> None:
+    from types import SimpleNamespace
+
+    sizes = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128)
+    # no model_type and no is_decoder: an encoder, with the pooler unless told otherwise
+    s = shape_from_hf_config(SimpleNamespace(**sizes, vocab_size=100))
+    assert (s.causal, s.pooler, s.lm_head) == (False, True, False)
+    assert shape_from_hf_config(SimpleNamespace(**sizes, vocab_size=100), pooler=False).pooler is False
+    # no vocabulary: an error naming the config's type, not an AttributeError
+    with pytest.raises(ValueError, match=r"^config lacks layer/hidden/head/vocab sizes: SimpleNamespace$"):
+        shape_from_hf_config(SimpleNamespace(**sizes))
+    # sizes missing, vocabulary there: the same error
+    with pytest.raises(ValueError, match=r"^config lacks layer/hidden/head/vocab sizes: SimpleNamespace$"):
+        shape_from_hf_config(SimpleNamespace(vocab_size=100))
+
+
+def test_density_equal_to_the_live_fraction_is_valid_and_length_one_counts() -> None:
+    half_dead = [LayerSparsity(0.5, dead_heads=2), LayerSparsity(1.0)]
+    f = effective_flops(TINY, L, half_dead)
+    # layer 0: half the heads' scores and half the values; layer 1 dense
+    assert f.attention == 2 * L * L * 64 * (0.5 + 0.5) + 2 * (2 * L * L * 64)
+    assert dense_flops(TINY, 1).attention == 2 * 2 * (2 * 1 * 1 * 64)

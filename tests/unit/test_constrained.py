@@ -1,0 +1,156 @@
+"""The constrained objective's own logic, on a scripted environment: the multiplier's controller
+(defaults, gains, checkpoint), what the objective records and returns, and the order of held-out batches.
+The training loop around it is tested in test_training.py."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from econ_ray.config.schema import MultiplierConfig, ObjectiveConfig
+from econ_ray.objectives import LagrangeController, make_objective, relative_tau
+from econ_ray.objectives.constrained import constraint_updates
+
+CES = (1.4, 1.1, 1.2)  # violations 0.4, 0.1, 0.2 at tau = 1
+
+
+def _path(c: LagrangeController, ces=CES) -> list[float]:
+    return [c.update(ce) for ce in ces]
+
+
+def test_relative_tau_accepts_eps_zero_and_names_bad_values():
+    assert relative_tau(0.7, 0.0) == 0.7
+    with pytest.raises(ValueError, match=r"^need CE_dense > 0 and eps >= 0, got 0.0, 0.05$"):
+        relative_tau(0.0, 0.05)
+    with pytest.raises(ValueError, match=r"^need CE_dense > 0 and eps >= 0, got 0.5, -0.01$"):
+        relative_tau(0.5, -0.01)
+
+
+def test_controller_rejects_a_ceiling_that_is_not_positive():
+    with pytest.raises(ValueError, match=r"^tau must be > 0, got 0$"):
+        LagrangeController(0)
+    assert LagrangeController(1e-6).tau == 1e-6
+
+
+def test_controller_defaults_are_the_schema_defaults():
+    m = MultiplierConfig()
+    assert LagrangeController(1.0).value == m.init == 1.0
+    assert _path(LagrangeController(1.0)) == _path(LagrangeController(1.0, lr=m.lr, kp=m.kp, ki=m.ki, init=m.init))
+
+
+def test_controller_gains_reach_nupi():
+    # the first nuPI step is plain gradient ascent: mu_1 = mu_0 + lr * ki * violation
+    assert LagrangeController(1.0, lr=0.5, kp=2.0, ki=0.5, init=1.0).update(1.4) == pytest.approx(1.0 + 0.5 * 0.5 * 0.4)
+    # kp = 0 is projected gradient ascent all along; kp > 0 adds the proportional term from step 2 on
+    ascent = _path(LagrangeController(1.0, lr=0.5, kp=0.0, ki=1.0, init=1.0))
+    assert ascent == pytest.approx([1.2, 1.25, 1.35])
+    pi = _path(LagrangeController(1.0, lr=0.5, kp=2.0, ki=1.0, init=1.0))
+    assert pi[0] == pytest.approx(ascent[0]) and pi[1] != pytest.approx(ascent[1])
+
+
+def test_controller_checkpoint_carries_the_nupi_memory():
+    a = LagrangeController(1.0, lr=0.5, kp=2.0, ki=1.0)
+    _path(a, CES[:2])
+    b = LagrangeController(1.0, lr=0.5, kp=2.0, ki=1.0)
+    b.load_state_dict(copy.deepcopy(a.state_dict()))  # as through a checkpoint file: no shared tensors
+    assert b.value == a.value
+    assert b.update(CES[2]) == a.update(CES[2])  # a fresh nuPI would take a plain gradient step here
+    fresh = LagrangeController(1.0, lr=0.5, kp=2.0, ki=1.0, init=b.value)
+    assert fresh.update(CES[2]) != pytest.approx(b.value)
+
+
+def test_lagrangian_value():
+    c = LagrangeController(2.0, init=4.0)
+    assert float(c.lagrangian(torch.tensor(0.3), torch.tensor(1.0))) == pytest.approx(0.3 + 4.0 * (1.0 / 2.0 - 1.0))
+
+
+class _Env:
+    """A scripted ObjectiveEnv: certification results come from a list; every held-out request is logged."""
+
+    def __init__(self, certify=(), ce_dense=1.0, drive_ce=1.3):
+        self.model = torch.nn.Linear(1, 1)
+        self.ce_dense = ce_dense
+        self._certify = iter(certify)
+        self.drive_ce = drive_ce
+        self.requests: list[tuple[int, int]] = []
+        self.read: list[torch.Tensor] = []
+
+    def evaluate_certify(self):
+        ce, density = next(self._certify)
+        return {"ce": ce, "attention_density": density}
+
+    def heldout_ce(self, idx):
+        self.read.append(idx)
+        return self.drive_ce
+
+    def heldout_batches(self, size, skip):
+        self.requests.append((size, skip))
+        return iter([torch.full((size,), skip + i) for i in range(100)])
+
+
+def _objective(**kw):
+    return make_objective(ObjectiveConfig(kind="constrained", **{"tau_rel": 0.1, **kw}))
+
+
+def test_nothing_is_known_before_start():
+    obj = _objective()
+    assert (obj.tau, obj.snapshot_step, obj.snapshot_ce, obj.start_feasible, obj.best_feasible) == (None,) * 5
+    for use in (lambda: obj.env, lambda: obj.controller, lambda: obj.heldout, lambda: obj.before_step(1)):
+        with pytest.raises(RuntimeError, match=r"^the constrained objective is used before start\(\)$"):
+            use()
+
+
+def test_an_absolute_ceiling_is_used_as_given():
+    obj = _objective(tau=0.8, tau_rel=None)
+    obj.start(_Env(ce_dense=5.0))
+    assert obj.tau == obj.controller.tau == 0.8
+
+
+def test_neither_ceiling_is_an_error():
+    cfg = ObjectiveConfig(kind="constrained", tau_rel=0.1)
+    object.__setattr__(cfg, "tau_rel", None)  # past the schema, which refuses this
+    with pytest.raises(ValueError, match=r"^objective 'constrained' needs tau or tau_rel$"):
+        make_objective(cfg).start(_Env())
+
+
+def test_the_config_multiplier_reaches_the_controller():
+    m = dict(lr=0.3, kp=0.5, ki=0.7, init=0.2)
+    obj = _objective(multiplier=m)
+    obj.start(_Env())
+    assert obj.controller.value == pytest.approx(0.2)
+    assert _path(obj.controller) == _path(LagrangeController(obj.tau, **m))
+
+
+def test_records_and_loss():
+    obj = _objective(constraint_batch_size=8, constraint_every=2)
+    env = _Env([(1.0, 1.0), (1.05, 0.4)])
+    obj.start(env)
+    assert env.requests == [(8, 0)]  # the drive batches from the first
+    assert obj.initial_records() == [{"step": 0, "certify_ce": 1.0, "certify_density": 1.0, "meets_ceiling": True}]
+    assert obj.on_eval(10) == {"step": 10, "certify_ce": 1.05, "certify_density": 0.4, "meets_ceiling": True}
+    rec = obj.before_step(1)
+    assert rec == {"constraint_ce": 1.3, "multiplier": obj.controller.value} and rec["multiplier"] > 1.0
+    assert obj.before_step(2) == {"multiplier": rec["multiplier"]}  # between updates: mu held, no batch read
+    assert [int(b[0]) for b in env.read] == [0]
+    loss, info = obj.loss(torch.tensor(1.1), [torch.tensor(0.2), torch.tensor(0.4)], [])
+    assert info == {"cost": pytest.approx(0.3)}
+    assert float(loss) == pytest.approx(0.3 + rec["multiplier"] * (1.1 / 1.1 - 1.0))
+
+
+def test_a_resumed_run_reads_the_next_heldout_batches_and_keeps_its_facts():
+    obj = _objective(constraint_every=3)
+    obj.start(_Env([(1.0, 1.0), (1.3, 0.1)]))
+    obj.initial_records()
+    obj.on_eval(10)  # the starting model met tau, the snapshot did not
+    again = _objective(constraint_every=3)
+    env = _Env()
+    again.start(env)
+    again.load_state_dict(obj.state_dict(), step=7)
+    assert env.requests[-1] == (128, constraint_updates(7, 3)) == (128, 3)
+    again.before_step(10)  # steps 1, 4, 7 read batches 0-2; step 10 is the next update
+    assert int(env.read[-1][0]) == 3  # the fourth batch, as an uninterrupted run would read
+    s = again.summary([], {"ce": 1.2})
+    assert s["infeasible_reason"] == "only the starting model (step 0) met the ceiling on the certification rows"
+    assert (s["tau_rel"], s["ce_certified"], s["snapshot_step"]) == (0.1, None, None)

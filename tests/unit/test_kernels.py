@@ -1,0 +1,110 @@
+"""The gate kernels' exact arithmetic, with the random draw fixed: logistic noise, the straight-through
+gate, the fused gated softmax, the expected open fraction. Distributional and end-to-end behaviour is
+tested in test_attention.py."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from econ_ray.attention import kernels as K
+
+
+def _fixed_rand(monkeypatch, value: float) -> None:
+    """Every uniform draw of the kernels returns ``value`` (before the kernels clamp it)."""
+
+    def rand(shape, *, dtype=None, device=None):
+        return torch.full(tuple(shape), value, dtype=dtype or torch.get_default_dtype(), device=device)
+
+    monkeypatch.setattr(K.torch, "rand", rand)
+    monkeypatch.setattr(K.torch, "rand_like", lambda x: torch.full_like(x, value))
+
+
+@pytest.mark.parametrize("u", [0.2, 0.5, 0.9])
+def test_logistic_noise_is_the_logit_of_the_uniform_draw(monkeypatch, u):
+    _fixed_rand(monkeypatch, u)
+    noise = K.logistic_noise(torch.Size([3]), like=torch.zeros(3))
+    assert torch.allclose(noise, torch.full((3,), math.log(u / (1 - u))))
+
+
+@pytest.mark.parametrize("u, bound", [(0.0, 1e-6), (1.0, 1 - 1e-6)])
+def test_logistic_noise_is_finite_at_the_ends_of_the_draw(monkeypatch, u, bound):
+    _fixed_rand(monkeypatch, u)
+    noise = K.logistic_noise(torch.Size([2]), like=torch.zeros(2, dtype=torch.float64))
+    assert torch.isfinite(noise).all()
+    assert noise[0].item() == pytest.approx(math.log(bound / (1 - bound)), rel=1e-6)
+
+
+def test_logistic_noise_follows_the_dtype_and_device_of_like():
+    assert K.logistic_noise(torch.Size([4]), like=torch.zeros(1, dtype=torch.float64)).dtype == torch.float64
+    assert K.logistic_noise(torch.Size([4]), like=torch.zeros(1, device="meta")).device.type == "meta"
+    torch.manual_seed(0)
+    a = K.logistic_noise(torch.Size([4000]), like=torch.zeros(1))
+    assert a.mean().abs() < 0.1 and a.std() == pytest.approx(math.pi / math.sqrt(3), rel=0.05)  # Logistic(0, 1)
+
+
+def test_deterministic_gates_open_only_above_zero():
+    g = torch.tensor([-1.0, 0.0, 1e-6, 2.0], dtype=torch.float64)
+    a = K.sample_gates(g, stochastic=False)
+    assert a.dtype == torch.float64 and a.tolist() == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_stochastic_gates_add_the_noise_and_open_above_zero(monkeypatch):
+    monkeypatch.setattr(K, "logistic_noise", lambda shape, *, like: torch.full(shape, 0.5, dtype=like.dtype))
+    g = torch.tensor([-0.7, -0.5, -0.3, 0.6], requires_grad=True)
+    a = K.sample_gates(g, stochastic=True)
+    assert a.dtype == g.dtype and a.tolist() == [0.0, 0.0, 1.0, 1.0]  # g + 0.5 > 0; exactly 0 stays closed
+    a.sum().backward()
+    s = torch.sigmoid(g.detach() + 0.5)
+    assert torch.allclose(g.grad, s * (1 - s))  # the gradient of sigmoid(g + noise)
+
+
+def test_fused_gate_is_closed_at_exactly_zero_and_forced_edges_stay_open(monkeypatch):
+    _fixed_rand(monkeypatch, 0.5)  # noise 0: the gate is 1[g > 0]
+    masked = torch.zeros(1, 1, 2, 3)
+    g = torch.tensor([[[[0.0, 1.0, -1.0], [0.0, 0.0, 0.0]]]], requires_grad=True)
+    force = torch.tensor([[[[False, False, False], [False, False, True]]]])
+    w = K.gated_softmax(masked, g, force)
+    assert torch.allclose(w * 3, torch.tensor([[[[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]]))
+    w.sum().backward()
+    # d g = p * s (1 - s) with s = sigmoid(g); none for the forced edge
+    s = torch.sigmoid(g.detach())
+    expect = s * (1 - s) / 3
+    expect[0, 0, 1, 2] = 0.0
+    assert torch.allclose(g.grad, expect)
+
+
+@pytest.mark.parametrize("u", [0.0, 1.0])
+def test_fused_gate_clamps_the_draw(monkeypatch, u):
+    _fixed_rand(monkeypatch, u)
+    g = torch.zeros(1, 1, 1, 2, requires_grad=True)
+    w = K.gated_softmax(torch.zeros(1, 1, 1, 2), g)
+    w.sum().backward()
+    assert torch.isfinite(g.grad).all() and (g.grad > 0).all()  # s = sigmoid(+-13.8): a small, finite gradient
+    assert w.tolist() == [[[[0.5 * u, 0.5 * u]]]]  # the draw near 1 opens, near 0 closes
+    assert g.grad[0, 0, 0, 0].item() == pytest.approx(0.5 * 1e-6, rel=0.1)  # float32 rounds 1 - 1e-6
+
+
+def test_expected_open_fraction_of_a_single_valid_edge():
+    g = torch.tensor([[[[2.0, -1.0]]]], dtype=torch.float64)
+    valid = torch.tensor([[[[True, False]]]])
+    f = K.expected_open_fraction(g, valid)
+    assert f.dtype == torch.float64 and f.item() == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
+
+
+def test_runtime_of_a_model_without_econ_attention_names_the_model():
+    from econ_ray.attention import runtime_of
+
+    with pytest.raises(ValueError, match=r"^Linear: econ-ray attention is not installed in this model$"):
+        runtime_of(torch.nn.Linear(1, 1))
+
+
+def test_gate_parameters_are_one_bias_vector_per_layer(tiny_bert):
+    from econ_ray.attention import gate_parameters, install
+
+    install(tiny_bert)
+    biases = gate_parameters(tiny_bert)
+    n_layers, n_heads = tiny_bert.config.num_hidden_layers, tiny_bert.config.num_attention_heads
+    assert len(biases) == n_layers and all(b.shape == (n_heads,) for b in biases)
