@@ -108,3 +108,51 @@ def test_gate_parameters_are_one_bias_vector_per_layer(tiny_bert):
     biases = gate_parameters(tiny_bert)
     n_layers, n_heads = tiny_bert.config.num_hidden_layers, tiny_bert.config.num_attention_heads
     assert len(biases) == n_layers and all(b.shape == (n_heads,) for b in biases)
+
+
+def test_budget_count_is_compared_in_float64():
+    # one query row with four valid edges and a budget just under 3: float32 would round it to 3.0
+    scores = torch.tensor([[[[4.0, 3.0, 2.0, 1.0]]]])
+    valid = torch.ones_like(scores, dtype=torch.bool)
+    budget = 2.9999999999
+    assert torch.tensor(budget, dtype=torch.float32).item() == 3.0
+    assert K.budget_keep(scores, valid, budget).sum().item() == 2
+
+
+def _observed(layer=1, **fields):
+    from econ_ray.attention.runtime import EconRuntime, ObservedActivation
+
+    rt = EconRuntime(**fields)
+    return rt, ObservedActivation(torch.nn.ReLU(), rt, layer)
+
+
+H = torch.tensor([[[0.2, -0.1, 0.3], [-0.2, 0.1, 0.0]]])  # (B=1, L=2, I=3), sum |h| = 0.9 < 1
+
+
+def test_ffn_observer_applies_its_own_layers_neuron_mask():
+    mask = torch.tensor([1.0, 0.0, 1.0])
+    _, own = _observed(layer=1, neuron_masks={1: mask})
+    assert torch.equal(own(H), torch.relu(H) * mask)
+    _, other = _observed(layer=0, neuron_masks={1: mask})
+    assert torch.equal(other(H), torch.relu(H))
+
+
+def test_ffn_cost_without_a_token_mask_counts_every_position_exactly():
+    rt, act = _observed(need_costs=True)
+    act(H)
+    assert rt.ffn_costs[1].item() == pytest.approx(0.6 / 0.9)  # sum ReLU(h) / sum |h|, both below 1
+    rt.token_mask = torch.ones(1, 5)  # a mask of another shape (not this call's tokens) is ignored
+    act(H)
+    assert rt.ffn_costs[1].item() == pytest.approx(0.6 / 0.9)
+    rt.token_mask = torch.tensor([[1.0, 0.0]])  # the second token is padding
+    act(H)
+    assert rt.ffn_costs[1].item() == pytest.approx(0.5 / 0.6)
+
+
+def test_ffn_statistics_accumulate_over_batches():
+    rt, act = _observed(collect=True)
+    act(H)
+    act(H)
+    st = rt.stats[1]
+    assert (st.ffn_nonzero, st.ffn_total) == (2 * 3, 2 * 6)
+    assert st.neuron_active.tolist() == [True, True, True]
