@@ -55,7 +55,7 @@ bench: $(STAMP)
 # mutated function, fastest first), one mutant at a time. `make mutation` runs every module in turn;
 # `make mutation MODULE=econ_ray/metrics` (or a file: MODULE=econ_ray/compute/latency.py) runs one.
 MUTATION_MODULES := econ_ray/attention econ_ray/objectives econ_ray/metrics econ_ray/compute econ_ray/search/pareto.py
-MUTATION_TESTS.econ_ray/attention := tests/unit/test_attention.py tests/unit/test_kernels.py tests/unit/test_objective_protocol.py tests/unit/test_topk.py
+MUTATION_TESTS.econ_ray/attention := tests/unit/test_attention.py tests/unit/test_kernels.py tests/unit/test_runtime.py tests/unit/test_objective_protocol.py tests/unit/test_topk.py
 MUTATION_TESTS.econ_ray/objectives := tests/unit/test_objectives.py tests/unit/test_constrained.py tests/unit/test_penalised.py tests/unit/test_objective_protocol.py tests/unit/test_constraint_every.py
 MUTATION_TESTS.econ_ray/metrics := tests/unit/test_allocation_metrics.py tests/unit/test_task_metrics.py
 MUTATION_TESTS.econ_ray/compute := tests/unit/test_flops.py tests/unit/test_latency.py tests/unit/test_shape.py

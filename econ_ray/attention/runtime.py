@@ -318,6 +318,8 @@ def install(
     """Install econ-ray attention and FFN observers in ``model`` (in place); return the runtime."""
     if getattr(model, "econ_runtime", None) is not None:
         raise ValueError("econ-ray attention is already installed in this model")
+    if ffn_activation not in ("keep", "relu"):
+        raise ValueError(f"ffn_activation must be 'keep' or 'relu', got {ffn_activation!r}")
     _register()
     found = _find_layers(model)
     rt = EconRuntime(keep_strongest=keep_strongest)

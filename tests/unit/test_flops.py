@@ -330,3 +330,9 @@ def test_density_equal_to_the_live_fraction_is_valid_and_length_one_counts() -> 
     # layer 0: half the heads' scores and half the values; layer 1 dense
     assert f.attention == 2 * L * L * 64 * (0.5 + 0.5) + 2 * (2 * L * L * 64)
     assert dense_flops(TINY, 1).attention == 2 * 2 * (2 * 1 * 1 * 64)
+
+
+def test_density_at_the_live_fraction_plus_rounding_slack_is_accepted() -> None:
+    # one of 4 heads dead: live fraction 0.75; the check allows 1e-9 of rounding above it, inclusive
+    ok = [LayerSparsity(0.75 + 1e-9, dead_heads=1), LayerSparsity(1.0)]
+    assert effective_flops(TINY, L, ok).total > 0
