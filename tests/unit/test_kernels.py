@@ -119,6 +119,35 @@ def test_budget_count_is_compared_in_float64():
     assert K.budget_keep(scores, valid, budget).sum().item() == 2
 
 
+def test_budget_keeps_an_edge_that_lies_exactly_on_the_threshold():
+    # float32 bisection ends with the threshold on the score one ulp above the cut: kept, not dropped
+    up = torch.nextafter(torch.tensor(1.0), torch.tensor(2.0)).item()
+    scores = torch.tensor([[[[0.0, 1.0, up, 5.0]]]])
+    valid = torch.ones_like(scores, dtype=torch.bool)
+    t = K.budget_threshold(scores, valid, 2.0)
+    assert t.item() == up
+    assert K.budget_keep(scores, valid, 2.0).tolist() == [[[[False, False, True, True]]]]
+
+
+def test_budget_threshold_of_an_example_does_not_depend_on_its_batch():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(4, 2, 5, 5, generator=g) * torch.tensor([1.0, 10.0, 0.1, 3.0]).view(4, 1, 1, 1)
+    valid = torch.ones_like(scores, dtype=torch.bool)
+    valid[2, :, :, 3:] = False
+    together = K.budget_threshold(scores, valid, 2.5)
+    alone = torch.cat([K.budget_threshold(scores[i : i + 1], valid[i : i + 1], 2.5) for i in range(4)])
+    assert together.shape == (4, 1, 1, 1)
+    assert torch.equal(together, alone)
+
+
+def test_budget_threshold_is_finite_for_an_example_without_valid_edges():
+    scores = torch.tensor([[[[1.0, 2.0]]], [[[3.0, 4.0]]]])
+    valid = torch.tensor([[[[True, True]]], [[[False, False]]]])
+    t = K.budget_threshold(scores, valid, 1.0)
+    assert torch.isfinite(t).all()
+    assert K.budget_keep(scores, valid, 1.0).tolist() == [[[[False, True]]], [[[False, False]]]]
+
+
 def _observed(layer=1, **fields):
     from econ_ray.attention.runtime import EconRuntime, ObservedActivation
 

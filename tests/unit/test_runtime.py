@@ -237,6 +237,19 @@ def test_find_layers_takes_self_attention_only_not_cross_attention():
     assert [type(p).__name__ for p, _ in found.ffn_parents] == ["BertIntermediate"] * 2
 
 
+def test_find_layers_skips_gpt2_cross_attention(tiny_gpt2):
+    from transformers import GPT2LMHeadModel
+
+    cfg = tiny_gpt2.config.__class__(**tiny_gpt2.config.to_dict())
+    cfg.add_cross_attention = True
+    model = GPT2LMHeadModel(cfg)
+    crosses = [m for m in model.modules() if getattr(m, "is_cross_attention", False)]
+    assert len(crosses) == cfg.n_layer  # a GPT2Attention with is_cross_attention in every block
+    found = _find_layers(model)
+    assert len(found.attention_modules) == cfg.n_layer
+    assert not any(m.is_cross_attention for m in found.attention_modules)
+
+
 def test_find_layers_wraps_only_real_ffn_modules(tiny_gpt2):
     # a module with an activation and an output projection but no c_fc is not a GPT-2 MLP
     tiny_gpt2.adapter = nn.Module()
