@@ -8,20 +8,27 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-@pytest.fixture
-def tiny_bert():
-    from transformers import BertConfig, BertForSequenceClassification
+def tiny_bert_config(**extra):
+    """The config of the tiny BERT (2 layers, 4 heads, d = 32); ``extra`` overrides or adds fields."""
+    from transformers import BertConfig
 
-    torch.manual_seed(0)
-    cfg = BertConfig(
+    return BertConfig(
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
         intermediate_size=64,
         vocab_size=50,
         max_position_embeddings=64,
+        **extra,
     )
-    return BertForSequenceClassification(cfg).eval()
+
+
+@pytest.fixture
+def tiny_bert():
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(0)
+    return BertForSequenceClassification(tiny_bert_config()).eval()
 
 
 @pytest.fixture

@@ -283,18 +283,11 @@ def _attend(rt, query, key, value, allowed, *, bias=None, training=False):
     """econ_attention_forward on a bare module (layer 0): (output (B, L, H, dh), weights (B, H, Lq, Lk)).
 
     ``allowed`` is a bool (B, 1, Lq, Lk) edge mask, turned into the additive mask transformers passes."""
-    from torch import nn
-
     from econ_ray.attention.runtime import econ_attention_forward
+    from tests.unit.test_runtime import _module
 
-    module = nn.Module()
-    module.train(training)
-    object.__setattr__(module, "econ_runtime", rt)
-    object.__setattr__(module, "econ_layer", 0)
-    if bias is not None:
-        module.econ_gate_bias = nn.Parameter(torch.tensor(bias))
     mask = torch.zeros(allowed.shape).masked_fill(~allowed, NEG)
-    return econ_attention_forward(module, query, key, value, mask, scaling=1.0)
+    return econ_attention_forward(_module(rt, training=training, bias=bias), query, key, value, mask, scaling=1.0)
 
 
 def _col(*xs):

@@ -21,6 +21,7 @@ from econ_ray.attention.runtime import (
     _valid_edges,
     econ_attention_forward,
 )
+from tests.conftest import tiny_bert_config
 
 NEG = torch.finfo(torch.float32).min
 
@@ -214,24 +215,10 @@ def test_ffn_neuron_activity_is_the_union_over_batches():
 # ---- layer discovery and install -----------------------------------------------------------------
 
 
-def _bert_config(**extra):
-    from transformers import BertConfig
-
-    return BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        vocab_size=50,
-        max_position_embeddings=64,
-        **extra,
-    )
-
-
 def test_find_layers_takes_self_attention_only_not_cross_attention():
     from transformers import BertLMHeadModel
 
-    model = BertLMHeadModel(_bert_config(is_decoder=True, add_cross_attention=True))
+    model = BertLMHeadModel(tiny_bert_config(is_decoder=True, add_cross_attention=True))
     found = _find_layers(model)
     assert [type(m).__name__ for m in found.attention_modules] == ["BertSelfAttention"] * 2
     assert [type(p).__name__ for p, _ in found.ffn_parents] == ["BertIntermediate"] * 2
@@ -301,7 +288,7 @@ def test_install_puts_the_gate_biases_on_the_models_device():
     from transformers import BertForSequenceClassification
 
     with torch.device("meta"):
-        model = BertForSequenceClassification(_bert_config())
+        model = BertForSequenceClassification(tiny_bert_config())
     install(model)
     assert {m.econ_gate_bias.device.type for m in _find_layers(model).attention_modules} == {"meta"}
 

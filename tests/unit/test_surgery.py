@@ -14,6 +14,7 @@ from econ_ray.experiments.export import export
 from econ_ray.surgery import masks, scores
 from econ_ray.surgery.physical import load_pruned
 from econ_ray.training.evaluate import evaluate
+from tests.conftest import tiny_bert_config
 
 L = 10
 CLS = TaskSpec("t", "classification", 2, "accuracy")
@@ -29,19 +30,10 @@ def _split(n=24, labels=2, lm=False, seed=3):
 
 
 def _bert():
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     torch.manual_seed(0)
-    cfg = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        vocab_size=50,
-        max_position_embeddings=64,
-        hidden_act="gelu",
-    )
-    return BertForSequenceClassification(cfg).eval()
+    return BertForSequenceClassification(tiny_bert_config(hidden_act="gelu")).eval()
 
 
 # ---- pure scores -----------------------------------------------------------------------------
