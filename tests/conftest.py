@@ -8,6 +8,15 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Every test starts with the process's torch thread count: a test that sets it (a latency
+    measurement at 1 thread) would otherwise change the float reductions of every later training."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_bert_config(**extra):
     """The config of the tiny BERT (2 layers, 4 heads, d = 32); ``extra`` overrides or adds fields."""
     from transformers import BertConfig

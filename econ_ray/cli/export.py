@@ -53,6 +53,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from econ_ray.experiments.export import export
     from econ_ray.experiments.targets import load_target
 
+    threads = torch.get_num_threads()  # restored below: main() also runs in-process (tests, notebooks)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -70,6 +71,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     except (ValueError, DataError, ModelError, FileNotFoundError) as exc:
         return fail(f"{args.model_dir}: {exc}")
+    finally:
+        torch.set_num_threads(threads)
     print_rows(f"physical pruning of {args.model_dir} -> {report['folder']}", [report], KEYS[:10])
     print_rows("FLOPs (batch 1) and latency (median, batch 1)", [report], KEYS[10:])
     print(f"load: AutoModel...from_pretrained({report['folder']!r}, trust_remote_code=True); report in export.json")

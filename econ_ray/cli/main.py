@@ -73,6 +73,7 @@ TRAIN_KEYS = [
     "alpha",
     "beta",
     "tau",
+    "tau_aim",
     "multiplier",
     "feasible",
     "certified",

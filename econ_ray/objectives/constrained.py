@@ -33,6 +33,18 @@ def relative_tau(ce_dense: float, eps: float) -> float:
     return (1.0 + eps) * ce_dense
 
 
+def aimed_ce(tau: float, ce_dense: float, aim: float) -> float:
+    """The CE the multiplier steers to: CE_dense + aim * (tau - CE_dense), at or inside the ceiling.
+
+    Steering at tau itself puts the sparsest certified snapshot on the ceiling, where the sampling
+    noise of a few hundred rows decides whether validation meets it; ``aim`` < 1 keeps a share of the
+    allowed increase as a margin. A starting CE already at or above tau leaves no room: the aim is tau.
+    """
+    if not 0.0 < aim <= 1.0:
+        raise ValueError(f"aim must be in (0, 1], got {aim}")
+    return tau - (1.0 - aim) * max(tau - ce_dense, 0.0)
+
+
 class LagrangeController:
     """The multiplier mu of the constraint CE <= tau, updated by nuPI from measured violations."""
 
@@ -120,6 +132,7 @@ class ConstrainedObjective:
         self._controller: LagrangeController | None = None
         self._heldout: Iterator[torch.Tensor] | None = None
         self.tau: float | None = None
+        self.tau_aim: float | None = None  # the CE the multiplier steers to (aimed_ce)
         self.best_feasible: Snapshot | None = None
         # the kept snapshot's step and certified CE; whether the starting model met the ceiling
         self.snapshot_step: int | None = None
@@ -154,8 +167,10 @@ class ConstrainedObjective:
         else:  # the schema refuses this combination
             raise ValueError("objective 'constrained' needs tau or tau_rel")
         self._env, self.tau = env, tau
+        self.tau_aim = aimed_ce(tau, env.ce_dense, o.aim)
         m = o.multiplier
-        self._controller = LagrangeController(tau, lr=m.lr, kp=m.kp, ki=m.ki, init=m.init)
+        # the multiplier steers to tau_aim; certification and feasibility (below) use tau
+        self._controller = LagrangeController(self.tau_aim, lr=m.lr, kp=m.kp, ki=m.ki, init=m.init)
         self._heldout = env.heldout_batches(o.constraint_batch_size, 0)
 
     def _certify(self, step: int) -> Record:
@@ -234,6 +249,7 @@ class ConstrainedObjective:
         return {
             "tau": self.tau,
             "tau_rel": self.cfg.tau_rel,
+            "tau_aim": self.tau_aim,
             "multiplier": per_step[-1] if per_step else None,
             "feasible": reason is None,
             "certified": self.best_feasible is not None,

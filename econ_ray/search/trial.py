@@ -58,6 +58,7 @@ REPORT_KEYS = (
     "beta",
     "tau",
     "tau_rel",
+    "tau_aim",
     "objective",
     "attention",
     "multiplier",

@@ -11,7 +11,7 @@ import torch
 
 from econ_ray.config.schema import MultiplierConfig, ObjectiveConfig
 from econ_ray.objectives import LagrangeController, make_objective, relative_tau
-from econ_ray.objectives.constrained import constraint_updates
+from econ_ray.objectives.constrained import aimed_ce, constraint_updates
 
 CES = (1.4, 1.1, 1.2)  # violations 0.4, 0.1, 0.2 at tau = 1
 
@@ -26,6 +26,41 @@ def test_relative_tau_accepts_eps_zero_and_names_bad_values():
         relative_tau(0.0, 0.05)
     with pytest.raises(ValueError, match=r"^need CE_dense > 0 and eps >= 0, got 0.5, -0.01$"):
         relative_tau(0.5, -0.01)
+
+
+def test_the_aim_is_a_share_of_the_allowed_increase_and_never_above_tau():
+    assert aimed_ce(1.1, 1.0, 0.5) == pytest.approx(1.05)
+    assert aimed_ce(1.1, 1.0, 1.0) == 1.1  # aim 1: steer at the ceiling itself
+    assert aimed_ce(1.1, 1.0, 0.25) == pytest.approx(1.025)
+    assert aimed_ce(0.8, 5.0, 0.5) == 0.8  # a start already above tau leaves no room: the aim is tau
+    assert aimed_ce(1.0, 1.0, 0.5) == 1.0  # eps = 0
+    for bad in (0.0, -0.1, 1.01):
+        with pytest.raises(ValueError, match=rf"^aim must be in \(0, 1\], got {bad}$"):
+            aimed_ce(1.1, 1.0, bad)
+
+
+def test_the_schema_default_aim_is_measured_and_bounded():
+    assert ObjectiveConfig().aim == 0.65  # docs/results.md, The aim
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="aim"):
+            ObjectiveConfig(kind="constrained", tau_rel=0.1, aim=bad)
+
+
+def test_the_multiplier_steers_to_the_aim_and_certification_uses_tau():
+    obj = _objective(aim=0.5)  # tau = 1.1 * CE_dense 1.0, aim 1.05
+    obj.start(_Env([(1.0, 1.0), (1.08, 0.3), (1.12, 0.1)], drive_ce=1.08))
+    assert obj.tau == pytest.approx(1.1) and obj.tau_aim == pytest.approx(1.05)
+    assert obj.controller.tau == obj.tau_aim
+    rec = obj.before_step(1)  # drive CE 1.08 is above the aim, below tau: mu rises
+    assert rec["multiplier"] > 1.0
+    obj.initial_records()
+    assert obj.on_eval(10)["meets_ceiling"] is True  # 1.08 <= tau: certified, though above the aim
+    assert obj.on_eval(20)["meets_ceiling"] is False  # 1.12 > tau
+    assert obj.snapshot_step == 10
+    s = obj.summary([rec["multiplier"]], {"ce": 1.09})
+    assert s["tau_aim"] == pytest.approx(1.05) and s["feasible"] is True  # validation 1.09 <= tau
+    loss, _ = obj.loss(torch.tensor(1.05), [torch.tensor(0.2)], [])
+    assert float(loss) == pytest.approx(0.2)  # at the aim the Lagrangian's constraint term is zero
 
 
 def test_controller_rejects_a_ceiling_that_is_not_positive():
@@ -105,7 +140,7 @@ def test_nothing_is_known_before_start():
 def test_an_absolute_ceiling_is_used_as_given():
     obj = _objective(tau=0.8, tau_rel=None)
     obj.start(_Env(ce_dense=5.0))
-    assert obj.tau == obj.controller.tau == 0.8
+    assert obj.tau == obj.controller.tau == obj.tau_aim == 0.8  # CE_dense above it: aimed at tau
 
 
 def test_neither_ceiling_is_an_error():
@@ -120,11 +155,12 @@ def test_the_config_multiplier_reaches_the_controller():
     obj = _objective(multiplier=m)
     obj.start(_Env())
     assert obj.controller.value == pytest.approx(0.2)
-    assert _path(obj.controller) == _path(LagrangeController(obj.tau, **m))
+    assert obj.tau_aim == pytest.approx(1.0 + 0.65 * 0.1)
+    assert _path(obj.controller) == _path(LagrangeController(obj.tau_aim, **m))
 
 
 def test_records_and_loss():
-    obj = _objective(constraint_batch_size=8, constraint_every=2)
+    obj = _objective(constraint_batch_size=8, constraint_every=2, aim=1.0)
     env = _Env([(1.0, 1.0), (1.05, 0.4)])
     obj.start(env)
     assert env.requests == [(8, 0)]  # the drive batches from the first

@@ -87,7 +87,7 @@ def test_multiplier_moves_only_at_update_steps_and_history_is_what_was_used(ever
         if "constraint_ce" not in cur:
             assert cur["multiplier"] == prev["multiplier"]  # held between updates
     # and it is exactly the controller driven by the measured CEs, one dual step per measurement
-    assert res.multiplier_history == _replayed(cfg, res.summary["tau"], records)
+    assert res.multiplier_history == _replayed(cfg, res.summary["tau_aim"], records)
     assert len(set(res.multiplier_history)) > 1  # the multiplier did move (the test can tell)
 
 
