@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             "realised_over_counted",
         ],
     )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(rows, indent=2))
     print(f"wrote {args.out}")
     return 0 if all(r["equal"] for r in rows) else 1

@@ -83,6 +83,11 @@ def test_controller_gains_reach_nupi():
     assert ascent == pytest.approx([1.2, 1.25, 1.35])
     pi = _path(LagrangeController(1.0, lr=0.5, kp=2.0, ki=1.0, init=1.0))
     assert pi[0] == pytest.approx(ascent[0]) and pi[1] != pytest.approx(ascent[1])
+    # cooper-optim 1.0.1: after the first step nuPI's previous error is 0, not e1 = 0.4, so step 2's
+    # proportional term is kp * e2 (1.2 + 0.5 (0.1 + 2 * 0.1)), not kp * (e2 - e1) (which gives 0.95)
+    assert pi == pytest.approx([1.2, 1.35, 1.55])
+    pi = _path(LagrangeController(1.0, lr=0.5, kp=2.0, ki=1.0, init=1.0), (1.4, 1.1, 0.5))
+    assert pi == pytest.approx([1.2, 1.35, 0.5])  # docs/results.md, section 5a
 
 
 def test_controller_checkpoint_carries_the_nupi_memory():
