@@ -120,7 +120,7 @@ class AttentionConfig(_Strict):
 class MultiplierConfig(_Strict):
     """nuPI controller of the Lagrange multiplier (cooper-optim)."""
 
-    # Defaults measured in docs/results.md ("Multiplier defaults"): with lr 0.05 and mu starting at 0
+    # Defaults measured in docs/results.md (section 5a): with lr 0.05 and mu starting at 0
     # the gates close before mu can react and only the step-0 model meets the ceiling; mu = 1 from
     # the start weights the task loss from the first step, lr 1 lets mu follow a violation in a few steps.
     lr: float = Field(1.0, gt=0.0, description="dual step size")

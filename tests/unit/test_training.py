@@ -92,8 +92,8 @@ def test_same_seed_same_result(runs):
 def constrained_cfg(**objective):
     """The tiny task with a dense model trained well below chance (CE_dense ~0.31 vs ln 2 = 0.69), a 5 %
     ceiling and a snapshot candidate every 10 steps."""
-    # the multiplier of the old defaults (lr 0.05, mu from 0) suits this 60-step run best (34 % density);
-    # the schema defaults (lr 1, mu from 1) meet the ceiling here too, at 97 % (docs/results.md)
+    # the multiplier of the old defaults (lr 0.05, mu from 0) suits this 60-step run best (39 % density);
+    # the schema defaults (lr 1, mu from 1) meet the ceiling here too, at 95 % (docs/results.md, section 5a)
     objective.setdefault("multiplier", {"lr": 0.05, "init": 0.0})
     cfg = tiny_cfg(kind="constrained", tau_rel=0.05, dense_steps=200, **objective)
     cfg.training.eval_every = 10
