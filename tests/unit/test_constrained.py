@@ -136,7 +136,9 @@ def _objective(**kw):
 
 def test_nothing_is_known_before_start():
     obj = _objective()
-    assert (obj.tau, obj.snapshot_step, obj.snapshot_ce, obj.start_feasible, obj.best_feasible) == (None,) * 5
+    assert (obj.tau, obj.tau_aim, obj.snapshot_step, obj.snapshot_ce, obj.start_feasible, obj.best_feasible) == (
+        None,
+    ) * 6
     for use in (lambda: obj.env, lambda: obj.controller, lambda: obj.heldout, lambda: obj.before_step(1)):
         with pytest.raises(RuntimeError, match=r"^the constrained objective is used before start\(\)$"):
             use()
