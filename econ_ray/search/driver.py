@@ -32,7 +32,7 @@ import yaml
 from econ_ray.config.schema import SearchSpaceFile
 from econ_ray.search import resume as rs
 from econ_ray.search.preflight import SearchFacts, check_search
-from econ_ray.search.records import TrialRecord, load_records, write_trials
+from econ_ray.search.records import TrialRecord, load_records, numeric_metrics, write_trials
 from econ_ray.search.results import (
     PARENT_ARTIFACTS,
     chance_of,
@@ -195,6 +195,9 @@ class Session:
     rerun: list[dict[str, Any]]
 
 
+_RECORD_STATUS = {"complete": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}  # record -> MLflow run status
+
+
 def open_session(p: SearchPlan, facts: SearchFacts) -> Session:
     """The run folder, the MLflow parent run (a resumed search's own), the search state and the
     Optuna study (``RUN_DIR/optuna.db``); a resume closes the trials its kill cut off."""
@@ -270,6 +273,16 @@ def open_session(p: SearchPlan, facts: SearchFacts) -> Session:
                     r["tune_trial_id"],
                     status="KILLED",
                     reason="the search driver was interrupted; re-run with the same knobs",
+                )
+        # trials recorded in the run folder whose child runs the kill left open: end them as recorded
+        open_runs = set(mlflow_tracker.open_children())
+        for rec in p.prior:
+            if rec.trial_id in open_runs:
+                tracker.finish_child(
+                    rec.trial_id,
+                    status=_RECORD_STATUS.get(rec.status, "KILLED"),
+                    metrics=numeric_metrics(rec.metrics) if rec.status == "complete" else None,
+                    reason=rec.reason,
                 )
         tracker.set_parent_tag("econ_ray.resumes", p.state["resumes"])
     return Session(tracker, parent, searcher, rerun)

@@ -36,6 +36,22 @@ class TrialRecord:
     feasible: bool = True  # complete and within the search-level constraints (``results.make_constraints``)
 
 
+CHECKPOINT_PATH_KEY = "checkpoint_path"  # set by Ray Train's TuneReportCallback
+_NOT_METRICS = {"final", CHECKPOINT_PATH_KEY, "step"}
+
+
+def numeric_metrics(d: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers of a trial's report (booleans, text, the checkpoint path left out): what
+    its MLflow child run logs as final metrics."""
+    out = {}
+    for k, v in d.items():
+        if k in _NOT_METRICS or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if math.isfinite(float(v)):
+            out[k] = float(v)
+    return out
+
+
 def finite(x: Any) -> bool:
     """A number that is neither NaN nor infinite."""
     return isinstance(x, (int, float)) and math.isfinite(float(x))

@@ -8,29 +8,15 @@ search whose driver dies can be resumed without rerunning finished trials (``eco
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
 from econ_ray.config.schema import SearchSpaceFile
-from econ_ray.search.records import TrialRecord, write_record
+from econ_ray.search.records import CHECKPOINT_PATH_KEY, TrialRecord, numeric_metrics, write_record
 from econ_ray.search.space import trial_config, trial_params
 from econ_ray.search.trial import CHECKPOINT_FLAG, HISTORY_FILE
-
-CHECKPOINT_PATH_KEY = "checkpoint_path"  # set by Ray Train's TuneReportCallback
-_SKIP = {"final", CHECKPOINT_PATH_KEY, "step"}
-
-
-def _numeric(d: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for k, v in d.items():
-        if k in _SKIP or isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue
-        if math.isfinite(float(v)):
-            out[k] = float(v)
-    return out
 
 
 class MlflowTuneCallback(Callback):
@@ -75,7 +61,7 @@ class MlflowTuneCallback(Callback):
             trial.trial_id,
             {
                 f"eval_{k}": v
-                for k, v in _numeric(result).items()
+                for k, v in numeric_metrics(result).items()
                 if not k.startswith(("time_", "timestamp", "training_iteration", "pid", "iterations_since"))
             },
             step=step,
@@ -103,7 +89,7 @@ class MlflowTuneCallback(Callback):
         hist = self._history(final.get(CHECKPOINT_PATH_KEY))
         if hist.get("multiplier"):
             self.tracker.log_series(trial.trial_id, "lagrange_multiplier", hist["multiplier"])
-        self.tracker.finish_child(trial.trial_id, status="FINISHED", metrics=_numeric(final))
+        self.tracker.finish_child(trial.trial_id, status="FINISHED", metrics=numeric_metrics(final))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._order.append(trial.trial_id)

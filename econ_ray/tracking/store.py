@@ -348,6 +348,7 @@ class MlflowTracker:
         self._lock = threading.RLock()
         self._parent: str | None = None
         self._children: dict[str, str] = {}
+        self._open_children: set[str] = set()  # re-found children still open (resume_parent)
         self._last_step: dict[str, int] = {}
         try:
             exp = self.client.get_experiment_by_name(experiment)
@@ -429,6 +430,7 @@ class MlflowTracker:
                 self.client.update_run(run_id, status="RUNNING")
             self._parent = run_id
             self._children.clear()
+            self._open_children.clear()
             self._last_step.clear()
             token = None
             while True:
@@ -442,6 +444,8 @@ class MlflowTracker:
                     trial = child.data.tags.get(TRIAL_TAG)
                     if trial and trial not in self._children:
                         self._children[trial] = child.info.run_id
+                        if child.info.status in ("RUNNING", "SCHEDULED"):
+                            self._open_children.add(trial)
                 token = page.token
                 if not token:
                     break
@@ -481,6 +485,11 @@ class MlflowTracker:
 
     def child_id(self, trial_id: str) -> str | None:
         return self._children.get(str(trial_id))
+
+    def open_children(self) -> list[str]:
+        """Trials whose child runs were still open (RUNNING or SCHEDULED) when :meth:`resume_parent`
+        re-found them: a driver killed between a trial's record and the end of its run leaves one."""
+        return sorted(self._open_children)
 
     def _need_child(self, trial_id: str) -> str:
         run_id = self.child_id(trial_id)

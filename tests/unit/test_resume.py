@@ -112,3 +112,41 @@ def test_resumed_config_must_train_the_same_thing():
     b["training"]["lr"] = 0.5
     with pytest.raises(ResumeError, match="training"):
         check_same_config(a, b)
+
+
+def test_a_resume_ends_the_child_runs_that_the_kill_left_open(tmp_path, monkeypatch):
+    """The callback writes a trial's record first, then ends its MLflow run; a driver killed between
+    the two left a recorded trial whose run stayed RUNNING (seen once in test_killed_search_resumes).
+    A resume ends such runs as the record says, and leaves ended runs alone."""
+    from mlflow.tracking import MlflowClient
+
+    from econ_ray.config import load_config
+    from econ_ray.search import driver
+    from econ_ray.search.preflight import check_search
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    path = "search_spaces/quickstart.yaml"
+    cfg, uri = load_config(path), f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def session(**kw):
+        p = driver.plan(cfg, config_path=path, tracking_uri=uri, **kw)
+        return p, driver.open_session(p, check_search(p.cfg, path, run_dir=str(p.root), tracking_uri=uri))
+
+    p, s = session(run_dir=str(tmp_path / "run"))
+    for tid in ("t-open", "t-ended", "t-failed"):
+        s.tracker.start_child(tid, params={"lam": 1.0}, tags={"trial_id": tid})
+    s.tracker.finish_child("t-ended", status="FINISHED", metrics={"metric": 0.5})
+    metrics = {"metric": 0.7, "effective_gflops": 0.1, "checkpoint_path": "/ckpt", "feasible": True}
+    write_record(p.root, TrialRecord("t-open", 0, "complete", {"lam": 1.0}, metrics=metrics))
+    write_record(p.root, TrialRecord("t-ended", 1, "complete", {"lam": 2.0}, metrics={"metric": 0.9}))
+    write_record(p.root, TrialRecord("t-failed", 2, "failed", {"lam": 3.0}, reason="diverged"))
+
+    _, s2 = session(resume=str(p.root))
+    client = MlflowClient(uri)
+    run = client.get_run(s2.tracker.child_id("t-open"))
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics == {"metric": 0.7, "effective_gflops": 0.1}  # the record's numbers only
+    failed = client.get_run(s2.tracker.child_id("t-failed"))
+    assert failed.info.status == "FAILED" and failed.data.tags["failure_reason"] == "diverged"
+    ended = client.get_run(s2.tracker.child_id("t-ended"))
+    assert ended.info.status == "FINISHED" and ended.data.metrics == {"metric": 0.5}  # not rewritten
