@@ -43,13 +43,7 @@ _NOT_METRICS = {"final", CHECKPOINT_PATH_KEY, "step"}
 def numeric_metrics(d: dict[str, Any]) -> dict[str, float]:
     """The finite numbers of a trial's report (booleans, text, the checkpoint path left out): what
     its MLflow child run logs as final metrics."""
-    out = {}
-    for k, v in d.items():
-        if k in _NOT_METRICS or isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue
-        if math.isfinite(float(v)):
-            out[k] = float(v)
-    return out
+    return {k: float(v) for k, v in d.items() if k not in _NOT_METRICS and not isinstance(v, bool) and finite(v)}
 
 
 def finite(x: Any) -> bool:
