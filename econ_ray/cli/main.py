@@ -10,13 +10,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from econ_ray.cli.common import EXIT_BAD_INPUT  # noqa: F401 (EXIT_BAD_INPUT re-exported)
 from econ_ray.cli.common import dump as _dump
 from econ_ray.cli.common import fail as _fail
 from econ_ray.cli.common import print_rows as _print_rows
 from econ_ray.config import ConfigError, load_config, parse_override
+from econ_ray.config.schema import ObjectiveKind
 
 T = TypeVar("T")
 
@@ -68,6 +69,7 @@ def _print_table(title: str, row: dict[str, Any], keys: list[str]) -> None:
 TRAIN_KEYS = [
     "task",
     "objective",
+    "method",
     "attention",
     "lam",
     "alpha",
@@ -80,6 +82,8 @@ TRAIN_KEYS = [
     "snapshot_step",
     "ce_certified",
     "infeasible_reason",
+    "target_ratio",
+    "target_gflops",
     "metric_name",
     "metric",
     "dense_metric",
@@ -95,6 +99,7 @@ TRAIN_KEYS = [
     "dead_neurons",
     "seq_len",
     "dense_gflops",
+    "static_gflops",
     "effective_gflops",
     "attention_gflops",
     "effective_attention_gflops",
@@ -187,7 +192,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 PARETO_COLUMNS = [
     "rank",
     "trial_id",
+    "method",
     "metric",
+    "static_gflops",
     "effective_gflops",
     "lam",
     "alpha",
@@ -332,8 +339,10 @@ def cmd_registry(args: argparse.Namespace) -> int:
                 [
                     "version",
                     "aliases",
+                    "method",
                     "metric_name",
                     "metric",
+                    "static_gflops",
                     "effective_gflops",
                     "lam",
                     "alpha",
@@ -351,14 +360,23 @@ def cmd_registry(args: argparse.Namespace) -> int:
             if row is None:
                 extra = f" and metric >= {args.min_metric}" if args.min_metric is not None else ""
                 print(
-                    f"econ-ray: no version of {args.name} within {args.max_gflops} effective GFLOPs{extra}",
+                    f"econ-ray: no version of {args.name} within {args.max_gflops} GFLOPs{extra}",
                     file=sys.stderr,
                 )
                 return 1
             _print_rows(
                 f"best {args.name} within {args.max_gflops} GFLOPs",
                 [row],
-                ["version", "aliases", "metric_name", "metric", "effective_gflops"],
+                [
+                    "version",
+                    "aliases",
+                    "method",
+                    "metric_name",
+                    "metric",
+                    "cost_key",
+                    "static_gflops",
+                    "effective_gflops",
+                ],
             )
             if args.json:
                 print(json.dumps({"name": args.name, **row}, default=str))
@@ -486,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lam", type=float, help="price of compute lambda (penalised objective)")
     p.add_argument("--alpha", type=float, help="weight of the attention cost")
     p.add_argument("--beta", type=float, help="weight of the FFN cost")
-    p.add_argument("--objective", choices=["penalised", "constrained"], help="training objective")
+    p.add_argument("--objective", choices=list(get_args(ObjectiveKind)), help="training objective")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--tau", type=float, help="absolute loss ceiling CE <= tau (constrained)")
     g.add_argument("--tau-rel", type=float, help="relative ceiling eps: tau = (1+eps) * CE_dense (constrained)")
@@ -597,10 +615,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = rsub.add_parser(
         "best",
         help="best version within a FLOPs budget",
-        description="The best version whose effective GFLOPs fit the budget; exit 1 if none fits.",
+        description="The best version whose GFLOPs fit the budget (the search's cost: static_gflops unless the "
+        "search set search.cost: effective); exit 1 if none fits.",
     )
     r.add_argument("name", help="registered model name")
-    r.add_argument("--max-gflops", type=float, required=True, help="budget in effective GFLOPs per sequence")
+    r.add_argument("--max-gflops", type=float, required=True, help="budget in GFLOPs per sequence (the search's cost)")
     r.add_argument("--min-metric", type=float, help="also require metric >= this (<= for perplexity)")
     r.add_argument("--json", action="store_true", help="print the version as one JSON object on the last line")
     r = rsub.add_parser(

@@ -5,10 +5,14 @@ from econ_ray.compute.flops import (
     ArchShape,
     FlopCount,
     LayerSparsity,
+    UnitCosts,
     count_flops,
     dense_flops,
     effective_flops,
+    expected_static_flops,
     shape_from_hf_config,
+    static_flops,
+    unit_costs,
 )
 from econ_ray.compute.latency import Latency, measure_latency, model_latency
 from econ_ray.compute.shape import ModelDims, model_dims
@@ -22,9 +26,13 @@ __all__ = [
     "ModelDims",
     "count_flops",
     "dense_flops",
+    "UnitCosts",
     "effective_flops",
+    "expected_static_flops",
     "measure_latency",
     "model_dims",
     "model_latency",
     "shape_from_hf_config",
+    "static_flops",
+    "unit_costs",
 ]

@@ -303,6 +303,87 @@ def effective_flops(shape: ArchShape, seq_len: int, layers: Sequence[LayerSparsi
     return FlopCount(linear=linear + _head_flops(shape, seq_len), attention=attention)
 
 
+def static_flops(shape: ArchShape, seq_len: int, heads_kept: Sequence[int], neurons_kept: Sequence[int]) -> FlopCount:
+    """FLOPs of the model with only ``heads_kept[l]`` heads and ``neurons_kept[l]`` FFN neurons in layer ``l``,
+    run with dense kernels: what physical pruning leaves (no per-token or per-edge credit).
+
+    A layer with 0 heads (or 0 neurons) has lost its whole attention (or FFN) sublayer. This is
+    :func:`effective_flops` of the pattern in which every kept unit is fully dense and every other is
+    dead, so the two never disagree.
+    """
+    if len(heads_kept) != shape.n_layers or len(neurons_kept) != shape.n_layers:
+        raise ValueError(f"expected {shape.n_layers} kept-head and kept-neuron counts, one per layer")
+    layers = []
+    for h, n in zip(heads_kept, neurons_kept):
+        if not (0 <= h <= shape.n_heads and 0 <= n <= shape.intermediate):
+            raise ValueError(
+                f"kept counts out of range: {h} heads of {shape.n_heads}, {n} neurons of {shape.intermediate}"
+            )
+        layers.append(
+            LayerSparsity(
+                attention_density=h / shape.n_heads,
+                dead_heads=shape.n_heads - h,
+                ffn_density=n / shape.intermediate,
+                dead_neurons=shape.intermediate - n,
+            )
+        )
+    return effective_flops(shape, seq_len, layers)
+
+
+@dataclass(frozen=True)
+class UnitCosts:
+    """What one structural unit costs in a forward pass (batch 1, ``seq_len`` tokens), in FLOPs.
+
+    ``head``: one attention head's share of Q, K, V, O (``4 * 2*L*d*d / H``) and of both attention
+    products (``2 * 2*L*L*d / H``); ``neuron``: one FFN neuron's row of W1 and column of W2
+    (``2 * 2*L*d``); ``fixed``: what no structural mask removes (pooler, classifier, LM head).
+    """
+
+    head: float
+    neuron: float
+    fixed: float
+
+
+def unit_costs(shape: ArchShape, seq_len: int) -> UnitCosts:
+    """The :class:`UnitCosts` of ``shape`` at ``seq_len`` tokens (the module's counting convention)."""
+    _check_seq_len(seq_len)
+    d, L = shape.hidden, seq_len
+    head = (4 * 2 * L * d * d + 2 * 2 * L * L * d) / shape.n_heads
+    return UnitCosts(head=float(head), neuron=float(2 * 2 * L * d), fixed=_head_flops(shape, seq_len))
+
+
+def expected_static_flops(
+    shape: ArchShape,
+    seq_len: int,
+    head_keep: torch.Tensor,
+    neuron_keep: torch.Tensor,
+    attn_layer_keep: torch.Tensor | None = None,
+    ffn_layer_keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Expected :func:`static_flops` under independent keep probabilities, differentiable in them.
+
+    ``head_keep`` (layers, H) and ``neuron_keep`` (layers, I) are each unit's probability of being
+    kept; ``attn_layer_keep`` / ``ffn_layer_keep`` (layers,) those of whole sublayers (a head is kept
+    when it and its sublayer are). Static FLOPs are linear in the kept counts, so the expectation is
+    exact: ``fixed + head * sum_l p_attn,l * sum_h p_lh + neuron * sum_l p_ffn,l * sum_n p_ln``. With 0/1
+    probabilities it equals :func:`static_flops` of the kept counts.
+    """
+    if head_keep.shape != (shape.n_layers, shape.n_heads):
+        raise ValueError(f"head_keep must be ({shape.n_layers}, {shape.n_heads}), got {tuple(head_keep.shape)}")
+    if neuron_keep.shape != (shape.n_layers, shape.intermediate):
+        raise ValueError(
+            f"neuron_keep must be ({shape.n_layers}, {shape.intermediate}), got {tuple(neuron_keep.shape)}"
+        )
+    c = unit_costs(shape, seq_len)
+    heads = head_keep.sum(dim=1)
+    neurons = neuron_keep.sum(dim=1)
+    if attn_layer_keep is not None:
+        heads = heads * attn_layer_keep
+    if ffn_layer_keep is not None:
+        neurons = neurons * ffn_layer_keep
+    return c.fixed + c.head * heads.sum() + c.neuron * neurons.sum()
+
+
 def count_flops(model: Any, input_ids: Any) -> float:
     """Measured FLOPs of ``model(input_ids)`` under ``torch.utils.flop_counter.FlopCounterMode``.
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 AttentionMode = Literal["dense", "gates", "topk", "budget"]
 # One entry per module econ_ray/objectives/<kind>.py (its build(cfg) makes the Objective); its fields
 # go in ObjectiveConfig, each with a description naming the objective that reads it.
-ObjectiveKind = Literal["penalised", "constrained"]
+ObjectiveKind = Literal["penalised", "constrained", "targeted"]
 Sampler = Literal["tpe", "nsga2", "gp", "random", "grid"]
 
 
@@ -135,7 +135,8 @@ class ObjectiveConfig(_Strict):
     kind: ObjectiveKind = Field(
         "penalised",
         description="penalised (task loss + lam * compute cost) | constrained (fewest open edges s.t. "
-        "held-out CE <= tau); the objective is econ_ray.objectives.<kind>",
+        "held-out CE <= tau) | targeted (learned structured masks cut the model to a static-FLOPs target); "
+        "the objective is econ_ray.objectives.<kind>",
     )
     lam: float = Field(0.0, ge=0.0, description="price of compute lambda (penalised)")
     alpha: float = Field(1.0, ge=0.0, description="weight of the attention cost (penalised)")
@@ -171,6 +172,43 @@ class ObjectiveConfig(_Strict):
     multiplier: MultiplierConfig = Field(
         default_factory=MultiplierConfig, description="nuPI controller of the Lagrange multiplier (constrained)"
     )
+    target_ratio: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="final static FLOPs as a fraction of the dense model's (targeted; give target_ratio or "
+        "target_gflops)",
+    )
+    target_gflops: float | None = Field(
+        None, gt=0.0, description="final static GFLOPs at batch 1 and data.max_length tokens (targeted)"
+    )
+    target_warmup: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of the main steps over which the target moves linearly from the dense model's "
+        "FLOPs to its final value (targeted; CoFi's warmed-up target, a scheduled price)",
+    )
+    finetune_fraction: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="share of the main steps, at the end, trained with the final cut fixed (targeted; 0 = cut "
+        "after the last step)",
+    )
+    add_price: bool = Field(
+        False,
+        description="targeted: also add the penalised price lam * (alpha C_attn + beta C_ffn) (learned edge gates "
+        "and FFN sparsity on top of the cut; off: lam, alpha and beta are ignored)",
+    )
+    mask_lr: float = Field(0.05, gt=0.0, description="Adam learning rate of the masks' log-alphas (targeted)")
+    mask_init: float = Field(0.99, gt=0.0, lt=1.0, description="initial keep probability of every mask (targeted)")
+    lagrangian_lr: float = Field(
+        0.05,
+        gt=0.0,
+        description="learning rate (gradient ascent, Adam) of the two multipliers of lambda1 (s - t) + "
+        "lambda2 (s - t)^2, s the expected static FLOPs ratio and t the scheduled target (targeted)",
+    )
 
     @model_validator(mode="after")
     def _ceiling(self) -> ObjectiveConfig:
@@ -178,6 +216,15 @@ class ObjectiveConfig(_Strict):
             raise ValueError("give tau or tau_rel, not both")
         if self.kind == "constrained" and self.tau is None and self.tau_rel is None:
             raise ValueError("objective 'constrained' needs tau or tau_rel")
+        if self.target_ratio is not None and self.target_gflops is not None:
+            raise ValueError("give target_ratio or target_gflops, not both")
+        if self.kind == "targeted" and self.target_ratio is None and self.target_gflops is None:
+            raise ValueError("objective 'targeted' needs target_ratio (a fraction of the dense FLOPs) or target_gflops")
+        if self.kind == "targeted" and self.target_warmup + self.finetune_fraction > 1.0:
+            raise ValueError(
+                f"target_warmup ({self.target_warmup}) + finetune_fraction ({self.finetune_fraction}) exceed the "
+                "main steps: the target must be reached before the cut"
+            )
         return self
 
 
@@ -253,6 +300,8 @@ class SearchSpace(_Strict):
     beta: Range | None = None
     tau: Range | None = None
     tau_rel: Range | None = None
+    target_ratio: Range | None = Field(None, description="final static FLOPs / dense (targeted), in (0, 1]")
+    target_gflops: Range | None = Field(None, description="final static GFLOPs (targeted)")
     objective: list[ObjectiveKind] | None = Field(None, description="objective kinds to choose from")
 
     @model_validator(mode="after")
@@ -263,6 +312,14 @@ class SearchSpace(_Strict):
                 raise ValueError(f"{name}.low must be >= 0, got {r.low}")
         if self.tau is not None and self.tau.low <= 0:
             raise ValueError(f"tau.low must be > 0, got {self.tau.low}")
+        if self.target_ratio is not None and not (self.target_ratio.low > 0 and self.target_ratio.high <= 1):
+            raise ValueError(
+                f"target_ratio: expected a range inside (0, 1], got [{self.target_ratio.low}, {self.target_ratio.high}]"
+            )
+        if self.target_gflops is not None and self.target_gflops.low <= 0:
+            raise ValueError(f"target_gflops.low must be > 0, got {self.target_gflops.low}")
+        if self.target_ratio is not None and self.target_gflops is not None:
+            raise ValueError("search target_ratio or target_gflops, not both")
         return self
 
 
@@ -299,6 +356,12 @@ class SearchConfig(_Strict):
         None, description="constraint: metric >= dense metric - this many points (e.g. 1.0)"
     )
     registered_model: str | None = Field(None, description="MLflow registered-model name for the Pareto models")
+    cost: Literal["static", "effective"] = Field(
+        "static",
+        description="the search's second objective and the registry's budgets: static (static_gflops: what "
+        "physical pruning removes, realised by dense kernels) | effective (effective_gflops: static plus "
+        "the credits for closed edges and zero activations, which need sparse kernels)",
+    )
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig, description="early stopping of trials")
 
 

@@ -5,6 +5,8 @@ Layout of a saved model folder::
     model/            save_pretrained of the Hugging Face model and its tokenizer (loadable by plain
                       transformers; the gate biases are extra keys it ignores)
     econ_gates.safetensors   the gate biases, one (H,) tensor per layer
+    econ_masks.safetensors   structural masks, if any (``heads.<layer>`` (H,), ``neurons.<layer>`` (I,);
+                      0 = removed): a targeted cut or a pruning baseline
     econ.json         attention mode and options, FFN activation, task, the run config and its summary
 
 ``load_model(folder)`` rebuilds the model with econ-ray attention installed in the saved mode, so
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 META_FILE = "econ.json"
 GATES_FILE = "econ_gates.safetensors"
+MASKS_FILE = "econ_masks.safetensors"
 
 
 def _plain(obj: Any) -> Any:
@@ -55,6 +58,10 @@ def save_model(
     cast("PreTrainedModel", model).save_pretrained(folder / "model", state_dict=state)
     tokenizer.save_pretrained(folder / "model")
     save_file(gates, str(folder / GATES_FILE))
+    masks = {f"heads.{i}": m.detach().float().cpu().contiguous() for i, m in rt.head_masks.items() if m.dim() == 1}
+    masks.update({f"neurons.{i}": m.detach().float().cpu().contiguous() for i, m in rt.neuron_masks.items()})
+    if masks:
+        save_file(masks, str(folder / MASKS_FILE))
     att = config.get("attention", {})
     meta = {
         "attention": {
@@ -105,5 +112,10 @@ def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> tup
     missing = model.load_state_dict(gates, strict=False)
     if missing.unexpected_keys:
         raise ValueError(f"{folder}: gate tensors do not match the model: {missing.unexpected_keys[:3]}")
+    rt = cast(EconRuntime, model.econ_runtime)
+    if (folder / MASKS_FILE).is_file():
+        for key, mask in load_file(str(folder / MASKS_FILE)).items():
+            kind, layer = key.split(".")
+            (rt.head_masks if kind == "heads" else rt.neuron_masks)[int(layer)] = mask.to(device)
     model.to(device).eval()
     return model, tokenizer, meta

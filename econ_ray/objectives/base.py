@@ -21,7 +21,9 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from econ_ray.attention.runtime import EconRuntime
     from econ_ray.config.schema import ObjectiveConfig
+    from econ_ray.data import TaskSpec
 
 Record = dict[str, Any]
 # The differentiable costs an objective can ask the attention runtime to record in training.
@@ -57,6 +59,12 @@ class ObjectiveEnv:
     heldout_ce: Callable[[torch.Tensor], float]
     # Drive-row batches of the given size in a fixed order, the first ``skip`` of them skipped.
     heldout_batches: Callable[[int, int], Iterator[torch.Tensor]]
+    # The installed attention runtime (its structural masks), the task, the FLOPs' sequence length
+    # and the number of main-phase steps (a schedule's horizon).
+    runtime: EconRuntime | None = None
+    task: TaskSpec | None = None
+    seq_len: int = 0
+    steps: int = 0
 
 
 class Objective(Protocol):
@@ -88,6 +96,11 @@ class Objective(Protocol):
 
     def before_step(self, step: int) -> Record:
         """Work before main-phase step ``step`` (1-based); returns fields for the step record."""
+        ...
+
+    def after_step(self, step: int) -> Record:
+        """Work after the optimiser step of main-phase step ``step`` (e.g. the objective's own
+        parameters and multipliers); returns fields for the step record."""
         ...
 
     def loss(

@@ -200,6 +200,9 @@ class ConstrainedObjective:
         rec["multiplier"] = self.controller.value  # held between updates; the history has the mu each step used
         return rec
 
+    def after_step(self, step: int) -> Record:
+        return {}
+
     def loss(
         self, task_loss: torch.Tensor, attn_costs: Sequence[torch.Tensor], ffn_costs: Sequence[torch.Tensor]
     ) -> tuple[torch.Tensor, Record]:

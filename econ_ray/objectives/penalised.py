@@ -76,6 +76,9 @@ class PenalisedObjective:
     def before_step(self, step: int) -> Record:
         return {}
 
+    def after_step(self, step: int) -> Record:
+        return {}
+
     def loss(
         self, task_loss: torch.Tensor, attn_costs: Sequence[torch.Tensor], ffn_costs: Sequence[torch.Tensor]
     ) -> tuple[torch.Tensor, Record]:

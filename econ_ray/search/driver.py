@@ -32,7 +32,7 @@ import yaml
 from econ_ray.config.schema import SearchSpaceFile
 from econ_ray.search import resume as rs
 from econ_ray.search.preflight import SearchFacts, check_search
-from econ_ray.search.records import TrialRecord, load_records, numeric_metrics, write_trials
+from econ_ray.search.records import TrialRecord, cost_key, load_records, numeric_metrics, write_trials
 from econ_ray.search.results import (
     PARENT_ARTIFACTS,
     chance_of,
@@ -262,6 +262,7 @@ def open_session(p: SearchPlan, facts: SearchFacts) -> Session:
         study_name=cfg.name,
         maximize_metric=facts.maximize,
         constraints=make_constraints(cfg, facts.maximize),
+        objective_keys=("metric", cost_key(s.cost)),
     )
     rerun: list[dict[str, Any]] = []
     if p.resumed:
@@ -368,7 +369,12 @@ def finish(p: SearchPlan, facts: SearchFacts, session: Session, records: list[Tr
     mark_feasible(records, make_constraints(p.cfg, facts.maximize))
     write_trials(root, records)
     rows, hv, ref, history = summarise(
-        root, records, metric_name=facts.metric_name, maximize=facts.maximize, chance=chance_of(facts, records)
+        root,
+        records,
+        metric_name=facts.metric_name,
+        maximize=facts.maximize,
+        chance=chance_of(facts, records),
+        cost=cost_key(p.cfg.search.cost),
     )
     register_pareto(
         tracker,
@@ -435,6 +441,7 @@ def make_scheduler(cfg: SearchSpaceFile, maximize: bool) -> Any:
         max_t=sc.max_t,
         time_attr=sc.time_attr,
         maximize=(maximize, False),
+        objectives=("metric", cost_key(cfg.search.cost)),
         rank=sc.rank,
         reference=(sc.reference_metric, None),
     )

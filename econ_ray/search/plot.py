@@ -45,8 +45,9 @@ def plot_pareto(
     maximize_metric: bool = True,
     title: str | None = None,
     extra: Callable[[Any], None] | None = None,
+    cost_label: str = "effective GFLOPs",
 ) -> Path:
-    """Scatter every trial, draw the Pareto set as a staircase, mark the dense model; save a PNG.
+    """Scatter every trial (coloured by method when the trials used more than one), draw the Pareto set as a staircase, mark the dense model; save a PNG.
 
     Args:
         points: all trials.  Feasible complete ones are grey dots, infeasible complete ones grey
@@ -63,9 +64,10 @@ def plot_pareto(
         title: figure title; optional.
         extra: called with the axes before the legend is made, to draw more on the same axes
             (e.g. post-hoc pruning curves, ``econ_ray.experiments.baselines.draw_baselines``).
+        cost_label: what the x axis counts (``static GFLOPs`` for a search with ``search.cost: static``).
 
     Returns:
-        ``Path(path)``.  The x axis is effective GFLOPs per sequence (batch 1); the y axis is the
+        ``Path(path)``.  The x axis is the cost per sequence (batch 1); the y axis is the
         metric in its own units.
     """
     fig = _new_figure()
@@ -74,7 +76,19 @@ def plot_pareto(
     done = [p for p in points if p.complete]
     feasible = [p for p in done if p.feasible]
     infeasible = [p for p in done if not p.feasible]
-    if feasible:
+    methods = sorted({str(p.params.get("method")) for p in feasible if p.params.get("method")})
+    if len(methods) > 1:
+        for i, method in enumerate(methods):
+            group = [p for p in feasible if str(p.params.get("method")) == method]
+            ax.scatter(
+                [p.gflops for p in group],
+                [p.metric for p in group],
+                s=18,
+                color=f"C{(i + 1) % 10}",
+                label=f"trials: {method}",
+                zorder=2,
+            )
+    elif feasible:
         ax.scatter(
             [p.gflops for p in feasible], [p.metric for p in feasible], s=18, color="0.6", label="trials", zorder=2
         )
@@ -125,7 +139,7 @@ def plot_pareto(
 
     if extra is not None:
         extra(ax)
-    ax.set_xlabel(f"effective GFLOPs per sequence (batch 1, L = {seq_len})")
+    ax.set_xlabel(f"{cost_label} per sequence (batch 1, L = {seq_len})")
     ax.set_ylabel(metric_name)
     if title:
         ax.set_title(title)

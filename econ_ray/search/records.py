@@ -36,6 +36,18 @@ class TrialRecord:
     feasible: bool = True  # complete and within the search-level constraints (``results.make_constraints``)
 
 
+# search.cost -> the final-report key the search minimises and the registry budgets by
+COST_KEYS = {"static": "static_gflops", "effective": "effective_gflops"}
+
+
+def cost_key(cost: str) -> str:
+    """The report key of a ``search.cost`` (``static`` -> ``static_gflops``)."""
+    try:
+        return COST_KEYS[cost]
+    except KeyError:
+        raise ValueError(f"search.cost: expected one of {sorted(COST_KEYS)}, got {cost!r}") from None
+
+
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # set by Ray Train's TuneReportCallback
 _NOT_METRICS = {"final", CHECKPOINT_PATH_KEY, "step"}
 
@@ -80,22 +92,23 @@ def read_trials(run_dir: str | Path) -> list[TrialRecord]:
     return [TrialRecord(**r) for r in json.loads((Path(run_dir) / "trials.json").read_text())]
 
 
-def points_from(records: list[TrialRecord]) -> list[TrialPoint]:
-    """(metric, effective GFLOPs) points of the records; only complete trials with both finite are
-    eligible for the Pareto set (``TrialPoint.complete``)."""
+def points_from(records: list[TrialRecord], cost: str = "effective_gflops") -> list[TrialPoint]:
+    """(metric, cost) points of the records, the cost read from the report key ``cost``
+    (:func:`cost_key`); only complete trials with both finite are eligible for the Pareto set
+    (``TrialPoint.complete``)."""
     pts = []
     for r in records:
         m = r.metrics
-        ok = r.status == "complete" and finite(m.get("metric")) and finite(m.get("effective_gflops"))
+        ok = r.status == "complete" and finite(m.get("metric")) and finite(m.get(cost))
         pts.append(
             TrialPoint(
                 trial_id=r.trial_id,
                 metric=float(m["metric"]) if finite(m.get("metric")) else float("nan"),
-                gflops=float(m["effective_gflops"]) if finite(m.get("effective_gflops")) else float("nan"),
+                gflops=float(m[cost]) if finite(m.get(cost)) else float("nan"),
                 feasible=r.feasible,
                 complete=ok,
                 order=r.order,
-                params={**r.knobs, **{k: m.get(k) for k in ("lam", "alpha", "beta", "tau", "objective")}},
+                params={**r.knobs, **{k: m.get(k) for k in ("lam", "alpha", "beta", "tau", "objective", "method")}},
             )
         )
     return pts

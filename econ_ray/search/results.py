@@ -31,8 +31,11 @@ from econ_ray.search.space import trial_config, trial_params
 PARETO_FIELDS = (
     "rank",
     "trial_id",
+    "method",
     "metric_name",
     "metric",
+    "cost_key",
+    "static_gflops",
     "effective_gflops",
     "dense_total_gflops",
     "dense_gflops",
@@ -41,13 +44,30 @@ PARETO_FIELDS = (
     "alpha",
     "beta",
     "tau",
+    "target_ratio",
+    "target_gflops",
     "objective",
     "attention_density",
     "ffn_density",
     "ce",
 )
-# what a registered version is tagged with from its trial's final metrics (the knobs come from its RunConfig)
-REGISTRY_METRIC_TAGS = ("metric", "metric_name", "effective_gflops", "dense_gflops", "dense_total_gflops", "seq_len")
+# the Pareto fields read from the trial's final report as they are
+_REPORTED = PARETO_FIELDS[6:]
+# what a registered version is tagged with from its trial's final metrics (the knobs come from its RunConfig);
+# cost_key names the tag that budgets are read from (registry best --max-gflops)
+REGISTRY_METRIC_TAGS = (
+    "metric",
+    "metric_name",
+    "method",
+    "cost_key",
+    "static_gflops",
+    "effective_gflops",
+    "dense_gflops",
+    "dense_total_gflops",
+    "seq_len",
+    "target_ratio",
+    "target_gflops",
+)
 PARENT_ARTIFACTS = (
     "pareto.csv",
     "pareto.json",
@@ -113,16 +133,23 @@ def chance_of(facts: RunFacts, records: list[TrialRecord]) -> float:
 
 
 def summarise(
-    run_dir: Path, records: list[TrialRecord], *, metric_name: str, maximize: bool, chance: float
+    run_dir: Path,
+    records: list[TrialRecord],
+    *,
+    metric_name: str,
+    maximize: bool,
+    chance: float,
+    cost: str = "effective_gflops",
 ) -> tuple[list[dict[str, Any]], float, tuple[float, float], list[tuple[int, float]]]:
-    """Compute the Pareto set, hypervolume and its history from trial records; write the files."""
+    """Compute the Pareto set (metric vs the report key ``cost``), hypervolume and its history from
+    trial records; write the files."""
     from econ_ray.search.plot import plot_hypervolume_history, plot_pareto
 
-    points = points_from(records)
+    points = points_from(records, cost)
     front = pareto_front(points, maximize_metric=maximize)
     by_id = {r.trial_id: r for r in records}
     complete = [r for r in records if r.status == "complete"]
-    # the unmodified model's whole cost: the same count as effective_gflops with nothing skipped
+    # the unmodified model's whole cost: the same count as static and effective GFLOPs with nothing removed
     dense_g = next(
         (float(r.metrics["dense_total_gflops"]) for r in complete if finite(r.metrics.get("dense_total_gflops"))),
         float("nan"),
@@ -140,10 +167,11 @@ def summarise(
             {
                 "rank": rank,
                 "trial_id": p.trial_id,
+                "method": m.get("method") or m.get("objective"),
                 "metric_name": metric_name,
                 "metric": p.metric,
-                "effective_gflops": p.gflops,
-                **{k: m.get(k) for k in PARETO_FIELDS[5:]},
+                "cost_key": cost,
+                **{k: m.get(k) for k in _REPORTED},
             }
         )
     write_pareto(run_dir, rows, ref, hv)
@@ -168,6 +196,7 @@ def summarise(
         seq_len=seq_len,
         dense=dense_pt,
         maximize_metric=maximize,
+        cost_label=cost.replace("_gflops", " GFLOPs"),
     )
     plot_hypervolume_history(history, run_dir / "hypervolume.png")
     return rows, hv, ref, history

@@ -11,7 +11,7 @@ from econ_ray.config.schema import RunConfig, SearchSpace, SearchSpaceFile
 if TYPE_CHECKING:
     import optuna
 
-KNOBS = ("lam", "alpha", "beta", "tau", "tau_rel")
+KNOBS = ("lam", "alpha", "beta", "tau", "tau_rel", "target_ratio", "target_gflops")
 
 
 def distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -47,7 +47,8 @@ def trial_config(cfg: SearchSpaceFile | RunConfig, knobs: dict[str, Any]) -> Run
 
     This is the one road from a search-space file and a trial's knobs to what the trial trains: the
     trial function trains it, and the trial's MLflow params (:func:`trial_params`) and registry tags
-    are read from it. A sampled ``tau`` replaces the file's ``tau_rel`` and the other way round."""
+    are read from it. A sampled ``tau`` replaces the file's ``tau_rel`` and the other way round; so do
+    ``target_ratio`` and ``target_gflops``."""
     data = cfg.model_dump(exclude={"search", "distributed", "name"})
     obj = data["objective"]
     if "objective" in knobs:
@@ -59,6 +60,10 @@ def trial_config(cfg: SearchSpaceFile | RunConfig, knobs: dict[str, Any]) -> Run
         obj["tau"], obj["tau_rel"] = float(knobs["tau"]), None
     if "tau_rel" in knobs:
         obj["tau_rel"], obj["tau"] = float(knobs["tau_rel"]), None
+    if "target_ratio" in knobs:
+        obj["target_ratio"], obj["target_gflops"] = float(knobs["target_ratio"]), None
+    if "target_gflops" in knobs:
+        obj["target_gflops"], obj["target_ratio"] = float(knobs["target_gflops"]), None
     return RunConfig.model_validate(data)
 
 
@@ -72,6 +77,8 @@ def trial_params(run: RunConfig) -> dict[str, Any]:
         "beta": o.beta,
         "tau": o.tau,
         "tau_rel": o.tau_rel,
+        "target_ratio": o.target_ratio,
+        "target_gflops": o.target_gflops,
         "objective": o.kind,
         "attention": run.attention.mode,
     }

@@ -245,7 +245,7 @@ def _parse_tag(value: str) -> Any:
 
 def list_versions(name: str, *, uri: str | None = None) -> list[dict[str, Any]]:
     """Every version of registered model ``name``: name, version, aliases, run_id and its tags
-    (numeric ones as floats), cheapest ``effective_gflops`` first."""
+    (numeric ones as floats), cheapest first (by :func:`budget_gflops`)."""
     from mlflow.exceptions import MlflowException
 
     client, u = _client(uri)
@@ -277,8 +277,8 @@ def list_versions(name: str, *, uri: str | None = None) -> list[dict[str, Any]]:
             break
 
     def gflops(row: dict[str, Any]) -> float:
-        g = row["tags"].get("effective_gflops")
-        return g if isinstance(g, float) and not math.isnan(g) else math.inf
+        g = budget_gflops(row["tags"])
+        return g if g is not None else math.inf
 
     return sorted(rows, key=lambda r: (gflops(r), r["version"]))
 
@@ -289,16 +289,24 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def budget_gflops(tags: dict[str, Any]) -> float | None:
+    """The GFLOPs a version is budgeted by: the tag its search minimised (tag ``cost_key``, e.g.
+    ``static_gflops``; ``effective_gflops`` for versions registered before that tag existed)."""
+    key = tags.get("cost_key")
+    return _number(tags.get(key if isinstance(key, str) and key else "effective_gflops"))
+
+
 def best_version(
     name: str, *, max_gflops: float, min_metric: float | None = None, uri: str | None = None
 ) -> dict[str, Any] | None:
-    """The version with the best ``metric`` tag among those with ``effective_gflops <= max_gflops``
+    """The version with the best ``metric`` tag among those whose budget (:func:`budget_gflops`: the
+    search's cost, ``static_gflops`` by default) is ``<= max_gflops``
     (and ``metric >= min_metric``; ``<=`` where tag ``higher_is_better`` is ``false``, e.g.
     perplexity); ties go to the cheaper one. None if nothing fits."""
     best, best_key = None, None
     for row in list_versions(name, uri=uri):
         tags = row["tags"]
-        g, m = _number(tags.get("effective_gflops")), _number(tags.get("metric"))
+        g, m = budget_gflops(tags), _number(tags.get("metric"))
         if g is None or m is None or g > max_gflops:
             continue
         higher = str(tags.get("higher_is_better", "true")).strip().lower() not in ("false", "0", "0.0", "no")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from econ_ray.attention.runtime import EconRuntime
-from econ_ray.compute import FlopCount, LayerSparsity, dense_flops, effective_flops, shape_from_hf_config
+from econ_ray.compute import FlopCount, LayerSparsity, dense_flops, effective_flops, shape_from_hf_config, static_flops
 from econ_ray.compute.shape import model_dims
 from econ_ray.data import EncodedSplit, TaskSpec
 from econ_ray.metrics.task import compute_task_metrics
@@ -104,15 +104,24 @@ def summarise_allocation(rt: EconRuntime, n_heads: int, intermediate: int) -> Al
 
 def flops_for(
     model: nn.Module, task: TaskSpec, seq_len: int, layers: list[LayerSparsity] | None
-) -> tuple[FlopCount, FlopCount]:
-    """(dense, effective) FLOPs at batch 1 and ``seq_len`` for this model's shape and measured sparsity."""
+) -> tuple[FlopCount, FlopCount, FlopCount]:
+    """(dense, effective, static) FLOPs at batch 1 and ``seq_len`` for this model's shape and measured
+    sparsity. ``static`` is the model with its dead heads and never-active neurons removed, run with
+    dense kernels (what physical pruning realises); ``effective`` also credits closed edges and zero
+    activations, which need sparse kernels."""
     shape = shape_from_hf_config(
         model.config, n_labels=None if task.kind == "lm" else task.num_labels, lm_head=task.kind == "lm"
     )
     dense = dense_flops(shape, seq_len)
     if not layers or len(layers) != shape.n_layers:
-        return dense, dense
-    return dense, effective_flops(shape, seq_len, layers)
+        return dense, dense, dense
+    static = static_flops(
+        shape,
+        seq_len,
+        [shape.n_heads - x.dead_heads for x in layers],
+        [shape.intermediate - x.dead_neurons for x in layers],
+    )
+    return dense, effective_flops(shape, seq_len, layers), static
 
 
 def evaluate(
@@ -142,7 +151,7 @@ def evaluate(
     dims = model_dims(cfg)
     heads, inter = dims.n_heads, dims.intermediate
     alloc = summarise_allocation(rt, heads, inter)
-    dense, eff = flops_for(model, task, seq_len, alloc.layers)
+    dense, eff, static = flops_for(model, task, seq_len, alloc.layers)
     out: dict[str, Any] = {
         "metric_name": task.metric_name,
         "metric": float(metrics[task.metric_name]),
@@ -165,6 +174,9 @@ def evaluate(
         "dense_total_gflops": dense.total / 1e9,
         "effective_gflops": eff.total / 1e9,
         "effective_attention_gflops": eff.attention / 1e9,
+        # static_gflops: what removing the dead heads and never-active neurons leaves, at full speed
+        # with dense kernels (no credit for closed edges or zero activations)
+        "static_gflops": static.total / 1e9,
     }
     if not math.isfinite(out["metric"]):
         out["metric"] = float("nan")

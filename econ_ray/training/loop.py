@@ -369,7 +369,7 @@ def _dense_reference(run: _Run, resume: TrainState | None) -> None:
     rs.phase, rs.step = "main", 0
 
 
-def _objective_env(run: _Run) -> ObjectiveEnv:
+def _objective_env(run: _Run, steps: int) -> ObjectiveEnv:
     p = run.p
     assert run.state.ce_dense is not None
     drive, certify = heldout_parts(p.heldout)
@@ -379,6 +379,10 @@ def _objective_env(run: _Run) -> ObjectiveEnv:
         evaluate_certify=lambda: run.evaluate(certify),
         heldout_ce=lambda idx: _deterministic_ce(p.model, p.runtime, run.to_dev(idx, drive)),
         heldout_batches=lambda size, skip: fast_forward(_cycle(len(drive), size), skip),
+        runtime=p.runtime,
+        task=p.task,
+        seq_len=run.cfg.data.max_length,
+        steps=steps,
     )
 
 
@@ -390,9 +394,9 @@ def _main_phase(run: _Run, resume: TrainState | None) -> bool:
     model, rt = p.model, p.runtime
     # top-k and budget are inference-time rules (no retraining): train dense, apply them at evaluation
     rt.set_mode(a.mode if a.mode in ("dense", "gates") else "dense")
-    obj.start(_objective_env(run))
-    _record_costs(rt, obj.costs)
     steps = _steps_for(cfg, len(p.train), run.shard[1])
+    obj.start(_objective_env(run, steps))
+    _record_costs(rt, obj.costs)
     engine = run.make_engine(model, steps, "main")
     sign = 1.0 if higher_is_better(p.task.metric_name) else -1.0
     batches = _batches(len(p.train), t.batch_size, t.seed + 1, run.shard)
@@ -420,6 +424,7 @@ def _main_phase(run: _Run, resume: TrainState | None) -> bool:
             raise DivergenceError(f"training diverged: loss is {float(loss.detach())} at step {step}")
         engine.backward(loss)
         engine.step()
+        rec.update(obj.after_step(step))
         rs.step = step
         rec.update(loss=float(loss.detach()), task_loss=float(loss_task.detach()), lr=engine.lr)
         if hooks.on_step:
@@ -431,7 +436,10 @@ def _main_phase(run: _Run, resume: TrainState | None) -> bool:
             ev = run.evaluate(p.validation)
             erec = {
                 "step": step,
-                **{k: ev[k] for k in ("metric", "ce", "attention_density", "ffn_density", "effective_gflops")},
+                **{
+                    k: ev[k]
+                    for k in ("metric", "ce", "attention_density", "ffn_density", "static_gflops", "effective_gflops")
+                },
             }
             erec.update(obj.on_eval(step))
             rs.history.append(erec)
@@ -483,6 +491,9 @@ def _final(run: _Run, stopped_early: bool) -> RunResult:
         "tau": None,
         "tau_rel": None,
         "objective": o.kind,
+        "method": o.kind,  # what made the model (an objective, or a baseline's pruning rule)
+        "target_ratio": None,
+        "target_gflops": None,
         "attention": a.mode,
         "k": a.k,
         "budget": a.budget,

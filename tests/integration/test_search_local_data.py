@@ -51,6 +51,7 @@ def _config(name: str, model: str, source: Path) -> dict:
             "trials": 2,
             "concurrency": 2,
             "sampler": "grid",  # lam = 1e-3 and 10: a cheap and a dense-ish trial
+            "cost": "effective",  # an edge price: its savings are effective FLOPs
             "registered_model": f"econ-ray-{name}",
             "space": {"lam": {"low": 1.0e-3, "high": 10.0, "log": True}},
         },

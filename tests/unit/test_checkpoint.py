@@ -50,7 +50,7 @@ def tiny_cfg(**objective):
     )
 
 
-KEYS = ("metric", "ce", "attention_density", "ffn_density", "effective_gflops", "multiplier")
+KEYS = ("metric", "ce", "attention_density", "ffn_density", "static_gflops", "effective_gflops", "multiplier")
 
 
 def _run_with_checkpoints(cfg, tmp_path, every):
@@ -80,6 +80,11 @@ def _run_with_checkpoints(cfg, tmp_path, every):
                 multiplier={"lr": 1.0, "init": 0.5},
             ),
             ("main-4", "main-8"),
+        ),
+        # targeted: learned masks and multipliers before the cut (main-4, main-8), the fixed cut after it (main-12)
+        (
+            dict(kind="targeted", target_ratio=0.5, target_warmup=0.5, finetune_fraction=0.25),
+            ("main-4", "main-12"),
         ),
     ],
 )

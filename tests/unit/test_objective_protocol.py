@@ -23,13 +23,17 @@ MEMBERS = sorted(name for name in vars(Objective) if not name.startswith("_"))
 
 
 def _config(kind):
-    return ObjectiveConfig(kind=kind, tau_rel=0.05) if kind == "constrained" else ObjectiveConfig(kind=kind)
+    if kind == "constrained":
+        return ObjectiveConfig(kind=kind, tau_rel=0.05)
+    if kind == "targeted":
+        return ObjectiveConfig(kind=kind, target_ratio=0.5)
+    return ObjectiveConfig(kind=kind)
 
 
 @pytest.mark.parametrize("kind", typing.get_args(ObjectiveKind))
 def test_every_kind_builds_an_objective_with_the_protocol_members(kind):
     obj = make_objective(_config(kind))
-    assert len(MEMBERS) == 12
+    assert len(MEMBERS) == 13
     missing = [name for name in MEMBERS if not hasattr(obj, name)]
     assert not missing, (kind, missing)
     assert isinstance(obj.costs, frozenset)

@@ -69,9 +69,15 @@ def test_trial_params_are_read_from_the_trained_run_config():
         "beta": 0.0,
         "tau": None,
         "tau_rel": None,
+        "target_ratio": None,
+        "target_gflops": None,
         "objective": "penalised",
         "attention": "gates",
     }
+    targeted = trial_config(
+        parse_config({"objective": {"kind": "targeted", "target_gflops": 1.0}}), {"target_ratio": 0.4}
+    )
+    assert (targeted.objective.target_ratio, targeted.objective.target_gflops) == (0.4, None)
 
 
 def test_a_search_runs_its_pre_flight_once_and_probes_the_tracking_store_once(tmp_path, monkeypatch):
