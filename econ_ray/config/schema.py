@@ -129,6 +129,26 @@ class MultiplierConfig(_Strict):
     init: float = Field(1.0, ge=0.0, description="initial multiplier (> 0: the task loss counts from step 1)")
 
 
+class DistillConfig(_Strict):
+    """Distillation from the run's dense reference model (any objective; econ_ray.training.distill)."""
+
+    weight: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of the logit term: (1 - weight) * task loss + weight * T^2 KL(teacher || student) "
+        "(squared error for regression); 0 = no distillation",
+    )
+    temperature: float = Field(2.0, gt=0.0, description="softmax temperature T of the logit term")
+    layerwise: float = Field(
+        0.0, ge=0.0, description="weight of the hidden-state term (MSE after every layer, CoFi's layer-wise loss)"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight > 0 or self.layerwise > 0
+
+
 class ObjectiveConfig(_Strict):
     """What training minimises (METHOD section 3)."""
 
@@ -171,6 +191,9 @@ class ObjectiveConfig(_Strict):
     )
     multiplier: MultiplierConfig = Field(
         default_factory=MultiplierConfig, description="nuPI controller of the Lagrange multiplier (constrained)"
+    )
+    distill: DistillConfig = Field(
+        default_factory=DistillConfig, description="distillation from the dense reference model (every objective)"
     )
     target_ratio: float | None = Field(
         None,

@@ -8,6 +8,7 @@ at the saved phase and step instead of starting over. A state folder holds:
     model.safetensors           the model's weights, gate biases included (rank 0)
     best_feasible.safetensors   the objective's model snapshot (constrained: the sparsest that met the
                                 ceiling; rank 0)
+    teacher.safetensors         the distillation teacher's weights, when the run distils (rank 0)
     engine_rank{r}.pt           rank r's optimiser and LR-schedule state (tensors and plain values)
     rng_rank{r}.pt              rank r's torch, numpy and Python RNG states
     controller.pt               the objective's tensor state (constrained: the Lagrange multiplier and
@@ -39,6 +40,7 @@ from econ_ray.objectives.base import ObjectiveState
 STATE_FILE = "train_state.json"
 MODEL_FILE = "model.safetensors"
 BEST_FILE = "best_feasible.safetensors"
+TEACHER_FILE = "teacher.safetensors"
 CONTROLLER_FILE = "controller.pt"
 
 
@@ -113,6 +115,7 @@ class TrainState:
     engine: dict[str, Any] | None = None
     rng: dict[str, Any] | None = None
     objective: ObjectiveState = field(default_factory=ObjectiveState)
+    teacher: dict[str, torch.Tensor] | None = None  # the distillation teacher's weights (main phase)
 
     @property
     def phase(self) -> str:
@@ -193,6 +196,9 @@ def save_state(folder: str | Path, state: TrainState, *, rank: int) -> None:
         density, sd = obj.snapshot
         atomic_write(folder / BEST_FILE, lambda p: save_file(_tensors(sd), str(p)))
         meta["best_feasible_density"] = float(density)
+    if state.teacher is not None:
+        teacher = state.teacher
+        atomic_write(folder / TEACHER_FILE, lambda p: save_file(_tensors(teacher), str(p)))
     if obj.tensors is not None:
         atomic_write(folder / CONTROLLER_FILE, lambda p: torch.save(obj.tensors, p))
     text = json.dumps(meta, default=float)
@@ -223,4 +229,5 @@ def load_state(folder: str | Path, *, rank: int) -> TrainState | None:
         engine=pt(engine_file(rank)),
         rng=pt(rng_file(rank)),
         objective=ObjectiveState(tensors=pt(CONTROLLER_FILE), snapshot=best),
+        teacher=load_file(str(folder / TEACHER_FILE)) if (folder / TEACHER_FILE).is_file() else None,
     )

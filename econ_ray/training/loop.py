@@ -47,6 +47,7 @@ from econ_ray.modeling import build_model, build_tokenizer
 from econ_ray.objectives import CostKind, Objective, ObjectiveEnv, ObjectiveState, make_objective
 from econ_ray.objectives.constrained import constraint_step, constraint_updates
 from econ_ray.training.checkpoint import RunState, TrainState, rng_state, set_rng_state
+from econ_ray.training.distill import Distiller, make_teacher
 from econ_ray.training.engine import Engine, TorchEngine
 from econ_ray.training.evaluate import evaluate, task_loss_and_outputs
 
@@ -269,6 +270,7 @@ class _Run:
     hooks: RunHooks
     shard: tuple[int, int]
     state: RunState
+    distiller: Distiller | None = None  # the main phase's teacher, when objective.distill is on
 
     @property
     def eval_bs(self) -> int:
@@ -298,6 +300,7 @@ class _Run:
                 engine=engine.state_dict(),
                 rng=rng_state(),
                 objective=objective,
+                teacher=self.distiller.teacher.state_dict() if self.distiller is not None else None,
             )
         )
 
@@ -394,6 +397,16 @@ def _main_phase(run: _Run, resume: TrainState | None) -> bool:
     model, rt = p.model, p.runtime
     # top-k and budget are inference-time rules (no retraining): train dense, apply them at evaluation
     rt.set_mode(a.mode if a.mode in ("dense", "gates") else "dense")
+    if cfg.objective.distill.enabled:
+        # the teacher is the dense reference model (saved with every main-phase checkpoint)
+        teacher = make_teacher(model)
+        if resume is not None and resume.phase == "main":
+            if resume.teacher is None:
+                raise ValueError(
+                    "the checkpoint has no distillation teacher: it was saved by a run that did not distil"
+                )
+            teacher.load_state_dict(resume.teacher)
+        run.distiller = Distiller(teacher, cfg.objective.distill, p.task.kind)
     steps = _steps_for(cfg, len(p.train), run.shard[1])
     obj.start(_objective_env(run, steps))
     _record_costs(rt, obj.costs)
@@ -416,7 +429,14 @@ def _main_phase(run: _Run, resume: TrainState | None) -> bool:
         rec: Record = {"step": step, **obj.before_step(step)}
         if obj.per_step_field is not None:
             rs.multiplier_history.append(rec[obj.per_step_field])
-        loss_task = _forward_loss(engine.module, run.to_dev(idx, p.train))
+        batch = run.to_dev(idx, p.train)
+        if run.distiller is None:
+            loss_task = _forward_loss(engine.module, batch)
+        else:
+            # the teacher runs on its own runtime (a copy): the student's costs stay as recorded
+            out = engine.module(**batch, output_hidden_states=run.distiller.needs_hidden)
+            loss_task, kd_fields = run.distiller.loss(out, batch)
+            rec.update(kd_fields, ce_task=float(out.loss.detach()))
         loss, fields = obj.loss(loss_task, *rt.pop_costs())
         rec.update(fields)
         if not torch.isfinite(loss):
@@ -492,6 +512,8 @@ def _final(run: _Run, stopped_early: bool) -> RunResult:
         "tau_rel": None,
         "objective": o.kind,
         "method": o.kind,  # what made the model (an objective, or a baseline's pruning rule)
+        "distill_weight": o.distill.weight,
+        "distill_layerwise": o.distill.layerwise,
         "target_ratio": None,
         "target_gflops": None,
         "attention": a.mode,

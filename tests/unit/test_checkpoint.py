@@ -81,9 +81,16 @@ def _run_with_checkpoints(cfg, tmp_path, every):
             ),
             ("main-4", "main-8"),
         ),
-        # targeted: learned masks and multipliers before the cut (main-4, main-8), the fixed cut after it (main-12)
+        # targeted: learned masks and multipliers before the cut (main-4), the fixed cut after it (main-12);
+        # with distillation, so the teacher goes through the checkpoint too
         (
-            dict(kind="targeted", target_ratio=0.5, target_warmup=0.5, finetune_fraction=0.25),
+            dict(
+                kind="targeted",
+                target_ratio=0.5,
+                target_warmup=0.5,
+                finetune_fraction=0.25,
+                distill={"weight": 0.5, "layerwise": 0.1},
+            ),
             ("main-4", "main-12"),
         ),
     ],
