@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 AttentionMode = Literal["dense", "gates", "topk", "budget"]
 # One entry per module econ_ray/objectives/<kind>.py (its build(cfg) makes the Objective); its fields
 # go in ObjectiveConfig, each with a description naming the objective that reads it.
-ObjectiveKind = Literal["penalised", "constrained", "targeted"]
+ObjectiveKind = Literal["penalised", "constrained", "targeted", "prune"]
 Sampler = Literal["tpe", "nsga2", "gp", "random", "grid"]
 
 
@@ -155,7 +155,8 @@ class ObjectiveConfig(_Strict):
     kind: ObjectiveKind = Field(
         "penalised",
         description="penalised (task loss + lam * compute cost) | constrained (fewest open edges s.t. "
-        "held-out CE <= tau) | targeted (learned structured masks cut the model to a static-FLOPs target); "
+        "held-out CE <= tau) | targeted (learned structured masks cut the model to a static-FLOPs target) | "
+        "prune (baseline: the dense model pruned post hoc to the target by prune_method, then fine-tuned); "
         "the objective is econ_ray.objectives.<kind>",
     )
     lam: float = Field(0.0, ge=0.0, description="price of compute lambda (penalised)")
@@ -224,6 +225,15 @@ class ObjectiveConfig(_Strict):
         description="targeted: also add the penalised price lam * (alpha C_attn + beta C_ffn) (learned edge gates "
         "and FFN sparsity on top of the cut; off: lam, alpha and beta are ignored)",
     )
+    prune_method: Literal["activation", "heads", "both"] = Field(
+        "both",
+        description="prune: which units the baseline removes to reach the target: FFN neurons of lowest mean "
+        "|activation| (the same count in every layer) | heads of lowest Michel et al. importance (per-layer "
+        "normalised, removed globally) | both (the same share of each one's FLOPs, then neurons to the target)",
+    )
+    prune_calibration_batches: int = Field(
+        8, ge=1, description="prune: training batches (of training.batch_size) the scores are fitted on"
+    )
     mask_lr: float = Field(0.05, gt=0.0, description="Adam learning rate of the masks' log-alphas (targeted)")
     mask_init: float = Field(0.99, gt=0.0, lt=1.0, description="initial keep probability of every mask (targeted)")
     lagrangian_lr: float = Field(
@@ -241,8 +251,10 @@ class ObjectiveConfig(_Strict):
             raise ValueError("objective 'constrained' needs tau or tau_rel")
         if self.target_ratio is not None and self.target_gflops is not None:
             raise ValueError("give target_ratio or target_gflops, not both")
-        if self.kind == "targeted" and self.target_ratio is None and self.target_gflops is None:
-            raise ValueError("objective 'targeted' needs target_ratio (a fraction of the dense FLOPs) or target_gflops")
+        if self.kind in ("targeted", "prune") and self.target_ratio is None and self.target_gflops is None:
+            raise ValueError(
+                f"objective '{self.kind}' needs target_ratio (a fraction of the dense FLOPs) or target_gflops"
+            )
         if self.kind == "targeted" and self.target_warmup + self.finetune_fraction > 1.0:
             raise ValueError(
                 f"target_warmup ({self.target_warmup}) + finetune_fraction ({self.finetune_fraction}) exceed the "
@@ -326,6 +338,9 @@ class SearchSpace(_Strict):
     target_ratio: Range | None = Field(None, description="final static FLOPs / dense (targeted), in (0, 1]")
     target_gflops: Range | None = Field(None, description="final static GFLOPs (targeted)")
     objective: list[ObjectiveKind] | None = Field(None, description="objective kinds to choose from")
+    prune_method: list[Literal["activation", "heads", "both"]] | None = Field(
+        None, description="pruning rules to choose from (objective prune)"
+    )
 
     @model_validator(mode="after")
     def _nonneg(self) -> SearchSpace:
@@ -433,6 +448,15 @@ class SearchSpaceFile(RunConfig):
             raise ValueError(
                 "search.space.objective: a 'constrained' trial needs a loss ceiling: set objective.tau_rel "
                 "(or objective.tau), or give search.space.tau_rel (or tau) a range"
+            )
+        kinds = {o.kind, *(space.objective or [])}
+        has_target = any(
+            x is not None for x in (o.target_ratio, o.target_gflops, space.target_ratio, space.target_gflops)
+        )
+        if kinds & {"targeted", "prune"} and not has_target:
+            raise ValueError(
+                "search.space: a 'targeted' or 'prune' trial needs a target: set objective.target_ratio (or "
+                "target_gflops), or give search.space.target_ratio (or target_gflops) a range"
             )
         constrained = o.kind == "constrained" or bool(space.objective and "constrained" in space.objective)
         if constrained and (o.tau_rel is not None or space.tau_rel is not None):

@@ -23,7 +23,7 @@ from torch import nn
 if TYPE_CHECKING:
     from econ_ray.attention.runtime import EconRuntime
     from econ_ray.config.schema import ObjectiveConfig
-    from econ_ray.data import TaskSpec
+    from econ_ray.data import EncodedSplit, TaskSpec
 
 Record = dict[str, Any]
 # The differentiable costs an objective can ask the attention runtime to record in training.
@@ -65,6 +65,8 @@ class ObjectiveEnv:
     task: TaskSpec | None = None
     seq_len: int = 0
     steps: int = 0
+    # Training rows an objective may fit scores on (a pruning baseline's calibration), never validation.
+    calibration: EncodedSplit | None = None
 
 
 class Objective(Protocol):

@@ -49,6 +49,35 @@ def cut_step(steps: int, finetune_fraction: float) -> int:
     return max(1, min(steps, round((1.0 - finetune_fraction) * steps)))
 
 
+def resolve_target(cfg: ObjectiveConfig, env: ObjectiveEnv) -> tuple[ArchShape, float, float]:
+    """(shape, dense FLOPs, target FLOPs) of a run whose objective asks for ``target_ratio`` or
+    ``target_gflops``; ValueError naming the field when the target is above the dense model or below
+    what no structural mask removes."""
+    if env.runtime is None or env.task is None or env.seq_len <= 0 or env.steps <= 0:
+        raise ValueError(f"objective '{cfg.kind}' needs the runtime, task, sequence length and steps")
+    lm = env.task.kind == "lm"
+    shape = shape_from_hf_config(env.model.config, n_labels=None if lm else env.task.num_labels, lm_head=lm)
+    dense = dense_flops(shape, env.seq_len).total
+    if cfg.target_ratio is not None:
+        target = cfg.target_ratio * dense
+    elif cfg.target_gflops is not None:
+        target = cfg.target_gflops * 1e9
+    else:  # the schema refuses this
+        raise ValueError(f"objective '{cfg.kind}' needs target_ratio or target_gflops")
+    fixed = unit_costs(shape, env.seq_len).fixed
+    if target > dense * (1 + 1e-9):
+        raise ValueError(
+            f"objective.target_gflops: {target / 1e9:.6g} GFLOPs is above the dense model's "
+            f"{dense / 1e9:.6g} at {env.seq_len} tokens; expected at most that"
+        )
+    if target < fixed:
+        raise ValueError(
+            f"objective.target_ratio/target_gflops: {target / 1e9:.6g} GFLOPs is below the "
+            f"{fixed / 1e9:.6g} GFLOPs that no mask removes (pooler, classifier, LM head)"
+        )
+    return shape, dense, target
+
+
 def _all_reduce_mean(tensors: Sequence[torch.Tensor]) -> None:
     """Average the gradients of ``tensors`` over data-parallel workers (a no-op in one process), so the
     masks stay identical on every worker."""
@@ -113,29 +142,10 @@ class TargetedObjective:
         return self.target_flops / self.dense_flops
 
     def start(self, env: ObjectiveEnv) -> None:
-        if env.runtime is None or env.task is None or env.seq_len <= 0 or env.steps <= 0:
-            raise ValueError("the targeted objective needs the runtime, task, sequence length and steps")
-        o, lm = self.cfg, env.task.kind == "lm"
-        shape = shape_from_hf_config(env.model.config, n_labels=None if lm else env.task.num_labels, lm_head=lm)
+        o = self.cfg
+        shape, self.dense_flops, self.target_flops = resolve_target(o, env)
+        assert env.runtime is not None
         self._env, self.shape = env, shape
-        self.dense_flops = dense_flops(shape, env.seq_len).total
-        if o.target_ratio is not None:
-            self.target_flops = o.target_ratio * self.dense_flops
-        elif o.target_gflops is not None:
-            self.target_flops = o.target_gflops * 1e9
-        else:  # the schema refuses this
-            raise ValueError("objective 'targeted' needs target_ratio or target_gflops")
-        fixed = unit_costs(shape, env.seq_len).fixed
-        if self.target_flops > self.dense_flops * (1 + 1e-9):
-            raise ValueError(
-                f"objective.target_gflops: {self.target_flops / 1e9:.6g} GFLOPs is above the dense model's "
-                f"{self.dense_flops / 1e9:.6g} at {env.seq_len} tokens; expected at most that"
-            )
-        if self.target_flops < fixed:
-            raise ValueError(
-                f"objective.target_ratio/target_gflops: {self.target_flops / 1e9:.6g} GFLOPs is below the "
-                f"{fixed / 1e9:.6g} GFLOPs that no mask removes (pooler, classifier, LM head)"
-            )
         device = next(env.model.parameters()).device
         self.masks = StructuredMasks(
             shape.n_layers, shape.n_heads, shape.intermediate, init_keep=o.mask_init, device=device

@@ -25,6 +25,8 @@ def distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDist
             out[name] = optuna.distributions.FloatDistribution(r.low, r.high, log=r.log)
     if space.objective:
         out["objective"] = optuna.distributions.CategoricalDistribution(list(space.objective))
+    if space.prune_method:
+        out["prune_method"] = optuna.distributions.CategoricalDistribution(list(space.prune_method))
     if not out:
         raise ValueError("search.space gives no range: nothing to search")
     return out
@@ -53,6 +55,8 @@ def trial_config(cfg: SearchSpaceFile | RunConfig, knobs: dict[str, Any]) -> Run
     obj = data["objective"]
     if "objective" in knobs:
         obj["kind"] = knobs["objective"]
+    if "prune_method" in knobs:
+        obj["prune_method"] = knobs["prune_method"]
     for name in ("lam", "alpha", "beta"):
         if name in knobs:
             obj[name] = float(knobs[name])
@@ -79,6 +83,7 @@ def trial_params(run: RunConfig) -> dict[str, Any]:
         "tau_rel": o.tau_rel,
         "target_ratio": o.target_ratio,
         "target_gflops": o.target_gflops,
+        "prune_method": o.prune_method if o.kind == "prune" else None,
         "objective": o.kind,
         "attention": run.attention.mode,
     }

@@ -386,6 +386,7 @@ def _objective_env(run: _Run, steps: int) -> ObjectiveEnv:
         task=p.task,
         seq_len=run.cfg.data.max_length,
         steps=steps,
+        calibration=p.train,
     )
 
 

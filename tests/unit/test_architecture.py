@@ -28,9 +28,9 @@ LAYERS: dict[str, int] = {
     "econ_ray.metrics": 0,  # pure: task and allocation metrics
     "econ_ray.data": 1,
     "econ_ray.attention": 1,
-    "econ_ray.objectives": 1,
+    "econ_ray.surgery": 1,  # masks, scores, physical pruning: model facts the objectives use
+    "econ_ray.objectives": 2,
     "econ_ray.modeling": 2,
-    "econ_ray.surgery": 2,
     "econ_ray.training": 3,
     "econ_ray.tracking": 4,
     "econ_ray.search": 5,

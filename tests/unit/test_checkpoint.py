@@ -93,6 +93,7 @@ def _run_with_checkpoints(cfg, tmp_path, every):
             ),
             ("main-4", "main-12"),
         ),
+        (dict(kind="prune", target_ratio=0.6, prune_method="both"), ("main-8",)),
     ],
 )
 def test_resumed_run_matches_the_uninterrupted_one(tmp_path, objective, resume_from):

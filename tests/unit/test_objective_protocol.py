@@ -25,7 +25,7 @@ MEMBERS = sorted(name for name in vars(Objective) if not name.startswith("_"))
 def _config(kind):
     if kind == "constrained":
         return ObjectiveConfig(kind=kind, tau_rel=0.05)
-    if kind == "targeted":
+    if kind in ("targeted", "prune"):
         return ObjectiveConfig(kind=kind, target_ratio=0.5)
     return ObjectiveConfig(kind=kind)
 

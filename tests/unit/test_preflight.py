@@ -71,6 +71,7 @@ def test_trial_params_are_read_from_the_trained_run_config():
         "tau_rel": None,
         "target_ratio": None,
         "target_gflops": None,
+        "prune_method": None,
         "objective": "penalised",
         "attention": "gates",
     }

@@ -210,3 +210,68 @@ def test_a_target_below_what_no_mask_removes_fails_with_the_field():
     cfg.training.max_steps = 2
     with pytest.raises(ValueError, match="target_ratio/target_gflops"):
         train_run(cfg)
+
+
+# ---- the pruning baseline (objective prune) -------------------------------------------------------
+
+
+def test_the_baselines_cut_removes_the_lowest_scores_and_meets_the_target():
+    from econ_ray.objectives.prune import plan_cut, remove_lowest_per_layer
+
+    shape, L = ArchShape(2, 16, 4, 10, 50, causal=False, pooler=True, n_labels=2, lm_head=False), 8
+    heads = torch.tensor([[0.9, 0.1, 0.5, 0.7], [0.2, 0.8, 0.6, 0.3]])
+    neurons = [torch.arange(10.0), torch.arange(10.0).flip(0)]
+    dense = dense_flops(shape, L).total
+    for method in ("activation", "heads", "both"):
+        for ratio in (0.95, 0.85, 0.6):
+            cut = plan_cut(method, shape, L, ratio * dense, heads, neurons)
+            static = static_flops(shape, L, cut.heads_kept, cut.neurons_kept).total
+            c = unit_costs(shape, L)
+            if method != "activation" or ratio >= 0.85:  # neurons alone reach 0.802 of this shape
+                assert static <= ratio * dense + 1e-6, (method, ratio)
+                assert static > ratio * dense - (c.head if method == "heads" else c.neuron) - 1e-6, (method, ratio)
+            if method == "activation":
+                assert bool(cut.heads.all())
+            if method == "heads":
+                assert bool(cut.neurons.all())
+    # the lowest first: heads 0.1 and 0.2 go before the others
+    cut = plan_cut("heads", shape, L, dense - 2 * unit_costs(shape, L).head, heads, neurons)
+    assert (~cut.heads).nonzero().tolist() == [[0, 1], [1, 0]]
+    keep = remove_lowest_per_layer(neurons, 3)  # 2 in layer 0 (remainder), 1 in layer 1
+    assert (~keep[0]).nonzero().flatten().tolist() == [0, 1] and (~keep[1]).nonzero().flatten().tolist() == [9]
+
+
+@pytest.mark.parametrize("method", ["activation", "heads", "both"])
+def test_a_prune_trial_cuts_the_dense_model_then_fine_tunes(method):
+    cfg = tiny_cfg({"mode": "dense"}, kind="prune", target_ratio=0.6, prune_method=method)
+    cfg.training.max_steps = 20
+    result = train_run(cfg)
+    s = result.summary
+    assert s["method"] == f"prune-{method}" and s["objective"] == "prune"
+    assert s["static_gflops"] <= s["target_gflops"] * (1 + 1e-9)
+    assert s["cut_gflops"] == pytest.approx(s["static_gflops"])
+    assert s["steps"] == 20 and math.isfinite(s["metric"])
+
+
+def test_a_search_over_methods_needs_a_target():
+    with pytest.raises(ConfigError, match="needs a target"):
+        parse_config(
+            {"search": {"space": {"objective": ["targeted", "prune"], "lam": {"low": 0.1, "high": 1}}}}, "t.yaml"
+        )
+    cfg = parse_config(
+        {
+            "search": {
+                "space": {
+                    "objective": ["targeted", "prune"],
+                    "prune_method": ["heads", "both"],
+                    "target_ratio": {"low": 0.3, "high": 0.9},
+                }
+            }
+        },
+        "t.yaml",
+    )
+    from econ_ray.search.space import distributions, trial_config
+
+    assert set(distributions(cfg.search.space)) == {"objective", "prune_method", "target_ratio"}
+    run = trial_config(cfg, {"objective": "prune", "prune_method": "heads", "target_ratio": 0.5})
+    assert (run.objective.kind, run.objective.prune_method, run.objective.target_ratio) == ("prune", "heads", 0.5)
