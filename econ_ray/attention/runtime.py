@@ -290,7 +290,9 @@ def _find_layers(model: nn.Module) -> Installed:
     for module in model.modules():
         name = type(module).__name__
         # BERT family: BertSelfAttention (and relatives such as RobertaSelfAttention); GPT-2: GPT2Attention
-        if hasattr(module, "layer_idx") and (name.endswith("SelfAttention") or name == "GPT2Attention"):
+        # (an exported layer whose heads were all removed has hf_pruned's empty attention: no scores)
+        empty = getattr(module, "econ_empty_attention", False)
+        if hasattr(module, "layer_idx") and (name.endswith("SelfAttention") or name == "GPT2Attention" or empty):
             if not getattr(module, "is_cross_attention", False):
                 attn.append(module)
         if hasattr(module, "intermediate_act_fn") and hasattr(module, "dense"):

@@ -22,6 +22,7 @@ from econ_ray.surgery.masks import blocks
 from econ_ray.surgery.physical import (
     TOLERANCE,
     install_like,
+    is_custom,
     load_pruned,
     plain_copy,
     plan_from_runtime,
@@ -96,6 +97,9 @@ def export(
     dims = model_dims(model.config)
     report = {
         "folder": str(folder),
+        # stock: a config of the model's own class (plain from_pretrained); custom: per-layer sizes
+        # (from_pretrained(..., trust_remote_code=True) runs the copied hf_pruned.py)
+        "format": "custom" if is_custom(small) else "stock",
         "seq_len": seq_len,
         "metric_name": ev["metric_name"],
         "attention": rt.mode,
@@ -107,9 +111,9 @@ def export(
         "tolerance": tolerance,
         "equal": bool(out_diff <= tolerance and metric_diff <= tolerance and plain_diff <= tolerance),
         "heads_total": len(plan.heads) * dims.n_heads,
-        "heads_kept": sum(len(h) for h in plan.heads) - len(plan.heads_zeroed),
+        "heads_kept": sum(len(h) for h in plan.heads),
         "neurons_total": sum(b.ffn_in_weight.numel() // dims.hidden for b in blocks(model)),
-        "neurons_kept": sum(len(n) for n in plan.neurons) - len(plan.neurons_zeroed),
+        "neurons_kept": sum(len(n) for n in plan.neurons),
         "heads_per_layer": [len(h) for h in plan.heads],
         "intermediate_per_layer": [len(n) for n in plan.neurons],
         "params_dense": _params(dense),

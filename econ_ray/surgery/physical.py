@@ -2,13 +2,16 @@
 smaller Hugging Face model, check it computes what the masked model computed, and time both.
 
 What goes (METHOD section 6): heads with no open edge on the evaluation set (all gates closed, or
-masked by a baseline) and FFN neurons never nonzero on it (W1 rows and W2 columns both). A layer
-that would lose every head (or neuron) keeps one whose output projection columns are zeroed, so it
-adds nothing and the stock forward pass still sees a non-empty tensor.
+masked by a baseline or a targeted cut) and FFN neurons never nonzero on it (W1 rows and W2 columns
+both). A layer that loses every head loses its attention sublayer (``hf_pruned.EmptySelfAttention``:
+only the output projection's bias remains); one that loses every neuron keeps 0-wide projections.
 
-The saved folder is a plain ``transformers`` model with per-layer sizes (``econ_ray.surgery.hf_pruned``
-copied beside the weights as remote code): ``AutoModelForSequenceClassification.from_pretrained(folder,
-trust_remote_code=True)`` (``AutoModelForCausalLM`` for GPT-2). Three speedups are reported:
+Where the structure fits a stock config (every head kept, one FFN width in every layer: :func:`fits_stock`)
+the saved folder is a stock model of the source's class, loaded by plain ``from_pretrained(folder)``.
+Otherwise it has per-layer sizes (``econ_ray.surgery.hf_pruned`` copied beside the weights as remote
+code): ``AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)``
+(``AutoModelForCausalLM`` for GPT-2). A layer that keeps nothing at all still has its LayerNorms and
+biases, so it is never dropped (that would change the outputs). Three speedups are reported:
 theoretical = dense / effective FLOPs (everything skippable, edges and zero activations included),
 structural = dense / FLOPs of the pruned model (what removing heads and neurons alone saves),
 realised = batch-1 latency of the dense model / the pruned one, both plain models in this process.
@@ -36,30 +39,17 @@ TOLERANCE = 1e-4  # abs, on logits (classification/regression), CE (lm) and the 
 
 @dataclass(frozen=True)
 class Plan:
-    """Kept unit indices per layer; ``*_zeroed``: layers whose single kept unit is only a placeholder."""
+    """Kept unit indices per layer (an empty list: the whole sublayer goes)."""
 
     heads: list[list[int]]
     neurons: list[list[int]]
-    heads_zeroed: list[int]
-    neurons_zeroed: list[int]
 
 
 def plan_from_alive(head_alive: list[torch.Tensor], neuron_alive: list[torch.Tensor]) -> Plan:
-    """Keep the alive units of each layer (bool tensors); a layer with none keeps unit 0 as a zeroed placeholder."""
-    heads: list[list[int]] = []
-    neurons: list[list[int]] = []
-    hz: list[int] = []
-    nz: list[int] = []
-    for i, (h, n) in enumerate(zip(head_alive, neuron_alive)):
-        hk = torch.nonzero(h.cpu()).flatten().tolist()
-        nk = torch.nonzero(n.cpu()).flatten().tolist()
-        if not hk:
-            hk, hz = [0], hz + [i]
-        if not nk:
-            nk, nz = [0], nz + [i]
-        heads.append(hk)
-        neurons.append(nk)
-    return Plan(heads, neurons, hz, nz)
+    """Keep the alive units of each layer (bool tensors)."""
+    heads = [torch.nonzero(h.cpu()).flatten().tolist() for h in head_alive]
+    neurons = [torch.nonzero(n.cpu()).flatten().tolist() for n in neuron_alive]
+    return Plan(heads, neurons)
 
 
 def plan_from_runtime(model: nn.Module, rt: EconRuntime) -> Plan:
@@ -127,60 +117,78 @@ def plain_copy(model: PreTrainedModel, attn_implementation: str = "sdpa") -> Pre
     return to_device(dense, next(model.parameters()).device).eval()
 
 
+def fits_stock(model: nn.Module, plan: Plan) -> bool:
+    """Whether the pruned structure is a stock config of the model's class: every layer keeps all its
+    heads and every layer keeps the same FFN width (then plain ``transformers`` loads it, no remote code)."""
+    n_heads = model_dims(model.config).n_heads
+    return all(len(h) == n_heads for h in plan.heads) and len({len(n) for n in plan.neurons}) == 1
+
+
 def prune(model: PreTrainedModel, plan: Plan, attn_implementation: str = "sdpa") -> PreTrainedModel:
-    """A new, smaller stock-forward model holding the kept heads and neurons of ``model`` (unchanged)."""
+    """A new, smaller stock-forward model holding the kept heads and neurons of ``model`` (unchanged):
+    of the model's own class with a stock config where the plan fits one (:func:`fits_stock`), else of
+    ``hf_pruned``'s per-layer classes."""
     cfg_cls, model_cls = _classes(model)
-    cfg = cfg_cls(
-        **_config_dict(model),
-        heads_per_layer=[len(h) for h in plan.heads],
-        intermediate_per_layer=[len(n) for n in plan.neurons],
-    )
-    small = model_cls(cfg)
+    if fits_stock(model, plan):
+        stock = _config_dict(model)
+        stock["n_inner" if "n_inner" in stock else "intermediate_size"] = len(plan.neurons[0])
+        small = type(model)(type(model.config).from_dict(stock))
+    else:
+        cfg = cfg_cls(
+            **_config_dict(model),
+            heads_per_layer=[len(h) for h in plan.heads],
+            intermediate_per_layer=[len(n) for n in plan.neurons],
+        )
+        small = model_cls(cfg)
     names = {m: n for n, m in model.named_modules()}
     state = plain_state(model)
     dims = model_dims(model.config)
     hd, d = dims.head_dim, dims.hidden
     for i, b in enumerate(blocks(model)):
-        cols = torch.tensor([h * hd + j for h in plan.heads[i] for j in range(hd)])  # (h_i * hd,)
-        nidx = torch.tensor(plan.neurons[i])
+        cols = torch.tensor([h * hd + j for h in plan.heads[i] for j in range(hd)], dtype=torch.long)  # (h_i * hd,)
+        nidx = torch.tensor(plan.neurons[i], dtype=torch.long)
         o, w1, w2 = names[b.attn_out], names[b.ffn_in], names[b.ffn_out]
+        empty = not plan.heads[i]  # the attention sublayer goes (hf_pruned's empty attention)
         if b.conv1d:  # GPT-2 Conv1D: weight (in, out); c_attn packs q | k | v along out
             qkv = torch.cat([cols, cols + d, cols + 2 * d])
             a = names[b.attn.c_attn]
             state[f"{a}.weight"], state[f"{a}.bias"] = state[f"{a}.weight"][:, qkv], state[f"{a}.bias"][qkv]
+            if empty:
+                del state[f"{a}.weight"], state[f"{a}.bias"]
             state[f"{o}.weight"] = state[f"{o}.weight"][cols]
             state[f"{w1}.weight"], state[f"{w1}.bias"] = state[f"{w1}.weight"][:, nidx], state[f"{w1}.bias"][nidx]
             state[f"{w2}.weight"] = state[f"{w2}.weight"][nidx]
-            if i in plan.heads_zeroed:
-                state[f"{o}.weight"].zero_()
-            if i in plan.neurons_zeroed:
-                state[f"{w2}.weight"].zero_()
         else:  # nn.Linear: weight (out, in)
             for proj in ("query", "key", "value"):
                 p = f"{names[b.attn]}.{proj}"
                 state[f"{p}.weight"], state[f"{p}.bias"] = state[f"{p}.weight"][cols], state[f"{p}.bias"][cols]
+                if empty:
+                    del state[f"{p}.weight"], state[f"{p}.bias"]
             state[f"{o}.weight"] = state[f"{o}.weight"][:, cols]
             state[f"{w1}.weight"], state[f"{w1}.bias"] = state[f"{w1}.weight"][nidx], state[f"{w1}.bias"][nidx]
             state[f"{w2}.weight"] = state[f"{w2}.weight"][:, nidx]
-            if i in plan.heads_zeroed:
-                state[f"{o}.weight"].zero_()
-            if i in plan.neurons_zeroed:
-                state[f"{w2}.weight"].zero_()
     small.load_state_dict({k: v.contiguous() for k, v in state.items()})
     small.set_attn_implementation(attn_implementation)
-    return small.to(next(model.parameters()).device).eval()
+    return to_device(small, next(model.parameters()).device).eval()
+
+
+def is_custom(small: PreTrainedModel) -> bool:
+    """Whether ``small`` needs ``hf_pruned``'s classes (remote code) rather than a stock config."""
+    return isinstance(small, (hf_pruned.PrunedBertForSequenceClassification, hf_pruned.PrunedGPT2LMHeadModel))
 
 
 def save_pruned(small: PreTrainedModel, tokenizer: Any, folder: str | Path) -> Path:
-    """``save_pretrained`` with this module's classes registered as remote code (copied beside the weights)."""
+    """``save_pretrained``; a model of ``hf_pruned``'s classes gets them registered as remote code
+    (copied beside the weights), a stock one is saved as it is."""
     folder = Path(folder)
-    auto = (
-        "AutoModelForCausalLM"
-        if isinstance(small, hf_pruned.PrunedGPT2LMHeadModel)
-        else "AutoModelForSequenceClassification"
-    )
-    small.config.register_for_auto_class()
-    small.register_for_auto_class(auto)
+    if is_custom(small):
+        auto = (
+            "AutoModelForCausalLM"
+            if isinstance(small, hf_pruned.PrunedGPT2LMHeadModel)
+            else "AutoModelForSequenceClassification"
+        )
+        small.config.register_for_auto_class()
+        small.register_for_auto_class(auto)
     small.save_pretrained(folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
@@ -188,12 +196,16 @@ def save_pruned(small: PreTrainedModel, tokenizer: Any, folder: str | Path) -> P
 
 
 def load_pruned(folder: str | Path) -> PreTrainedModel:
-    """The exported model through plain transformers (``trust_remote_code`` runs the copied hf_pruned.py)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    """The exported model through plain transformers: a stock config loads as it is; a per-layer one with
+    ``trust_remote_code`` (which runs the copied hf_pruned.py)."""
+    import json
 
-    cfg = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    loader = AutoModelForCausalLM if cfg.model_type == "econ_pruned_gpt2" else AutoModelForSequenceClassification
-    return loader.from_pretrained(folder, trust_remote_code=True).eval()
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
+    remote = str(model_type).startswith("econ_pruned_")
+    loader = AutoModelForCausalLM if model_type in ("econ_pruned_gpt2", "gpt2") else AutoModelForSequenceClassification
+    return loader.from_pretrained(folder, trust_remote_code=remote).eval()
 
 
 def pruned_flops(model: PreTrainedModel, plan: Plan, task: TaskSpec, seq_len: int) -> float:
@@ -219,5 +231,6 @@ def install_like(small: nn.Module, source: nn.Module, plan: Plan) -> EconRuntime
     rt = install(small, mode=src.mode, k=src.k, budget=src.budget, keep_strongest=src.keep_strongest)
     biases = [b.gate_bias.detach() for b in blocks(source)]
     for i, b in enumerate(blocks(small)):
-        b.attn.econ_gate_bias = nn.Parameter(biases[i][torch.tensor(plan.heads[i], device=biases[i].device)].clone())
+        keep = torch.tensor(plan.heads[i], dtype=torch.long, device=biases[i].device)
+        b.attn.econ_gate_bias = nn.Parameter(biases[i][keep].clone())
     return rt

@@ -165,15 +165,15 @@ def test_export_bert_round_trip_equals_masked_model(tmp_path):
     masks.set_neuron_keep(rt, [torch.arange(64) % 3 == 0, torch.ones(64, dtype=torch.bool)])
     rep = export(model, None, _split(), CLS, seq_len=L, out=tmp_path / "small", warmup=1, repeats=3)
     assert rep["equal"] and rep["output_abs_diff"] <= 1e-4
-    assert rep["heads_per_layer"] == [2, 1] and rep["heads_kept"] == 2  # layer 1 keeps a zeroed placeholder
+    assert rep["heads_per_layer"] == [2, 0] and rep["heads_kept"] == 2  # layer 1 loses its attention sublayer
     assert rep["intermediate_per_layer"] == [22, 64]
     assert rep["params_pruned"] < rep["params_dense"]
     assert rep["counted_pruned_gflops"] == pytest.approx(rep["pruned_gflops"], rel=1e-9)  # formula = FlopCounterMode
-    assert rep["theoretical_speedup"] >= rep["structural_speedup"] > 1
+    assert rep["theoretical_speedup"] >= rep["structural_speedup"] * (1 - 1e-12) and rep["structural_speedup"] > 1
     from transformers import AutoModelForSequenceClassification
 
     plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "small", trust_remote_code=True).eval()
-    assert plain.config.heads_per_layer == [2, 1]
+    assert plain.config.heads_per_layer == [2, 0]
     ids = torch.randint(1, 50, (1, L))
     assert count_flops(plain, ids) > 0
     assert json.loads((tmp_path / "small" / "export.json").read_text())["equal"] is True
@@ -203,6 +203,63 @@ def test_export_gpt2_with_closed_gates(tmp_path):
     )
     assert rep["equal"] and rep["heads_per_layer"] == [2, 2]
     assert type(load_pruned(tmp_path / "g")).__name__ == "PrunedGPT2LMHeadModel"
+
+
+def test_a_uniform_cut_exports_as_a_stock_model_that_loads_without_remote_code(tmp_path):
+    """Every head kept and the same FFN width in every layer: a stock BertConfig (intermediate_size
+    shrunk), plain from_pretrained, no trust_remote_code, same outputs as the masked model."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = _bert()
+    rt = install(model, mode="dense")
+    masks.set_neuron_keep(rt, [torch.arange(64) % 4 == 0, torch.arange(64) % 4 == 1])  # 16 of 64 each
+    rep = export(model, None, _split(), CLS, seq_len=L, out=tmp_path / "stock", warmup=1, repeats=3)
+    assert rep["format"] == "stock" and rep["equal"]
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "stock").eval()  # no remote code
+    assert type(plain).__name__ == "BertForSequenceClassification" and plain.config.intermediate_size == 16
+    assert not list((tmp_path / "stock").glob("*.py"))
+    ids = _split().input_ids[:2]
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        got = plain(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    assert (ref - got).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_whole_sublayers_are_removed_and_counted_as_removed(tmp_path, family):
+    """A layer with no head left loses its attention sublayer and one with no neuron its FFN: the
+    exported model computes what the masked one did, and FlopCounterMode counts exactly the static
+    FLOPs of the kept units (nothing for a placeholder)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from econ_ray.compute import shape_from_hf_config, static_flops
+
+    if family == "bert":
+        model, task, split = _bert(), CLS, _split()
+    else:
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                n_embd=32,
+                n_layer=2,
+                n_head=4,
+                n_inner=64,
+                vocab_size=50,
+                n_positions=64,
+                bos_token_id=0,
+                eos_token_id=0,
+            )
+        ).eval()
+        task, split = TaskSpec("t", "lm", 0, "perplexity"), _split(lm=True)
+    rt = install(model, mode="dense")
+    masks.set_head_keep(rt, torch.tensor([[False] * 4, [True, False, True, True]]))
+    masks.set_neuron_keep(rt, [torch.arange(64) % 2 == 0, torch.zeros(64, dtype=torch.bool)])
+    rep = export(model, None, split, task, seq_len=L, out=tmp_path / family, warmup=1, repeats=3)
+    assert rep["equal"] and rep["format"] == "custom", rep
+    assert rep["heads_per_layer"] == [0, 3] and rep["intermediate_per_layer"] == [32, 0]
+    shape = shape_from_hf_config(model.config, n_labels=None if task.kind == "lm" else 2, lm_head=task.kind == "lm")
+    assert rep["pruned_gflops"] * 1e9 == pytest.approx(static_flops(shape, L, [0, 3], [32, 0]).total)
+    assert rep["counted_pruned_gflops"] == pytest.approx(rep["pruned_gflops"], rel=1e-9)
 
 
 # ---- CLI -----------------------------------------------------------------------------------------
