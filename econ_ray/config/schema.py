@@ -394,12 +394,17 @@ class SearchConfig(_Strict):
         None, description="constraint: metric >= dense metric - this many points (e.g. 1.0)"
     )
     registered_model: str | None = Field(None, description="MLflow registered-model name for the Pareto models")
-    cost: Literal["static", "effective"] = Field(
+    cost: Literal["static", "effective", "latency"] = Field(
         "static",
         description="the search's second objective and the registry's budgets: static (static_gflops: what "
         "physical pruning removes, realised by dense kernels) | effective (effective_gflops: static plus "
-        "the credits for closed edges and zero activations, which need sparse kernels)",
+        "the credits for closed edges and zero activations, which need sparse kernels) | latency "
+        "(latency_ms: the physically pruned model timed at batch 1 at the end of each trial, on its device)",
     )
+    latency_threads: int = Field(
+        1, ge=1, description="CPU threads while a trial times its pruned model (search.cost: latency)"
+    )
+    latency_repeats: int = Field(30, ge=3, description="timed forward passes (after 5 warm-up) per trial (latency)")
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig, description="early stopping of trials")
 
 
@@ -448,6 +453,11 @@ class SearchSpaceFile(RunConfig):
             raise ValueError(
                 "search.space.objective: a 'constrained' trial needs a loss ceiling: set objective.tau_rel "
                 "(or objective.tau), or give search.space.tau_rel (or tau) a range"
+            )
+        if self.search.cost == "latency" and self.search.scheduler.kind == "moasha":
+            raise ValueError(
+                "search.cost: 'latency' is measured once, at the end of each trial, but scheduler 'moasha' ranks "
+                "trials at every evaluation; use cost 'static' with moasha, or scheduler 'fifo'"
             )
         kinds = {o.kind, *(space.objective or [])}
         has_target = any(

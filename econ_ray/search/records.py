@@ -37,7 +37,7 @@ class TrialRecord:
 
 
 # search.cost -> the final-report key the search minimises and the registry budgets by
-COST_KEYS = {"static": "static_gflops", "effective": "effective_gflops"}
+COST_KEYS = {"static": "static_gflops", "effective": "effective_gflops", "latency": "latency_ms"}
 
 
 def cost_key(cost: str) -> str:

@@ -24,10 +24,13 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from econ_ray.config.schema import DistributedConfig, RunConfig, SearchSpaceFile
 from econ_ray.search.space import trial_config
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 HISTORY_FILE = "history.json"
 TIMING_FILE = "timing.json"  # where a trial's wall time went (benchmarks/machinery_overhead.py)
@@ -49,6 +52,8 @@ REPORT_KEYS = (
     "dead_neurons",
     "seq_len",
     "dense_gflops",
+    "latency_ms",
+    "latency_threads",
     "static_gflops",
     "effective_gflops",
     "attention_gflops",
@@ -223,6 +228,20 @@ def train_worker(config: dict[str, Any]) -> None:
     timing["train_s"] = (t_end - t_run) - sum(
         timing[k] for k in ("eval_s", "report_s", "final_eval_s", "engine_init_s")
     )
+    if config.get("latency") and rank == 0:
+        from econ_ray.surgery.physical import pruned_latency
+
+        threads, repeats = config["latency"]
+        p = result.prepared
+        result.summary.update(
+            pruned_latency(
+                cast("PreTrainedModel", p.model),
+                p.runtime,
+                seq_len=cfg.data.max_length,
+                threads=threads,
+                repeats=repeats,
+            )
+        )
     summary = {k: _scalar(result.summary.get(k)) for k in REPORT_KEYS}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
@@ -306,6 +325,12 @@ def trial_fn(config: dict[str, Any]) -> None:
             "pid_dir": pid_dir,
             "t_trial_start": t_trial_start,
             "stop_file": str(flag) if flag else None,
+            # search.cost latency: time the pruned model at the end (threads, repeats)
+            "latency": (
+                (file_cfg.search.latency_threads, file_cfg.search.latency_repeats)
+                if file_cfg.search.cost == "latency"
+                else None
+            ),
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=dist.workers, use_gpu=use_gpu, resources_per_worker=resources

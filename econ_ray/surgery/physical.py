@@ -234,3 +234,30 @@ def install_like(small: nn.Module, source: nn.Module, plan: Plan) -> EconRuntime
         keep = torch.tensor(plan.heads[i], dtype=torch.long, device=biases[i].device)
         b.attn.econ_gate_bias = nn.Parameter(biases[i][keep].clone())
     return rt
+
+
+def pruned_latency(
+    model: PreTrainedModel, rt: EconRuntime, *, seq_len: int, threads: int, repeats: int, warmup: int = 5
+) -> dict[str, Any]:
+    """Batch-1 latency of the model with what the last ``evaluate`` saw unused removed for real
+    (:func:`plan_from_runtime`, :func:`prune`), at ``seq_len`` tokens with ``threads`` CPU threads:
+    ``latency_ms`` (median of ``repeats`` after ``warmup``), its p10/p90 and the thread count."""
+    from econ_ray.compute.latency import model_latency
+
+    small = prune(model, plan_from_runtime(model, rt))
+    device = next(model.parameters()).device
+    ids = torch.ones(1, seq_len, dtype=torch.long, device=device)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        lat = model_latency(
+            small, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, warmup=warmup, repeats=repeats
+        )
+    finally:
+        torch.set_num_threads(saved)
+    return {
+        "latency_ms": lat.median_s * 1e3,
+        "latency_p10_ms": lat.p10_s * 1e3,
+        "latency_p90_ms": lat.p90_s * 1e3,
+        "latency_threads": threads,
+    }

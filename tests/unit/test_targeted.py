@@ -275,3 +275,47 @@ def test_a_search_over_methods_needs_a_target():
     assert set(distributions(cfg.search.space)) == {"objective", "prune_method", "target_ratio"}
     run = trial_config(cfg, {"objective": "prune", "prune_method": "heads", "target_ratio": 0.5})
     assert (run.objective.kind, run.objective.prune_method, run.objective.target_ratio) == ("prune", "heads", 0.5)
+
+
+# ---- the search's cost -----------------------------------------------------------------------------
+
+
+def test_the_search_cost_picks_the_report_key_and_the_registry_budget():
+    from econ_ray.search.pareto import pareto_front
+    from econ_ray.search.records import TrialRecord, cost_key, points_from
+    from econ_ray.tracking.registry import budget_gflops
+
+    assert [cost_key(c) for c in ("static", "effective", "latency")] == [
+        "static_gflops",
+        "effective_gflops",
+        "latency_ms",
+    ]
+    with pytest.raises(ValueError, match="search.cost"):
+        cost_key("flops")
+    # a is cheaper in effective FLOPs, b in static FLOPs: each cost has its own front
+    recs = [
+        TrialRecord("a", 0, "complete", {}, {"metric": 0.9, "static_gflops": 2.0, "effective_gflops": 0.5}),
+        TrialRecord("b", 1, "complete", {}, {"metric": 0.9, "static_gflops": 1.0, "effective_gflops": 0.9}),
+    ]
+    assert [p.trial_id for p in pareto_front(points_from(recs, "static_gflops"))] == ["b"]
+    assert [p.trial_id for p in pareto_front(points_from(recs, "effective_gflops"))] == ["a"]
+    assert budget_gflops({"cost_key": "static_gflops", "static_gflops": 1.0, "effective_gflops": 0.5}) == 1.0
+    assert budget_gflops({"effective_gflops": 0.5}) == 0.5  # versions registered before the cost tag
+
+
+def test_latency_is_not_a_moasha_cost():
+    with pytest.raises(ConfigError, match="latency"):
+        parse_config(
+            {"search": {"cost": "latency", "scheduler": {"kind": "moasha"}, "space": {"lam": {"low": 0.1, "high": 1}}}},
+            "t.yaml",
+        )
+
+
+def test_pruned_latency_times_the_physically_pruned_model(targeted_run):
+    from econ_ray.surgery.physical import pruned_latency
+
+    p = targeted_run.prepared
+    threads = torch.get_num_threads()
+    lat = pruned_latency(p.model, p.runtime, seq_len=p.cfg.data.max_length, threads=1, repeats=3, warmup=1)
+    assert lat["latency_ms"] > 0 and lat["latency_p10_ms"] <= lat["latency_p90_ms"] and lat["latency_threads"] == 1
+    assert torch.get_num_threads() == threads  # restored
