@@ -14,6 +14,10 @@ Every example is text of whitespace-separated tokens, so the word-level tokenize
   replacement, so no validation sum appears in training.
 - ``similarity`` (regression, 0..5 like STS-B): two sequences of 2..8 letters from ``a``..``h``;
   label = 5 x Jaccard similarity of their token sets.
+- ``pydoc-topics`` (classification, 6 labels): real text, not generated: the first paragraph of a
+  standard-library docstring -> its module's topic (``econ_ray.data.pydoc_topics``). The rows are
+  fixed by the Python version; ``n_validation`` rows (the first, in the fixed shuffle) validate and
+  up to ``n_train`` of the rest train (the seed does not change them).
 
 This module has no dependency on the rest of the package; invalid options raise ``ValueError``,
 which ``econ_ray.data.sources`` reports as a ``DataError`` naming the source.
@@ -127,6 +131,7 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
     "similarity": BuiltinTask(
         "regression", 1, "pearson", {"n_train": 2000, "n_validation": 500, "min_len": 2, "max_len": 8}
     ),
+    "pydoc-topics": BuiltinTask("classification", 6, "accuracy", {"n_train": 100000, "n_validation": 300}),
 }
 
 
@@ -136,6 +141,13 @@ def generate(name: str, seed: int, options: Mapping[str, Any] | None = None) -> 
         raise ValueError(f"unknown builtin task '{name}' (builtins: {', '.join(BUILTIN_TASKS)})")
     opts = BUILTIN_TASKS[name].options(options)
     n_train, n_val = opts["n_train"], opts["n_validation"]
+    if name == "pydoc-topics":
+        from econ_ray.data.pydoc_topics import LABELS, build
+
+        rows = [{"text": text, "label": LABELS.index(topic)} for text, topic in build()]
+        if n_val >= len(rows):
+            raise ValueError(f"n_validation = {n_val} leaves no training rows of the {len(rows)} pydoc-topics rows")
+        return rows[n_val : n_val + n_train], rows[:n_val]
     if name == "addition":
         max_operand = opts["max_operand"]
         if max_operand < 1:

@@ -33,6 +33,7 @@ ROW_KEYS = (
     "metric_name",
     "metric",
     "ce",
+    "static_gflops",
     "effective_gflops",
     "dense_total_gflops",
     "dense_gflops",
