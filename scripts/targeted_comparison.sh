@@ -5,7 +5,8 @@
 #   scripts/targeted_comparison.sh [FILE] [OUT]
 #     FILE  default search_spaces/minilm_pydoc_targeted.yaml (builtin:pydoc-topics, Python's docstrings)
 #     OUT   default runs/targeted_<name of FILE>
-# Trials and steps: TARGETED (5), PRUNE (6), PENALISED (4) trials of the file's max_steps each.
+# Trials and steps: TARGETED (5), PRUNE (6), PENALISED (4) trials of STEPS main steps each (default: the
+# file's training.max_steps), all from the same dense model.
 set -euo pipefail
 FILE=${1:-search_spaces/minilm_pydoc_targeted.yaml}
 OUT=${2:-runs/targeted_$(basename "$FILE" .yaml)}
@@ -21,10 +22,12 @@ log "1/6 dense fine-tuning (the teacher and the start of every trial)"
   --save "$OUT/dense" --json > "$OUT/dense.log"
 
 # the three searches' files: the given one, from the dense model, with their own space
-$PY - "$FILE" "$OUT" "${TARGETED:-5}" "${PRUNE:-6}" "${PENALISED:-4}" <<'PYEOF'
+$PY - "$FILE" "$OUT" "${TARGETED:-5}" "${PRUNE:-6}" "${PENALISED:-4}" "${STEPS:-0}" <<'PYEOF'
 import sys, yaml
-src, out, n_t, n_p, n_pen = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
+src, out, n_t, n_p, n_pen, steps = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
 base = yaml.safe_load(open(src))
+if steps:
+    base["training"]["max_steps"] = steps
 base["model"]["name"] = f"{out}/dense/model"
 base["objective"].update(dense_reference="model", dense_steps=0)
 def write(name, trials, objective, space, attention="dense", cost="static"):
