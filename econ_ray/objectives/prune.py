@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from econ_ray.compute.flops import static_flops, unit_costs
+from econ_ray.compute.flops import unit_costs
 from econ_ray.objectives.base import CostKind, Objective, ObjectiveEnv, ObjectiveState, Record
 from econ_ray.objectives.hard_concrete import Cut, write_cut
-from econ_ray.objectives.targeted import resolve_target
+from econ_ray.objectives.targeted import cut_summary, resolve_target
 from econ_ray.surgery import masks, scores
 
 if TYPE_CHECKING:
@@ -136,10 +136,6 @@ class PruneObjective:
         self.cut = plan_cut(o.prune_method, self.shape, env.seq_len, self.target_flops, head_score, neuron_score)
         write_cut(rt, self.cut, self._device())
 
-    def cut_flops(self) -> float:
-        assert self.shape is not None and self.cut is not None
-        return static_flops(self.shape, self.env.seq_len, self.cut.heads_kept, self.cut.neurons_kept).total
-
     def initial_records(self) -> list[Record]:
         return []
 
@@ -171,14 +167,9 @@ class PruneObjective:
         pass
 
     def summary(self, per_step: Sequence[float], final: Mapping[str, Any]) -> Record:
-        cut = self.cut
         return {
             "method": f"prune-{self.cfg.prune_method}",
-            "target_ratio": self.target_flops / self.dense_flops,
-            "target_gflops": self.target_flops / 1e9,
-            "cut_gflops": self.cut_flops() / 1e9 if cut is not None else None,
-            "heads_kept": sum(cut.heads_kept) if cut is not None else None,
-            "neurons_kept": sum(cut.neurons_kept) if cut is not None else None,
+            **cut_summary(self.cut, self.shape, self.env.seq_len, self.target_flops, self.dense_flops),
         }
 
 

@@ -78,6 +78,20 @@ def resolve_target(cfg: ObjectiveConfig, env: ObjectiveEnv) -> tuple[ArchShape, 
     return shape, dense, target
 
 
+def cut_summary(cut: Cut | None, shape: ArchShape | None, seq_len: int, target: float, dense: float) -> Record:
+    """The summary fields of a run cut to a target (targeted, prune): the target, the cut's static FLOPs
+    (before any kept unit turns out never used) and the units it kept; None where nothing was cut."""
+    out: Record = {"target_ratio": target / dense, "target_gflops": target / 1e9}
+    if cut is None or shape is None:
+        return {**out, "cut_gflops": None, "heads_kept": None, "neurons_kept": None}
+    return {
+        **out,
+        "cut_gflops": static_flops(shape, seq_len, cut.heads_kept, cut.neurons_kept).total / 1e9,
+        "heads_kept": sum(cut.heads_kept),
+        "neurons_kept": sum(cut.neurons_kept),
+    }
+
+
 def _all_reduce_mean(tensors: Sequence[torch.Tensor]) -> None:
     """Average the gradients of ``tensors`` over data-parallel workers (a no-op in one process), so the
     masks stay identical on every worker."""
@@ -179,11 +193,6 @@ class TargetedObjective:
         write_cut(self.env.runtime, self.cut, next(self.env.model.parameters()).device)
         return self.cut
 
-    def cut_flops(self) -> float:
-        """Static FLOPs of the cut (before any unit that the cut kept turns out never used)."""
-        assert self.shape is not None and self.cut is not None
-        return static_flops(self.shape, self.env.seq_len, self.cut.heads_kept, self.cut.neurons_kept).total
-
     # ---- the loop's calls ----------------------------------------------------------------------
 
     def initial_records(self) -> list[Record]:
@@ -278,15 +287,10 @@ class TargetedObjective:
             self.make_cut()
 
     def summary(self, per_step: Sequence[float], final: Mapping[str, Any]) -> Record:
-        cut = self.cut
         return {
             "method": "targeted",
-            "target_ratio": self.target_ratio,
-            "target_gflops": self.target_flops / 1e9,
-            "cut_gflops": self.cut_flops() / 1e9 if cut is not None else None,
+            **cut_summary(self.cut, self.shape, self.env.seq_len, self.target_flops, self.dense_flops),
             "expected_ratio_at_cut": self.expected_ratio_at_cut,
-            "heads_kept": sum(cut.heads_kept) if cut is not None else None,
-            "neurons_kept": sum(cut.neurons_kept) if cut is not None else None,
             "lambda1": float(self.lambda1.weight.detach()[0]),
             "lambda2": float(self.lambda2.weight.detach()[0]),
         }
