@@ -18,7 +18,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-SEARCHES = {"targeted": "search_targeted", "prune + fine-tune": "search_prune", "penalised": "search_penalised"}
+SEARCHES = [
+    ("targeted", "search_targeted"),
+    *[("prune + fine-tune", f"search_prune_{m}") for m in ("activation", "heads", "both")],
+    ("penalised", "search_penalised"),
+]
 
 
 def _finite(x: Any) -> bool:
@@ -28,7 +32,7 @@ def _finite(x: Any) -> bool:
 def rows_of(out: Path) -> list[dict[str, Any]]:
     """Every finished trial and prune-only row as (method, static GFLOPs, metric, ...)."""
     rows: list[dict[str, Any]] = []
-    for label, folder in SEARCHES.items():
+    for label, folder in SEARCHES:
         path = out / folder / "trials.json"
         if not path.is_file():
             continue

@@ -5,8 +5,10 @@
 #   scripts/targeted_comparison.sh [FILE] [OUT]
 #     FILE  default search_spaces/minilm_pydoc_targeted.yaml (builtin:pydoc-topics, Python's docstrings)
 #     OUT   default runs/targeted_<name of FILE>
-# Trials and steps: TARGETED (5), PRUNE (6), PENALISED (4) trials of STEPS main steps each (default: the
-# file's training.max_steps), all from the same dense model.
+# Trials and steps: TARGETED (7) trials on a grid of targets evenly over TLOW..THIGH (0.2..0.8 of the
+# dense static FLOPs), PRUNE (3) trials per pruning method (activation, heads, both) on a grid of ratios
+# over 0.3..0.8, PENALISED (4) trials at sampled lambda, each of STEPS main steps (default: the file's
+# training.max_steps), all from the same dense model. A search whose summary.json exists is kept.
 set -euo pipefail
 FILE=${1:-search_spaces/minilm_pydoc_targeted.yaml}
 OUT=${2:-runs/targeted_$(basename "$FILE" .yaml)}
@@ -22,29 +24,31 @@ log "1/6 dense fine-tuning (the teacher and the start of every trial)"
   --save "$OUT/dense" --json > "$OUT/dense.log"
 
 # the three searches' files: the given one, from the dense model, with their own space
-$PY - "$FILE" "$OUT" "${TARGETED:-5}" "${PRUNE:-6}" "${PENALISED:-4}" "${STEPS:-0}" <<'PYEOF'
+$PY - "$FILE" "$OUT" "${TARGETED:-7}" "${PRUNE:-3}" "${PENALISED:-4}" "${STEPS:-0}" "${TLOW:-0.2}" "${THIGH:-0.8}" <<'PYEOF'
 import sys, yaml
-src, out, n_t, n_p, n_pen, steps = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
+src, out, n_t, n_p, n_pen, steps = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
+t_low, t_high = map(float, sys.argv[7:9])
 base = yaml.safe_load(open(src))
 if steps:
     base["training"]["max_steps"] = steps
 base["model"]["name"] = f"{out}/dense/model"
 base["objective"].update(dense_reference="model", dense_steps=0)
-def write(name, trials, objective, space, attention="dense", cost="static"):
+def write(name, trials, objective, space, attention="dense", cost="static", sampler="grid"):
     cfg = yaml.safe_load(yaml.safe_dump(base))
     cfg["name"] = f"{base['name']}_{name}"
     cfg["attention"]["mode"] = attention
     cfg["objective"].update(objective)
-    cfg["search"].update(trials=trials, concurrency=1, sampler="random", cost=cost, space=space,
+    cfg["search"].update(trials=trials, concurrency=1, sampler=sampler, cost=cost, space=space,
                          registered_model=f"{cfg['name']}")
     yaml.safe_dump(cfg, open(f"{out}/{name}.yaml", "w"), sort_keys=False)
-write("targeted", n_t, {"kind": "targeted"}, {"target_ratio": {"low": 0.2, "high": 0.8}})
-write("prune", n_p, {"kind": "prune"}, {"prune_method": ["activation", "heads", "both"], "target_ratio": {"low": 0.3, "high": 0.8}})
+write("targeted", n_t, {"kind": "targeted"}, {"target_ratio": {"low": t_low, "high": t_high}})
+for method in ("activation", "heads", "both"):
+    write(f"prune_{method}", n_p, {"kind": "prune", "prune_method": method}, {"target_ratio": {"low": 0.3, "high": 0.8}})
 write("penalised", n_pen, {"kind": "penalised", "alpha": 1.0, "beta": 0.0, "distill": {"weight": 0.0}},
-      {"lam": {"low": 1.0, "high": 100.0, "log": True}}, attention="gates")
+      {"lam": {"low": 1.0, "high": 100.0, "log": True}}, attention="gates", sampler="random")
 PYEOF
 
-for s in targeted prune penalised; do
+for s in targeted prune_activation prune_heads prune_both penalised; do
   log "search: $s"
   [[ -f $OUT/search_$s/summary.json ]] || $ECON search "$OUT/$s.yaml" --run-dir "$OUT/search_$s" --seed 0 --json \
     > "$OUT/search_$s.log" 2>&1

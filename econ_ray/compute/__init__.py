@@ -14,7 +14,14 @@ from econ_ray.compute.flops import (
     static_flops,
     unit_costs,
 )
-from econ_ray.compute.latency import Latency, measure_latency, model_latency
+from econ_ray.compute.latency import (
+    Latency,
+    Paired,
+    measure_latency,
+    measure_paired,
+    model_latency,
+    paired_model_latency,
+)
 from econ_ray.compute.shape import ModelDims, model_dims
 
 __all__ = [
@@ -23,6 +30,7 @@ __all__ = [
     "FlopCount",
     "LayerSparsity",
     "Latency",
+    "Paired",
     "ModelDims",
     "count_flops",
     "dense_flops",
@@ -30,8 +38,10 @@ __all__ = [
     "effective_flops",
     "expected_static_flops",
     "measure_latency",
+    "measure_paired",
     "model_dims",
     "model_latency",
+    "paired_model_latency",
     "shape_from_hf_config",
     "static_flops",
     "unit_costs",

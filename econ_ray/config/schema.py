@@ -388,7 +388,10 @@ class SearchConfig(_Strict):
 
     trials: int = Field(8, ge=1, description="number of trials")
     concurrency: int = Field(2, ge=1, description="trials at a time")
-    sampler: Sampler = Field("tpe", description="tpe | nsga2 | gp | random | grid")
+    sampler: Sampler = Field(
+        "tpe",
+        description="tpe | nsga2 | gp | random | grid (lam on a log grid, else target_ratio or target_gflops evenly)",
+    )
     space: SearchSpace = Field(default_factory=SearchSpace)
     min_metric_vs_dense: float | None = Field(
         None, description="constraint: metric >= dense metric - this many points (e.g. 1.0)"

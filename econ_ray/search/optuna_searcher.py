@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from econ_ray.config.schema import SearchSpace
-from econ_ray.search.space import distributions, lam_grid
+from econ_ray.search.space import distributions, grid
 
 CONSTRAINTS_ATTR = "constraints"
 ConstraintFn = Callable[[dict[str, Any]], float]
@@ -60,7 +60,8 @@ def startup_trials(name: str, n_trials: int) -> int:
 def make_sampler(
     name: str, *, seed: int, space: SearchSpace, n_trials: int, constrained: bool
 ) -> optuna.samplers.BaseSampler:
-    """tpe (multi-objective TPE, default), nsga2, gp, random, or grid (log grid over lambda).
+    """tpe (multi-objective TPE, default), nsga2, gp, random, or grid (:func:`~econ_ray.search.space.grid`: lambda
+    on a log grid, or the target evenly).
 
     The random start-up phase of tpe and gp (``n_startup_trials``) and NSGA-II's population (its
     first generation is random) follow the budget: ``startup_trials(name, n_trials)``. Optuna
@@ -90,6 +91,13 @@ def make_sampler(
     raise ValueError(f"unknown sampler {name!r}; expected tpe, nsga2, gp, random or grid")
 
 
+def _grid_distribution(space: SearchSpace, n_trials: int) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The one knob the grid searches, over its points (lambda log-scaled)."""
+    knob, points = grid(space, n_trials)
+    log = knob == "lam" or bool(getattr(space, knob).log)
+    return {knob: optuna.distributions.FloatDistribution(min(points), max(points), log=log)}
+
+
 class ConstrainedOptunaSearch(Searcher):
     """Suggests knob values from an Optuna study; tells it (metric, effective GFLOPs) and constraints."""
 
@@ -110,13 +118,7 @@ class ConstrainedOptunaSearch(Searcher):
         self.space = space
         self.sampler_name = sampler
         self.dists: dict[str, optuna.distributions.BaseDistribution] = (
-            distributions(space)
-            if sampler != "grid"
-            else {
-                "lam": optuna.distributions.FloatDistribution(
-                    min(lam_grid(space, n_trials)), max(lam_grid(space, n_trials)), log=True
-                )
-            }
+            distributions(space) if sampler != "grid" else _grid_distribution(space, n_trials)
         )
         self.constraints = list(constraints)
         self.objective_keys = objective_keys
@@ -137,8 +139,9 @@ class ConstrainedOptunaSearch(Searcher):
             )
             self.study.sampler = self._study_args["sampler"]
         if sampler == "grid" and not n_old:
-            for lam in lam_grid(space, n_trials):
-                self.study.enqueue_trial({"lam": lam})
+            knob, points = grid(space, n_trials)
+            for value in points:
+                self.study.enqueue_trial({knob: value})
         self._live: dict[str, optuna.Trial] = {}  # Tune trial id -> running Optuna trial
 
     # Tune pickles its search algorithm with the experiment state; the study (a database

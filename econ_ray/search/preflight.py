@@ -188,7 +188,7 @@ def check_search(
     new local cluster only (no ``address`` and no ``RAY_ADDRESS``); an existing cluster may
     autoscale. ``capacity`` = (CPUs, GPUs) overrides the machine's (for tests).
     """
-    from econ_ray.search.space import distributions, lam_grid
+    from econ_ray.search.space import distributions, grid
     from econ_ray.tracking import TrackingError, check_tracking_uri
     from econ_ray.tracking import tracking_uri as resolve_uri
 
@@ -197,10 +197,12 @@ def check_search(
     try:
         distributions(s.space)
         if s.sampler == "grid":
-            lam_grid(s.space, s.trials)
+            grid(s.space, s.trials)
     except ValueError as exc:
         raise ConfigError(
-            path, "search.space", f"{exc}; expected a range for lam, alpha, beta, tau or tau_rel"
+            path,
+            "search.space",
+            f"{exc}; expected a range for lam, alpha, beta, tau, tau_rel, target_ratio or target_gflops",
         ) from None
     local = None
     if not (address or os.environ.get("RAY_ADDRESS")):

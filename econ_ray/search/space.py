@@ -36,12 +36,37 @@ def lam_grid(space: SearchSpace, n: int) -> list[float]:
     """The paper's baseline: ``n`` values of lambda evenly spaced on a log scale over the lam range."""
     r = space.lam
     if r is None:
-        raise ValueError("the grid sampler searches lam: search.space.lam needs a range")
+        raise ValueError(
+            "the grid sampler searches lam, target_ratio or target_gflops: search.space needs a range for one"
+        )
     low = r.low if r.low > 0 else r.high * 1e-4
     if n == 1:
         return [math.sqrt(low * r.high)]
     step = (math.log(r.high) - math.log(low)) / (n - 1)
     return [math.exp(math.log(low) + i * step) for i in range(n)]
+
+
+GRID_KNOBS = ("lam", "target_ratio", "target_gflops")
+
+
+def grid(space: SearchSpace, n: int) -> tuple[str, list[float]]:
+    """The grid sampler's knob and its ``n`` points: lambda on a log scale (:func:`lam_grid`) when
+    ``search.space.lam`` has a range, else the targeted objective's target, evenly spaced from the
+    range's low to its high end (log-spaced when the range says ``log``), so a targeted search asks
+    each trial for a different budget and the budgets span the range."""
+    if space.lam is not None:
+        return "lam", lam_grid(space, n)
+    for name in GRID_KNOBS[1:]:
+        r = getattr(space, name)
+        if r is None:
+            continue
+        if n == 1:
+            return name, [math.sqrt(r.low * r.high) if r.log else (r.low + r.high) / 2]
+        if r.log:
+            step = (math.log(r.high) - math.log(r.low)) / (n - 1)
+            return name, [math.exp(math.log(r.low) + i * step) for i in range(n)]
+        return name, [r.low + i * (r.high - r.low) / (n - 1) for i in range(n)]
+    return "lam", lam_grid(space, n)  # raises: no knob the grid can search
 
 
 def trial_config(cfg: SearchSpaceFile | RunConfig, knobs: dict[str, Any]) -> RunConfig:

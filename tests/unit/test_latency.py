@@ -142,3 +142,56 @@ def test_model_latency_keeps_an_eval_model_in_eval() -> None:
         repeats=1,
     )
     assert not model.training
+
+
+class _Clock:
+    """A fake perf_counter: time moves only when a timed function says so."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_paired_alternates_and_its_ratio_survives_a_drifting_machine(monkeypatch) -> None:
+    from econ_ray.compute import measure_paired
+
+    clock = _Clock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    order: list[str] = []
+    slow = [1.0]
+
+    def fn(name: str, cost: float):
+        def run() -> None:
+            order.append(name)
+            clock.t += cost * slow[0]
+            if name == "b":
+                slow[0] *= 1.5  # the machine gets slower every round: medians drift, ratios do not
+
+        return run
+
+    p = measure_paired(fn("a", 3.0), fn("b", 1.0), warmup=2, repeats=6)
+    assert order[:4] == ["a", "b", "a", "b"]  # warm-up: both, untimed
+    assert order[4:] == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b", "b", "a"]
+    assert p.a.repeats == p.b.repeats == 6
+    # in an "a b" round a runs before b slows the machine; in a "b a" round after: ratios 3 and 4.5
+    assert p.ratio_p10 == pytest.approx(3.0) and p.ratio_p90 == pytest.approx(4.5)
+    assert p.ratio == pytest.approx(3.75)
+    assert p.a.median_s / p.b.median_s != pytest.approx(p.ratio)  # two medians would mislead here
+    with pytest.raises(ValueError):
+        measure_paired(lambda: None, lambda: None, repeats=0)
+
+
+def test_paired_model_latency_runs_both_in_eval_inference_mode() -> None:
+    from econ_ray.compute import paired_model_latency
+
+    a, b = _Probe().train(), _Probe().eval()
+    inputs = {"input_ids": torch.ones(1, 4, dtype=torch.long), "attention_mask": torch.ones(1, 4)}
+    p = paired_model_latency(a, b, inputs, warmup=1, repeats=3)
+    assert len(a.seen) == len(b.seen) == 4
+    assert all(seen == (False, True) for seen in a.seen + b.seen)
+    assert a.training and not b.training
+    with pytest.raises(ValueError, match="batch size 1"):
+        paired_model_latency(a, b, {"input_ids": torch.ones(2, 4, dtype=torch.long)})
+    assert p.ratio > 0

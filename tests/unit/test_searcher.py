@@ -8,7 +8,7 @@ from econ_ray.search.optuna_searcher import CONSTRAINTS_ATTR, ConstrainedOptunaS
 from econ_ray.search.pareto import pareto_front
 from econ_ray.search.records import TrialRecord, points_from
 from econ_ray.search.results import make_constraints
-from econ_ray.search.space import lam_grid, trial_config
+from econ_ray.search.space import grid, lam_grid, trial_config
 
 
 def _cfg(**search):
@@ -127,6 +127,25 @@ def test_grid_is_log_spaced():
     assert g[2] == pytest.approx((0.01 * 10.0) ** 0.5)
     with pytest.raises(ValueError):
         make_sampler("bayes", seed=0, space=_cfg().search.space, n_trials=2, constrained=False)
+
+
+def test_grid_spreads_the_targets_of_a_targeted_search(tmp_path):
+    space = {"target_ratio": {"low": 0.2, "high": 0.8}}
+    cfg = parse_config(
+        {"objective": {"kind": "targeted", "target_ratio": 0.5}, "search": {"sampler": "grid", "space": space}},
+        "s.yaml",
+    )
+    assert grid(cfg.search.space, 4) == ("target_ratio", pytest.approx([0.2, 0.4, 0.6, 0.8]))
+    assert grid(cfg.search.space, 1) == ("target_ratio", [pytest.approx(0.5)])
+    logged = parse_config({"search": {"space": {"target_gflops": {"low": 0.1, "high": 10.0, "log": True}}}}, "s.yaml")
+    assert grid(logged.search.space, 3) == ("target_gflops", pytest.approx([0.1, 1.0, 10.0]))
+    s = _searcher(tmp_path, cfg, sampler="grid", n=4)
+    got = [s.suggest(str(i))["knobs"]["target_ratio"] for i in range(4)]
+    assert got == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    assert set(s.dists) == {"target_ratio"}
+    # lambda still wins when the space has both
+    both = parse_config({"search": {"space": {"lam": {"low": 0.01, "high": 10.0, "log": True}, **space}}}, "s.yaml")
+    assert grid(both.search.space, 3)[0] == "lam"
 
 
 def test_apply_knobs_sets_the_run_config():
