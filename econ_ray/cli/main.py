@@ -360,7 +360,8 @@ def cmd_registry(args: argparse.Namespace) -> int:
             if row is None:
                 extra = f" and metric >= {args.min_metric}" if args.min_metric is not None else ""
                 print(
-                    f"econ-ray: no version of {args.name} within {args.max_gflops} GFLOPs{extra}",
+                    f"econ-ray: no version of {args.name} within {args.max_gflops} (GFLOPs, or ms for a search "
+                    f"on latency){extra}",
                     file=sys.stderr,
                 )
                 return 1
@@ -619,7 +620,12 @@ def build_parser() -> argparse.ArgumentParser:
         "search set search.cost: effective); exit 1 if none fits.",
     )
     r.add_argument("name", help="registered model name")
-    r.add_argument("--max-gflops", type=float, required=True, help="budget in GFLOPs per sequence (the search's cost)")
+    r.add_argument(
+        "--max-gflops",
+        type=float,
+        required=True,
+        help="budget in the search's cost: GFLOPs per sequence (static or effective), or ms at batch 1 (latency)",
+    )
     r.add_argument("--min-metric", type=float, help="also require metric >= this (<= for perplexity)")
     r.add_argument("--json", action="store_true", help="print the version as one JSON object on the last line")
     r = rsub.add_parser(

@@ -53,6 +53,8 @@ REPORT_KEYS = (
     "seq_len",
     "dense_gflops",
     "latency_ms",
+    "latency_p10_ms",
+    "latency_p90_ms",
     "latency_threads",
     "static_gflops",
     "effective_gflops",

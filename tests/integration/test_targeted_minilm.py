@@ -85,3 +85,69 @@ def test_minilm_pruning_baselines_reach_the_same_target_at_equal_steps(pydoc_csv
     # one head is 0.5 % of MiniLM's FLOPs at L = 32 and its FFN 2/3 of them: every rule reaches 0.75
     assert s["static_gflops"] >= 0.97 * s["target_gflops"]
     assert math.isfinite(s["metric"])
+
+
+def test_a_minilm_search_on_latency_times_each_cut_and_ranks_by_it(pydoc_csv, tmp_path, mlflow_template):
+    """search.cost latency through the CLI: each trial's physically pruned MiniLM is timed at batch 1
+    at the end of the trial, and the Pareto set and the registry budget are on that time."""
+    import json
+    import os
+    import shutil
+
+    import yaml
+
+    cfg = {
+        "name": "minilm_latency",
+        "model": {"name": "minilm", "dropout": 0.0},
+        "data": {"source": str(pydoc_csv), "max_length": 32, "heldout_fraction": 0.1, "train_size": 300},
+        "attention": {"mode": "dense"},
+        "objective": {"kind": "targeted", "target_ratio": 0.5, "dense_steps": 10},
+        "training": {"lr": 1e-4, "batch_size": 16, "max_steps": 10, "eval_every": 10, "seed": 0},
+        "search": {
+            "trials": 2,
+            "concurrency": 1,
+            "sampler": "grid",  # targets 0.3 and 0.8: two cuts far apart in time
+            "cost": "latency",
+            "latency_threads": 1,
+            "latency_repeats": 5,
+            "registered_model": "econ-ray-minilm-latency",
+            "space": {"target_ratio": {"low": 0.3, "high": 0.8}},
+        },
+        "distributed": {"workers": 1, "cpus_per_worker": 1, "deepspeed": False},
+    }
+    path = tmp_path / "latency.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    shutil.copyfile(mlflow_template, tmp_path / "mlflow.db")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env.pop("RAY_ADDRESS", None)
+    exe = str(Path(sys.executable).with_name("econ-ray"))
+    proc = subprocess.run(
+        [exe, "search", str(path), "--run-dir", str(tmp_path / "run"), "--seed", "0", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    trials = json.loads((tmp_path / "run" / "trials.json").read_text())
+    done = [t for t in trials if t["status"] == "complete"]
+    assert sorted(t["knobs"]["target_ratio"] for t in done) == pytest.approx([0.3, 0.8])
+    for t in done:
+        m = t["metrics"]
+        assert m["latency_ms"] > 0 and m["latency_threads"] == 1
+        assert m["latency_p10_ms"] <= m["latency_ms"] <= m["latency_p90_ms"]
+        assert m["static_gflops"] <= m["target_gflops"] * (1 + 1e-9)
+    assert out["pareto"]
+    for row in out["pareto"]:
+        assert row["cost_key"] == "latency_ms" and row["method"] == "targeted"
+    best = subprocess.run(
+        [exe, "registry", "best", out["registered_model"], "--max-gflops", "1e9", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert best.returncode == 0, best.stderr[-2000:]
+    assert json.loads(best.stdout.strip().splitlines()[-1])["cost_key"] == "latency_ms"
