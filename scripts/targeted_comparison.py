@@ -85,6 +85,50 @@ def pareto_flags(rows: list[dict[str, Any]]) -> list[bool]:
     return flags
 
 
+def verdicts(rows: list[dict[str, Any]], d_g: float, d_m: float, points: float) -> list[str]:
+    """The issue's targets, computed: does the targeted set cover every other point (a targeted model
+    at no more static GFLOPs with no lower metric), and how far from dense is the best targeted model
+    at 2x and 3x static speedup (``points``: the metric's scale of one point, 0.01 for accuracy and
+    Pearson)."""
+    tgt = [r for r in rows if r["group"] == "targeted"]
+    out = []
+    if not tgt:
+        return ["no targeted trial finished"]
+    lo = min(r["static_gflops"] for r in tgt)
+    for group in sorted({r["group"] for r in rows} - {"targeted"}):
+        pts = [r for r in rows if r["group"] == group]
+        inside = [r for r in pts if r["static_gflops"] >= lo]
+        beaten = [
+            r
+            for r in inside
+            if not any(t["static_gflops"] <= r["static_gflops"] and t["metric"] >= r["metric"] for t in tgt)
+        ]
+        gaps = ", ".join(
+            f"{r['static_gflops']:.4f} GFLOPs: {r['metric']:.4f} vs targeted "
+            f"{max(t['metric'] for t in tgt if t['static_gflops'] <= r['static_gflops']):.4f}"
+            for r in beaten
+        )
+        below = len(pts) - len(inside)
+        out.append(
+            f"- {group}: targeted covers {len(inside) - len(beaten)} of {len(inside)} points in its range"
+            + (f" (not covered: {gaps})" if beaten else "")
+            + (f"; {below} cheaper than every targeted model" if below else "")
+        )
+    for speedup, allowed in ((2.0, 1.0), (3.0, 3.0)):
+        fast = [r for r in tgt if d_g / r["static_gflops"] >= speedup - 1e-9]
+        if not fast:
+            out.append(f"- at {speedup:.0f}x: no targeted model that fast")
+            continue
+        best = max(fast, key=lambda r: r["metric"])
+        gap = (d_m - best["metric"]) / points
+        ok = "met" if gap <= allowed else "missed"
+        out.append(
+            f"- at >= {speedup:.0f}x: best targeted {best['metric']:.4f} at {d_g / best['static_gflops']:.2f}x, "
+            f"{-gap:+.2f} points vs dense (target: within {allowed:.0f}): {ok}"
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
@@ -110,6 +154,23 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['group']} | {r['knob']:.3g} | {tg} | {r['static_gflops']:.4f} | {d_g / r['static_gflops']:.2f}x "
             f"| {eff} | {r['metric']:.4f} | {r['metric'] - d_m:+.4f} | {'yes' if flags[i] else ''} |"
         )
+    lines += ["", "Targets (targeted against every other method, and against dense):", ""]
+    lines += verdicts(rows, d_g, d_m, 0.01)
+    exports = sorted((out / "export").glob("*/export.json"))
+    if exports:
+        lines += [
+            "",
+            "| export | format | counted static speedup | realised (batch 1, CPU) | p10-p90 | realised / counted |",
+        ]
+        lines += ["|---|---|---|---|---|---|"]
+        for e in exports:
+            x = json.loads(e.read_text())
+            spread = x.get("realised_speedup_p10_p90") or ["", ""]
+            spread_s = f"{spread[0]:.2f}-{spread[1]:.2f}" if spread[0] != "" else ""
+            lines.append(
+                f"| {e.parent.name} | {x.get('format', '')} | {x['structural_speedup']:.2f}x | {x['realised_speedup']:.2f}x "
+                f"| {spread_s} | {x['realised_speedup'] / x['structural_speedup']:.2f} |"
+            )
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib
