@@ -76,7 +76,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(p, "", "file not found")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            p, "", f"not a text file (not UTF-8: byte {exc.start} is 0x{exc.object[exc.start]:02x})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(p, "", f"cannot be read: {exc.strerror or exc}") from None
+    if "\x00" in text:
+        raise ConfigError(p, "", "not a text file (it holds NUL bytes)")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

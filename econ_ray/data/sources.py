@@ -250,6 +250,20 @@ def _read_table(source: str, path: Path, nrows: int | None = None) -> Any:
         raise DataError(source, f"could not be read: {_first_line(exc)}") from exc
 
 
+def _read_text(source: str, path: Path) -> str:
+    """A .txt corpus as text: UTF-8, no NUL bytes, or one :class:`DataError` saying which byte."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise DataError(source, f"not a text file (not UTF-8: byte {exc.start} is 0x{byte:02x})") from None
+    except OSError as exc:
+        raise DataError(source, f"could not be read: {exc.strerror or exc}") from None
+    if "\x00" in text:
+        raise DataError(source, "not a text file (it holds NUL bytes)")
+    return text
+
+
 def _require_rows(source: str, df: Any) -> None:
     """A table with no rows is an error that names its header, if it has one."""
     if len(df) == 0:
@@ -304,7 +318,7 @@ def _local_rows(
 ) -> tuple[TaskSpec, list[Example]]:
     if path.suffix.lower() == ".txt":
         _require_lm_kind(source, kind)
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        lines = [ln.strip() for ln in _read_text(source, path).splitlines()]
         rows = [{"text": ln} for ln in lines if ln]
         if not rows:
             raise DataError(source, "file is empty (no non-empty lines)")
@@ -522,9 +536,8 @@ def _check_local_columns(source: str, path: Path, columns: Mapping[str, str] | N
     """The task kind of a local file whose columns match the config (the rules of ``_local_rows``)."""
     if path.suffix.lower() == ".txt":
         _require_lm_kind(source, kind)
-        with open(path, encoding="utf-8", errors="replace") as f:
-            if not any(line.strip() for line in f):
-                raise DataError(source, "file is empty (no non-empty lines)")
+        if not _read_text(source, path).strip():
+            raise DataError(source, "file is empty (no non-empty lines)")
         return "lm"
     df = _read_table(source, path, nrows=_PEEK_ROWS)
     _require_rows(source, df)

@@ -72,7 +72,7 @@ class Case:
     field: str  # must appear in the error line
     expected: str  # what was expected, must appear in the error line
     changes: dict[str, Any] = field(default_factory=dict)  # dotted key -> value (callable(tmp) -> value)
-    raw: str | None = None  # file text instead of BASE + changes
+    raw: str | bytes | None = None  # file text (or bytes) instead of BASE + changes
     verbs: tuple[str, ...] = ("search",)
     args: tuple[str, ...] = ()  # extra CLI args; "{tmp}" is replaced by tmp_path
     env: dict[str, str] = field(default_factory=dict)  # "{tmp}" replaced
@@ -87,6 +87,17 @@ def _write(rel: str, text: str) -> Callable[[Path], None]:
         p.write_text(text)
 
     return make
+
+
+def _write_bytes(rel: str, data: bytes) -> Callable[[Path], None]:
+    def make(tmp: Path) -> None:
+        (tmp / rel).write_bytes(data)
+
+    return make
+
+
+# Bytes no UTF-8 text holds (0xff never starts a character), as from a binary file saved as .yaml
+BINARY = bytes(range(256))[::-1] * 4
 
 
 def _readonly_dir(tmp: Path) -> None:
@@ -105,6 +116,12 @@ CASES: dict[str, Case] = {
     # --- the file itself
     "bad YAML syntax": Case(
         "line 2", "not valid YAML", raw="name: x\ndata: source: builtin:majority\n", verbs=CONFIG_VERBS
+    ),
+    "search-space file is binary (not UTF-8)": Case(
+        "", "not a text file (not UTF-8", raw=BINARY, verbs=(*CONFIG_VERBS, "topk")
+    ),
+    "search-space file holds NUL bytes": Case(
+        "", "not a text file (it holds NUL bytes)", raw=b"name: x\x00\x00\n", verbs=CONFIG_VERBS
     ),
     "top level is a list": Case("", "expected a mapping at the top level", raw="- a\n- b\n", verbs=CONFIG_VERBS),
     "empty file (nothing to search)": Case("search.space", "expected a range for lam", raw=""),
@@ -252,6 +269,20 @@ CASES: dict[str, Case] = {
         setup=_write("d.xlsx", "x"),
         verbs=CONFIG_VERBS,
     ),
+    "binary csv data file": Case(
+        "data.source",
+        "could not be read",
+        changes={"data.source": "{tmp}/bin.csv"},
+        setup=_write_bytes("bin.csv", BINARY),
+        verbs=CONFIG_VERBS,
+    ),
+    "non-UTF-8 text corpus": Case(
+        "data.source",
+        "not a text file (not UTF-8",
+        changes={"data.source": "{tmp}/corpus.txt", "model.name": "tiny-gpt2", "model.tiny": _DELETE},
+        setup=_write_bytes("corpus.txt", "caf\u00e9 latin-1\n".encode("latin-1") * 5),
+        verbs=CONFIG_VERBS,
+    ),
     "unknown builtin task": Case(
         "data.source", "did you mean 'builtin:majority'", changes={"data.source": "builtin:majorty"}, verbs=CONFIG_VERBS
     ),
@@ -353,6 +384,8 @@ def _prepare(
     path = tmp / "bad.yaml"
     if "--missing-file" in case.args:
         path = tmp / "no-such-config.yaml"
+    elif isinstance(case.raw, bytes):
+        path.write_bytes(case.raw)
     elif case.raw is not None:
         path.write_text(case.raw)
     else:
@@ -430,7 +463,7 @@ def test_enough_distinct_cases():
     assert len(CASES) >= 20
     assert len(
         {
-            (c.field, c.expected, json.dumps(c.changes, default=str), c.raw, c.args, json.dumps(c.env))
+            (c.field, c.expected, json.dumps(c.changes, default=str), str(c.raw), c.args, json.dumps(c.env))
             for c in CASES.values()
         }
     ) == len(CASES)
