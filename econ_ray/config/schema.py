@@ -61,6 +61,11 @@ class DataConfig(_Strict):
         description="'builtin:majority|addition|similarity', a hub name ('glue/mnli', 'glue/stsb', "
         "'glue/cola', 'glue/sst2', 'wikitext-103'), or a local csv/tsv/json/jsonl/parquet/txt path",
     )
+    validation: str | None = Field(
+        None,
+        description="a local file of validation examples (same columns as data.source, e.g. GLUE's dev.tsv); "
+        "without it 10 % of a local data.source's rows, seeded, become the validation split",
+    )
     columns: dict[str, str] | None = Field(None, description="map text/text_pair/label to file columns")
     kind: Literal["classification", "regression", "lm"] | None = Field(None, description="task kind for local files")
     max_length: int = Field(32, ge=2, description="sequence length L (tokens); FLOPs are counted at this length")

@@ -43,9 +43,9 @@ _STREAM_TRAIN, _STREAM_VALIDATION, _STREAM_LOCAL_SPLIT = 10, 11, 12
 class DataError(ValueError):
     """A data source that cannot be used; the message names the source and what is wrong."""
 
-    def __init__(self, source: str, message: str) -> None:
-        self.source, self.message = source, message
-        super().__init__(f"data.source '{source}': {message}")
+    def __init__(self, source: str, message: str, field: str = "data.source") -> None:
+        self.source, self.message, self.field = source, message, field
+        super().__init__(f"{field} '{source}': {message}")
 
 
 @dataclass(frozen=True)
@@ -290,17 +290,26 @@ def _infer_kind(source: str, labels: Any, kind: str | None) -> str:
     raise DataError(source, f"cannot infer the task kind from label dtype {labels.dtype}; set data.kind")
 
 
-def _class_ids(source: str, column: str, labels: Any) -> tuple[list[int], int]:
-    """Integer class ids and their count. Integers are kept (num_labels = max + 1); strings are
-    numbered in sorted order, so the mapping is deterministic."""
+def _label_names(labels: Any) -> list[str] | None:
+    """The sorted class names of a label column of strings; ``None`` for numeric labels."""
     import pandas as pd
 
-    values = labels.tolist()
     if pd.api.types.is_object_dtype(labels) or pd.api.types.is_string_dtype(labels):
+        values = labels.tolist()
         if all(isinstance(v, str) for v in values):
-            names = sorted(set(values))
-            index = {n: i for i, n in enumerate(names)}
-            return [index[v] for v in values], len(names)
+            return sorted(set(values))
+    return None
+
+
+def _class_ids(source: str, column: str, labels: Any, names: Sequence[str] | None = None) -> tuple[list[int], int]:
+    """Integer class ids and their count. Integers are kept (num_labels = max + 1); strings are
+    numbered in sorted order, so the mapping is deterministic (``names``: the classes of the
+    training and validation files together, so both number them alike)."""
+    own = _label_names(labels)
+    if own is not None:
+        index = {n: i for i, n in enumerate(names if names is not None else own)}
+        return [index[v] for v in labels.tolist()], len(index)
+    values = labels.tolist()
     ids: list[int] = []
     for v in values:
         try:
@@ -314,7 +323,31 @@ def _class_ids(source: str, column: str, labels: Any) -> tuple[list[int], int]:
 
 
 def _local_rows(
-    source: str, path: Path, columns: Mapping[str, str] | None, kind: str | None
+    source: str,
+    path: Path,
+    columns: Mapping[str, str] | None,
+    kind: str | None,
+    field: str = "data.source",
+    df: Any = None,
+    names: Sequence[str] | None = None,
+) -> tuple[TaskSpec, list[Example]]:
+    """A local file's examples (``df``: its table, already read; ``names``: class names shared with
+    another file of the same task)."""
+    try:
+        return _file_rows(source, path, columns, kind, df, names)
+    except DataError as exc:
+        if field == exc.field:
+            raise
+        raise DataError(exc.source, exc.message, field) from None
+
+
+def _file_rows(
+    source: str,
+    path: Path,
+    columns: Mapping[str, str] | None,
+    kind: str | None,
+    df: Any,
+    names: Sequence[str] | None,
 ) -> tuple[TaskSpec, list[Example]]:
     if path.suffix.lower() == ".txt":
         _require_lm_kind(source, kind)
@@ -324,7 +357,8 @@ def _local_rows(
             raise DataError(source, "file is empty (no non-empty lines)")
         return TaskSpec(source, "lm", 0, "perplexity"), rows
 
-    df = _read_table(source, path)
+    if df is None:
+        df = _read_table(source, path)
     _require_rows(source, df)
     available = [str(c) for c in df.columns]
     cols = {"text": "text", "label": "label", **(columns or {})}
@@ -360,7 +394,7 @@ def _local_rows(
         )
     labels: list[int] | list[float]
     if kind == "classification":
-        labels, num_labels = _class_ids(source, cols["label"], raw)
+        labels, num_labels = _class_ids(source, cols["label"], raw, names)
     else:
         try:
             labels = [float(v) for v in raw.tolist()]
@@ -375,9 +409,71 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _local_file(source: str, field: str = "data.source") -> Path:
+    """The path of a local data file that exists and has a supported suffix."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        raise DataError(source, f"is a directory, not a file ({known_sources()})", field)
+    if not path.is_file():
+        raise DataError(source, "file not found", field)
+    if path.suffix.lower() not in LOCAL_SUFFIXES:
+        raise DataError(
+            source, f"unsupported file type '{path.suffix}' (supported: {', '.join(LOCAL_SUFFIXES)})", field
+        )
+    if path.stat().st_size == 0:
+        raise DataError(source, "file is empty", field)
+    return path
+
+
+def _label_column(columns: Mapping[str, str] | None) -> str:
+    return {"label": "label", **(columns or {})}["label"]
+
+
+def _paired_tables(
+    source: str, path: Path, validation: str, vpath: Path, columns: Mapping[str, str] | None, nrows: int | None = None
+) -> tuple[Any, Any, list[str] | None]:
+    """Both tables of a task with its own validation file, and the class names they share: the
+    union of both files' names when both label columns hold names (so a class only the validation
+    file has still gets an id); one file with names and the other with numbers is an error."""
+    df = _read_table(source, path, nrows=nrows)
+    try:
+        vdf = _read_table(validation, vpath, nrows=nrows)
+    except DataError as exc:
+        raise DataError(validation, exc.message, "data.validation") from None
+    col = _label_column(columns)
+    if col not in df.columns or col not in vdf.columns:
+        return df, vdf, None
+    a, b = _label_names(df[col]), _label_names(vdf[col])
+    if (a is None) != (b is None):
+        named, numbered = (source, validation) if a is not None else (validation, source)
+        raise DataError(
+            validation,
+            f"column '{col}' holds class names in {named} but numbers in {numbered}; "
+            "both files must label classes the same way",
+            "data.validation",
+        )
+    return df, vdf, (sorted(set(a) | set(b)) if a is not None and b is not None else None)
+
+
 def _load_local(
-    source: str, path: Path, columns: Mapping[str, str] | None, kind: str | None, seed: int
+    source: str,
+    path: Path,
+    columns: Mapping[str, str] | None,
+    kind: str | None,
+    seed: int,
+    validation: str | None = None,
 ) -> tuple[TaskSpec, list[Example], list[Example]]:
+    if validation is not None:
+        vpath = _local_file(validation, "data.validation")
+        if (path.suffix.lower() == ".txt") != (vpath.suffix.lower() == ".txt"):
+            raise DataError(validation, "a .txt corpus and a table cannot be one task's two splits", "data.validation")
+        df = vdf = names = None
+        if path.suffix.lower() != ".txt":
+            df, vdf, names = _paired_tables(source, path, validation, vpath, columns)
+        spec, train = _local_rows(source, path, columns, kind, df=df, names=names)
+        vspec, val = _local_rows(validation, vpath, columns, spec.kind, "data.validation", vdf, names)
+        num_labels = max(spec.num_labels, vspec.num_labels)
+        return TaskSpec(source, spec.kind, num_labels, spec.metric_name), train, val
     spec, rows = _local_rows(source, path, columns, kind)
     if len(rows) < 3:
         raise DataError(source, f"only {len(rows)} example(s); need at least 3 (train, validation, heldout)")
@@ -401,12 +497,14 @@ def load_task(
     heldout_fraction: float = 0.1,
     seed: int = 0,
     builtin_options: dict | None = None,
+    validation: str | None = None,
 ) -> TextSplits:
     """Load ``source`` and split it into train / validation / heldout.
 
     ``source`` is ``builtin:<name>``, a hub name from ``HUB_TASKS`` or a path to a local file
     (``columns`` maps ``text`` / ``text_pair`` / ``label`` to its column names; ``kind`` overrides
-    the inferred task kind; 10 % of the rows, seeded, become validation).
+    the inferred task kind; 10 % of the rows, seeded, become validation, unless ``validation`` names
+    the task's own validation file, read with the same columns).
 
     The training split is shuffled with ``seed`` and capped at ``train_size``; ``heldout`` is the
     first ``heldout_fraction`` of that (at least one example) and is removed from ``train``, so
@@ -425,18 +523,22 @@ def load_task(
         if bad:
             raise DataError(source, f"unknown column role(s) {', '.join(bad)}; expected text, text_pair, label")
 
+    if validation is not None and (source.startswith(BUILTIN_PREFIX) or source in HUB_TASKS):
+        raise DataError(
+            validation, f"a validation file goes with a local data.source; {source} has its own", "data.validation"
+        )
+    path = Path(source).expanduser()
     if source.startswith(BUILTIN_PREFIX):
-        spec, train, validation = _load_builtin(source, seed, builtin_options)
+        spec, train, validation_rows = _load_builtin(source, seed, builtin_options)
     elif source in HUB_TASKS:
-        spec, train, validation = _load_hub(source, columns)
+        spec, train, validation_rows = _load_hub(source, columns)
     else:
-        path = Path(source).expanduser()
         if path.is_file():
             if path.suffix.lower() not in LOCAL_SUFFIXES:
                 raise DataError(
                     source, f"unsupported file type '{path.suffix}' (supported: {', '.join(LOCAL_SUFFIXES)})"
                 )
-            spec, train, validation = _load_local(source, path, columns, kind, seed)
+            spec, train, validation_rows = _load_local(source, path, columns, kind, seed, validation)
         elif path.is_dir():
             raise DataError(source, f"is a directory, not a file ({known_sources()})")
         elif path.suffix.lower() in LOCAL_SUFFIXES:
@@ -457,10 +559,10 @@ def load_task(
     heldout, train = pool[:n_heldout], pool[n_heldout:]
     if eval_size is not None:
         heldout = heldout[:eval_size]
-    validation = _shuffled(validation, seed, _STREAM_VALIDATION, eval_size)
-    if not validation:
+    val = _shuffled(validation_rows, seed, _STREAM_VALIDATION, eval_size)
+    if not val:
         raise DataError(source, "the validation split is empty")
-    return TextSplits(spec, train, validation, heldout)
+    return TextSplits(spec, train, val, heldout)
 
 
 def load_task_for(data: DataConfig, *, seed: int) -> TextSplits:
@@ -475,6 +577,7 @@ def load_task_for(data: DataConfig, *, seed: int) -> TextSplits:
         heldout_fraction=data.heldout_fraction,
         seed=seed,
         builtin_options=data.builtin,
+        validation=data.validation,
     )
 
 
@@ -491,13 +594,43 @@ def check_source(
     columns: Mapping[str, str] | None = None,
     kind: TaskKind | None = None,
     builtin_options: Mapping[str, Any] | None = None,
+    validation: str | None = None,
 ) -> TaskKind:
     """Raise :class:`DataError` if ``source`` cannot be loaded as configured; return its task kind.
 
     The same rules as :func:`load_task` without loading the data: a built-in's name and options, a
-    hub task's name, a local file's existence, type, emptiness and columns (from its first rows).
-    A hub task is not downloaded here (that needs the network); its name is checked.
+    hub task's name, a local file's existence, type, emptiness and columns (from its first rows),
+    and the same for ``validation`` (its error names ``data.validation``), which must hold the same
+    kind of task. A hub task is not downloaded here (that needs the network); its name is checked.
     """
+    found = _check_one_source(source, columns, kind, builtin_options)
+    if validation is None:
+        return found
+    if source.startswith(BUILTIN_PREFIX) or source in HUB_TASKS:
+        raise DataError(
+            validation, f"a validation file goes with a local data.source; {source} has its own", "data.validation"
+        )
+    vpath = _local_file(validation, "data.validation")
+    if (Path(source).suffix.lower() == ".txt") != (vpath.suffix.lower() == ".txt"):
+        raise DataError(validation, "a .txt corpus and a table cannot be one task's two splits", "data.validation")
+    try:
+        vfound = _check_local_columns(validation, vpath, columns, kind)
+        if vfound == "lm" and found != "lm":
+            _check_local_columns(validation, vpath, columns, found)  # names the missing label column
+    except DataError as exc:
+        raise DataError(validation, exc.message, "data.validation") from None
+    if vfound != found:
+        raise DataError(
+            validation, f"reads as a {vfound} task but data.source '{source}' is {found}", "data.validation"
+        )
+    if found == "classification":
+        _paired_tables(source, Path(source).expanduser(), validation, vpath, columns, nrows=_PEEK_ROWS)
+    return found
+
+
+def _check_one_source(
+    source: str, columns: Mapping[str, str] | None, kind: TaskKind | None, builtin_options: Mapping[str, Any] | None
+) -> TaskKind:
     if source.startswith(BUILTIN_PREFIX):
         name = source[len(BUILTIN_PREFIX) :]
         if name not in builtin.BUILTIN_TASKS:
@@ -552,7 +685,50 @@ def _check_local_columns(source: str, path: Path, columns: Mapping[str, str] | N
         return "lm"
     if not has_label:
         raise DataError(source, _missing_column(cols["label"], available))
-    return _infer_kind(source, df[cols["label"]], kind)
+    found = _infer_kind(source, df[cols["label"]], kind)
+    _check_label_values(source, cols["label"], df[cols["label"]], found, declared=kind is not None)
+    return found
+
+
+def _check_label_values(source: str, column: str, labels: Any, kind: str, declared: bool) -> None:
+    """Labels that the task kind cannot take (read from the file's first rows): fractional numbers for
+    a classification task, class names for a regression task; the message names data.kind when the
+    kind was declared rather than inferred."""
+    values = [v for v in labels.tolist() if not _is_missing(v)]
+    why = "data.kind is" if declared else "the task reads as"
+    if kind == "classification" and _label_names(labels) is None:
+        bad = [v for v in values if not _is_class_id(v)]
+        if bad:
+            raise DataError(
+                source,
+                f"column '{column}' holds numbers like {bad[0]!r} but {why} classification (classes are "
+                "non-negative integers or names); set data.kind: regression",
+            )
+    if kind == "regression":
+        bad = [v for v in values if not _is_number(v)]
+        if bad:
+            raise DataError(
+                source,
+                f"column '{column}' holds class names like {bad[0]!r} but {why} regression (labels are "
+                "numbers); set data.kind: classification",
+            )
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _is_class_id(value: Any) -> bool:
+    if not _is_number(value):
+        return False
+    f = float(value)
+    return f.is_integer() and f >= 0
 
 
 def describe_source(
@@ -561,6 +737,7 @@ def describe_source(
     columns: Mapping[str, str] | None = None,
     kind: TaskKind | None = None,
     builtin_options: Mapping[str, Any] | None = None,
+    validation: str | None = None,
 ) -> TaskSpec:
     """The :class:`TaskSpec` that :func:`load_task` will return for ``source``, without loading it:
     the task kind (inferred for a local file, as the loader infers it), its label count and its
@@ -569,7 +746,7 @@ def describe_source(
     A local classification file's label column is read whole (its classes are the label count);
     everything else comes from a built-in's or hub task's table or from the first rows of the file.
     """
-    found = check_source(source, columns=columns, kind=kind, builtin_options=builtin_options)
+    found = check_source(source, columns=columns, kind=kind, builtin_options=builtin_options, validation=validation)
     if source.startswith(BUILTIN_PREFIX):
         b = builtin.BUILTIN_TASKS[source[len(BUILTIN_PREFIX) :]]
         return TaskSpec(source, found, b.num_labels, b.metric_name)
@@ -579,8 +756,19 @@ def describe_source(
     if found == "lm":
         return TaskSpec(source, "lm", 0, DEFAULT_METRIC["lm"])
     # a labelled table: the kind and the classes of the whole label column, as the loader sees them
-    col = {"label": "label", **(columns or {})}["label"]
-    labels = _read_table(source, Path(source).expanduser())[col]
-    found = _infer_kind(source, labels, kind)  # type: ignore[assignment]
-    num_labels = _class_ids(source, col, labels)[1] if found == "classification" else 1
+    col = _label_column(columns)
+    path = Path(source).expanduser()
+    if validation is None:
+        labels = _read_table(source, path)[col]
+        found = _infer_kind(source, labels, kind)  # type: ignore[assignment]
+        num_labels = _class_ids(source, col, labels)[1] if found == "classification" else 1
+        return TaskSpec(source, found, num_labels, DEFAULT_METRIC[found])
+    df, vdf, names = _paired_tables(source, path, validation, Path(validation).expanduser(), columns)
+    found = _infer_kind(source, df[col], kind)  # type: ignore[assignment]
+    num_labels = 1
+    if found == "classification":
+        num_labels = max(
+            _class_ids(source, col, df[col], names)[1],
+            _local_rows(validation, Path(validation), columns, found, "data.validation", vdf, names)[0].num_labels,
+        )
     return TaskSpec(source, found, num_labels, DEFAULT_METRIC[found])

@@ -74,10 +74,12 @@ def check_run(cfg: RunConfig, path: str | Path) -> RunFacts:
     """Data and model of one run; returns the task spec the data layer resolves."""
     d = cfg.data
     try:
-        task = describe_source(d.source, columns=d.columns, kind=d.kind, builtin_options=d.builtin)
+        task = describe_source(
+            d.source, columns=d.columns, kind=d.kind, builtin_options=d.builtin, validation=d.validation
+        )
     except DataError as exc:
-        field = "data.builtin" if exc.message.startswith("data.builtin: ") else "data.source"
-        raise ConfigError(path, field, f"{d.source!r}: {exc.message.removeprefix('data.builtin: ')}") from None
+        field = "data.builtin" if exc.message.startswith("data.builtin: ") else exc.field
+        raise ConfigError(path, field, f"{exc.source!r}: {exc.message.removeprefix('data.builtin: ')}") from None
     try:
         check_model(cfg.model, task.kind)
     except ModelError as exc:

@@ -7,6 +7,7 @@ Nothing here touches the network: hub loading is checked through a monkeypatched
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -130,6 +131,17 @@ def test_load_task_for_takes_every_option_from_the_data_config():
     assert a == b and len(a.heldout) == 10
 
 
+def test_load_task_for_reads_data_validation(tmp_path):
+    from econ_ray.config.schema import DataConfig
+
+    (tmp_path / "train.tsv").write_text(GLUE_TRAIN)
+    (tmp_path / "dev.tsv").write_text(GLUE_DEV)
+    cols = {"text": "sentence1", "text_pair": "sentence2"}
+    d = DataConfig(source=str(tmp_path / "train.tsv"), validation=str(tmp_path / "dev.tsv"), columns=cols)
+    s = load_task_for(d, seed=0)
+    assert len(s.validation) == 9 and all(ex["text"].startswith("dev premise") for ex in s.validation)
+
+
 def test_train_and_eval_caps_deterministic():
     a = load_task("builtin:majority", train_size=50, eval_size=30, seed=5)
     b = load_task("builtin:majority", train_size=50, eval_size=30, seed=5)
@@ -223,6 +235,90 @@ def test_local_txt_is_lm(tmp_path):
         "six seven",
         "three four",
     ]
+
+
+# GLUE's own layout: a header, tab-separated, fields quoted where they hold a tab or a quote
+GLUE_TRAIN = 'sentence1\tsentence2\tlabel\n"a ""quoted"" word\tand a tab"\tsecond one\tentailment\n' + "".join(
+    f"premise {i}\thypothesis {i}\t{['entailment', 'neutral'][i % 2]}\n" for i in range(20)
+)
+GLUE_DEV = "".join(
+    [
+        "sentence1\tsentence2\tlabel\n",
+        *(
+            f"dev premise {i}\tdev hypothesis {i}\t{['entailment', 'neutral', 'contradiction'][i % 3]}\n"
+            for i in range(9)
+        ),
+    ]
+)
+
+
+def test_glue_tsv_with_its_own_dev_file_is_the_validation_split(tmp_path):
+    train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    train.write_text(GLUE_TRAIN)
+    dev.write_text(GLUE_DEV)
+    cols = {"text": "sentence1", "text_pair": "sentence2"}
+    s = load_task(str(train), columns=cols, validation=str(dev), heldout_fraction=0.2, seed=1)
+    # the dev file is the validation split, whole; the heldout split comes from train only
+    assert sorted(ex["text"] for ex in s.validation) == sorted(f"dev premise {i}" for i in range(9))
+    assert len(s.train) + len(s.heldout) == 21 and not any(ex["text"].startswith("dev") for ex in s.train + s.heldout)
+    quoted = [ex for ex in s.train + s.heldout if "quoted" in ex["text"]]
+    assert quoted[0]["text"] == 'a "quoted" word\tand a tab' and quoted[0]["text_pair"] == "second one"
+    # class names are numbered over both files (contradiction is only in dev), alike in both
+    names = ["contradiction", "entailment", "neutral"]
+    assert s.task == TaskSpec(str(train), "classification", 3, "accuracy")
+    for ex in s.validation:
+        assert names[ex["label"]] == ["entailment", "neutral", "contradiction"][int(ex["text"].split()[-1]) % 3]
+    assert {ex["label"] for ex in s.train} == {1, 2}
+    # the preflight agrees with the loader
+    from econ_ray.data import describe_source
+
+    assert describe_source(str(train), columns=cols, validation=str(dev)) == s.task
+    # without it, 10 % of train is carved off as before
+    assert len(load_task(str(train), columns=cols).validation) == 2
+
+
+def test_validation_file_errors_name_data_validation(tmp_path):
+    from econ_ray.data import check_source
+
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\n" + "".join(f"t{i},{i % 2}\n" for i in range(10)))
+    (tmp_path / "nolabel.csv").write_text("text,y\na,1\nb,0\n")
+    (tmp_path / "names.csv").write_text("text,label\na,pos\nb,neg\n")
+    (tmp_path / "float.csv").write_text("text,label\na,0.25\nb,0.75\n")
+    (tmp_path / "c.txt").write_text("a corpus\n")
+    cases = {
+        "missing.csv": "file not found",
+        "nolabel.csv": r"column 'label' not found \(columns: text, y\)",
+        "names.csv": "holds class names in .*names.csv but numbers in .*train.csv",
+        "float.csv": "reads as a regression task but data.source|classification label 0.25 is not",
+        "c.txt": r"a \.txt corpus and a table",
+    }
+    for name, expected in cases.items():
+        v = str(tmp_path / name)
+        for call in (load_task, check_source):
+            with pytest.raises(DataError) as err:
+                call(str(train), validation=v)
+            assert err.value.field == "data.validation", (name, str(err.value))
+            assert str(err.value).startswith(f"data.validation '{tmp_path}/"), str(err.value)
+            assert re.search(expected, str(err.value)), (name, str(err.value))
+    with pytest.raises(DataError, match="goes with a local data.source"):
+        load_task("builtin:majority", validation=str(train))
+
+
+def test_label_values_that_the_declared_kind_cannot_take_are_named_before_any_work(tmp_path):
+    from econ_ray.data import check_source
+
+    floats = tmp_path / "f.csv"
+    floats.write_text("text,label\n" + "".join(f"t{i},{i / 7:.3f}\n" for i in range(10)))
+    names = tmp_path / "n.csv"
+    names.write_text("text,label\n" + "".join(f"t{i},{['pos', 'neg'][i % 2]}\n" for i in range(10)))
+    with pytest.raises(
+        DataError, match=r"holds numbers like 0.143 but data.kind is classification.*data.kind: regression"
+    ):
+        check_source(str(floats), kind="classification")
+    with pytest.raises(DataError, match=r"holds class names like 'pos' but data.kind is regression"):
+        check_source(str(names), kind="regression")
+    assert check_source(str(floats)) == "regression" and check_source(str(names)) == "classification"
 
 
 def test_missing_column_names_it(tmp_path):

@@ -283,6 +283,44 @@ CASES: dict[str, Case] = {
         setup=_write_bytes("corpus.txt", "caf\u00e9 latin-1\n".encode("latin-1") * 5),
         verbs=CONFIG_VERBS,
     ),
+    "validation file missing": Case(
+        "data.validation",
+        "file not found",
+        changes={"data.source": "{tmp}/train.csv", "data.validation": "{tmp}/dev.csv"},
+        setup=_write("train.csv", "text,label\na b,1\nc d,0\ne f,1\n"),
+        verbs=CONFIG_VERBS,
+    ),
+    "validation file without the label column": Case(
+        "data.validation",
+        "column 'label' not found (columns: text, y)",
+        changes={"data.source": "{tmp}/train.csv", "data.validation": "{tmp}/dev.csv"},
+        setup=lambda tmp: (
+            _write("train.csv", "text,label\na b,1\nc d,0\ne f,1\n")(tmp),
+            _write("dev.csv", "text,y\na b,1\n")(tmp),
+        ),
+        verbs=CONFIG_VERBS,
+    ),
+    "validation file beside a builtin task": Case(
+        "data.validation",
+        "goes with a local data.source",
+        changes={"data.validation": "{tmp}/dev.csv"},
+        setup=_write("dev.csv", "text,label\na b,1\n"),
+        verbs=CONFIG_VERBS,
+    ),
+    "fractional labels declared classification": Case(
+        "data.source",
+        "holds numbers like 0.5 but data.kind is classification",
+        changes={"data.source": "{tmp}/f.csv", "data.kind": "classification"},
+        setup=_write("f.csv", "text,label\na b,0.5\nc d,0.25\ne f,1\n"),
+        verbs=CONFIG_VERBS,
+    ),
+    "class names declared regression": Case(
+        "data.source",
+        "holds class names like 'pos' but data.kind is regression",
+        changes={"data.source": "{tmp}/n.csv", "data.kind": "regression"},
+        setup=_write("n.csv", "text,label\na b,pos\nc d,neg\ne f,pos\n"),
+        verbs=CONFIG_VERBS,
+    ),
     "unknown builtin task": Case(
         "data.source", "did you mean 'builtin:majority'", changes={"data.source": "builtin:majorty"}, verbs=CONFIG_VERBS
     ),
