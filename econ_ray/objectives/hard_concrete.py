@@ -15,6 +15,7 @@ holds the parameters and writes samples into a runtime.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -90,6 +91,45 @@ def cut_to_budget(
             left -= c
     nh = head_score.numel()
     return Cut(keep[:nh].view_as(head_score).clone(), keep[nh:].view_as(neuron_score).clone())
+
+
+def cut_skipping_unused(
+    head_score: torch.Tensor,
+    neuron_score: torch.Tensor,
+    *,
+    head_cost: float,
+    neuron_cost: float,
+    budget: float,
+    unused: Callable[[Cut], torch.Tensor | None],
+    rounds: int = 3,
+) -> Cut:
+    """:func:`cut_to_budget`, then without the kept neurons that ``unused(cut)`` finds never used
+    ((layers, I) bool; e.g. ReLU neurons whose activation is zero on every calibration token): static
+    FLOPs drop those whatever the cut keeps, so the budget they held goes to the next units by score.
+    A refill can change which neurons fire and bring in unused ones, so this repeats up to ``rounds``
+    refills; a neuron found unused once stays out, and what the last refill brought in is probed once
+    more and dropped if unused (then without a refill)."""
+    cut = cut_to_budget(head_score, neuron_score, head_cost=head_cost, neuron_cost=neuron_cost, budget=budget)
+    out = torch.zeros_like(cut.neurons)
+    for refill in range(rounds + 1):
+        found = unused(cut)
+        if found is None:
+            break
+        found = found.to(torch.bool).cpu() & cut.neurons & ~out
+        if not bool(found.any()):
+            break
+        out |= found
+        if refill == rounds:
+            break
+        lowest = min(float(head_score.min()), float(neuron_score.min())) - 1.0  # after every other unit
+        cut = cut_to_budget(
+            head_score,
+            neuron_score.masked_fill(out.to(neuron_score.device), lowest),
+            head_cost=head_cost,
+            neuron_cost=neuron_cost,
+            budget=budget,
+        )
+    return Cut(cut.heads, cut.neurons & ~out)
 
 
 class StructuredMasks:

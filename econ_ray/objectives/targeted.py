@@ -12,8 +12,9 @@ over weights and log-alphas, while the two multipliers (cooper-optim ``DenseMult
 The target starts at the dense model (t = 1) and moves linearly to its final value over
 ``objective.target_warmup`` of the main steps. At ``1 - objective.finetune_fraction`` of the steps the
 masks become deterministic: units are kept greedily by keep probability while their FLOPs fit the
-target, so the cut meets it exactly (within one unit), and the rest of training fine-tunes the cut
-model. With ``objective.add_price`` the price on open edges and FFN mass of ``penalised``
+target, so the cut meets it exactly (within one unit); kept neurons that never fire on the training
+rows (ReLU) are dropped and their FLOPs refilled by the next units, since static FLOPs would drop
+them anyway; the rest of training fine-tunes the cut model. With ``objective.add_price`` the price on open edges and FFN mass of ``penalised``
 (``objective.lam``, ``alpha``, ``beta``) is added on top.
 """
 
@@ -27,8 +28,9 @@ import torch
 
 from econ_ray.compute.flops import dense_flops, expected_static_flops, shape_from_hf_config, static_flops, unit_costs
 from econ_ray.objectives.base import CostKind, Objective, ObjectiveEnv, ObjectiveState, Record
-from econ_ray.objectives.hard_concrete import Cut, StructuredMasks, cut_to_budget, write_cut
+from econ_ray.objectives.hard_concrete import Cut, StructuredMasks, cut_skipping_unused, write_cut
 from econ_ray.objectives.penalised import compute_cost
+from econ_ray.surgery.masks import activation_sums
 
 if TYPE_CHECKING:
     from econ_ray.compute.flops import ArchShape
@@ -189,9 +191,31 @@ class TargetedObjective:
             self.expected_ratio_at_cut = float(self.expected_ratio())
         c = unit_costs(self.shape, self.env.seq_len)
         hs, ns = self.learned.unit_scores()
-        self.cut = cut_to_budget(hs, ns, head_cost=c.head, neuron_cost=c.neuron, budget=self.target_flops - c.fixed)
+        self.cut = cut_skipping_unused(
+            hs,
+            ns,
+            head_cost=c.head,
+            neuron_cost=c.neuron,
+            budget=self.target_flops - c.fixed,
+            unused=self._never_active,
+        )
         write_cut(self.env.runtime, self.cut, next(self.env.model.parameters()).device)
         return self.cut
+
+    def _never_active(self, cut: Cut) -> torch.Tensor | None:
+        """(layers, I): the neurons whose activation is zero on every real token of the calibration
+        (training) rows with ``cut`` in place, ReLU neurons that never fire, which static FLOPs drop
+        whatever the cut keeps (None without calibration rows). Every worker reads the same rows with
+        the same weights, so every worker finds the same neurons."""
+        env = self.env
+        if env.calibration is None or env.runtime is None:
+            return None
+        write_cut(env.runtime, cut, next(env.model.parameters()).device)
+        with env.runtime.override(need_costs=False, collect=False):
+            sums, _ = activation_sums(
+                env.model, env.runtime, env.calibration, batch_size=32, n_batches=self.cfg.prune_calibration_batches
+            )
+        return torch.stack(sums) == 0 if sums else None
 
     # ---- the loop's calls ----------------------------------------------------------------------
 

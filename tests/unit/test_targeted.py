@@ -140,6 +140,52 @@ def test_the_cut_keeps_the_highest_scores_first():
     assert cut.heads.tolist() == [[True, False]] and cut.neurons.tolist() == [[True, True, False]]
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(0, 1), min_size=6, max_size=6),
+    st.lists(st.floats(0, 1), min_size=10, max_size=10),
+    st.lists(st.booleans(), min_size=10, max_size=10),
+    st.floats(0.0, 40.0),
+)
+def test_neurons_that_never_fire_give_their_budget_to_the_next_units(hs, ns, dead, budget):
+    """The cut without the unused neurons spends the budget as a cut of the used units alone would:
+    every unused neuron out, the spend within one unit of the budget unless every used unit fits."""
+    head_cost, neuron_cost = 7.0, 1.0
+    h, n, never = torch.tensor(hs).view(2, 3), torch.tensor(ns).view(2, 5), torch.tensor(dead).view(2, 5)
+    probes: list[hc.Cut] = []
+
+    def unused(cut: hc.Cut) -> torch.Tensor:
+        probes.append(cut)
+        return never & cut.neurons  # a neuron that is not kept reads zero too: only kept ones count
+
+    # enough refills to find them all (each finds at least one more)
+    cut = hc.cut_skipping_unused(
+        h, n, head_cost=head_cost, neuron_cost=neuron_cost, budget=budget, unused=unused, rounds=10
+    )
+    assert not (cut.neurons & never).any()
+    spent = head_cost * sum(cut.heads_kept) + neuron_cost * sum(cut.neurons_kept)
+    assert spent <= budget + 1e-9
+    if (~cut.neurons & ~never).any():
+        assert budget - spent < neuron_cost
+    elif (~cut.heads).any():
+        assert budget - spent < head_cost
+    # the same as cutting with the unused neurons ranked last and then taken out
+    ref = hc.cut_to_budget(h, n.masked_fill(never, -2.0), head_cost=head_cost, neuron_cost=neuron_cost, budget=budget)
+    assert torch.equal(cut.heads, ref.heads) and torch.equal(cut.neurons, ref.neurons & ~never)
+    # with one refill allowed: at most three probes (cut, refill, last look), no unused neuron kept
+    probes.clear()
+    short = hc.cut_skipping_unused(
+        h, n, head_cost=head_cost, neuron_cost=neuron_cost, budget=budget, unused=unused, rounds=1
+    )
+    assert len(probes) <= 3 and not (short.neurons & never).any()
+    # without unused neurons it is the plain cut
+    plain = hc.cut_to_budget(h, n, head_cost=head_cost, neuron_cost=neuron_cost, budget=budget)
+    same = hc.cut_skipping_unused(
+        h, n, head_cost=head_cost, neuron_cost=neuron_cost, budget=budget, unused=lambda c: torch.zeros_like(c.neurons)
+    )
+    assert torch.equal(same.heads, plain.heads) and torch.equal(same.neurons, plain.neurons)
+
+
 def test_the_target_is_warmed_up_from_dense_and_the_cut_leaves_the_finetune_steps():
     assert scheduled_target(0, 100, 0.4, 0.5) == 1.0
     assert scheduled_target(25, 100, 0.4, 0.5) == pytest.approx(0.7)
@@ -180,6 +226,7 @@ def test_a_targeted_run_is_cut_to_its_target(targeted_run):
     assert s["target_gflops"] == pytest.approx(0.45 * s["dense_total_gflops"])
     assert s["static_gflops"] <= s["target_gflops"] * (1 + 1e-9)
     assert s["static_gflops"] >= 0.98 * s["target_gflops"]  # a kept unit never used would show here
+    assert s["cut_gflops"] >= s["target_gflops"] - s["dense_total_gflops"] / 64  # within about one unit
     assert s["cut_gflops"] == pytest.approx(s["static_gflops"])
     assert s["effective_gflops"] <= s["static_gflops"] + 1e-12
     assert math.isfinite(s["metric"])
