@@ -265,6 +265,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             run_dir=args.run_dir,
             storage_path=args.storage_path,
             resume=args.resume,
+            show="verbose" if args.verbose else "auto",
         )
     except ConfigError as exc:
         return _fail(str(exc))
@@ -585,6 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="override any config field by dotted path, e.g. --set training.max_steps=100 (repeatable)",
     )
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object on the last line")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Ray's and Tune's own output (start-up, worker warnings) where Ray prints it; by default it "
+        "goes to RUN_DIR/ray_output.log and the terminal shows the search's progress",
+    )
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(

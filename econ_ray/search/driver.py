@@ -152,9 +152,15 @@ def run_search(
     storage_path: str | None = None,
     tracking_uri: str | None = None,
     resume: str | None = None,
+    show: str = "auto",
 ) -> SearchOutcome:
     """Run the whole search and return its outcome (also written to the run folder). With
     ``resume=RUN_DIR`` go on with the search of that folder (``econ_ray.search.resume``).
+
+    ``show``: ``auto`` (a live panel on a terminal, else one line per finished trial; what Ray and
+    its processes print goes to ``RUN_DIR/ray_output.log``), ``lines`` (one line per trial, Ray's
+    output in the file), ``verbose`` (one line per trial, Ray's own output where Ray sends it), or
+    ``none`` (nothing shown, Ray's output in the file).
 
     A bad input raises :class:`~econ_ray.config.load.ConfigError` from the pre-flight, before the
     run folder, Ray or MLflow exist."""
@@ -172,12 +178,16 @@ def run_search(
     facts = check_search(
         p.cfg, config_path, address=address, run_dir=str(p.root), storage_path=storage_path, tracking_uri=p.tracking_uri
     )
+    from econ_ray.search.progress import quiet_ray_output  # imports Ray
+
     timing: dict[str, float] = {"t_search_start": time.time()}
     session = open_session(p, facts)
-    if p.remaining:  # a finished search resumed again needs no cluster
-        start_ray(address, p.cfg)
-    timing["t_ray_ready"] = time.time()
-    records = p.prior + fit(p, facts, session, storage_path=storage_path, timing=timing)
+    with quiet_ray_output(p.root, verbose=show == "verbose") as user:
+        if p.remaining:  # a finished search resumed again needs no cluster
+            start_ray(address, p.cfg)
+        timing["t_ray_ready"] = time.time()
+        shown = None if show == "none" else (user, None if show == "auto" else False)
+        records = p.prior + fit(p, facts, session, storage_path=storage_path, timing=timing, shown=shown)
     outcome = finish(p, facts, session, records)
     timing["t_search_end"] = time.time()
     (p.root / "timing.json").write_text(json.dumps(timing))  # benchmarks/machinery_overhead.py
@@ -320,18 +330,46 @@ def start_ray(address: str | None, cfg: SearchSpaceFile) -> None:
 
 
 def fit(
-    p: SearchPlan, facts: SearchFacts, session: Session, *, storage_path: str | None, timing: dict[str, float]
+    p: SearchPlan,
+    facts: SearchFacts,
+    session: Session,
+    *,
+    storage_path: str | None,
+    timing: dict[str, float],
+    shown: tuple[Any, bool | None] | None = None,
 ) -> list[TrialRecord]:
     """Run the remaining trials on a Tuner; return their records (failed trials included: a failing
-    trial never loses the others)."""
+    trial never loses the others). ``shown``: (stream, live) of the progress display, or None."""
     from ray import tune
 
+    from econ_ray.search.progress import SearchProgress
     from econ_ray.search.tracking_callback import MlflowTuneCallback
     from econ_ray.search.trial import trial_fn
 
     callback = MlflowTuneCallback(session.tracker, p.cfg, run_dir=p.root, order_offset=len(p.prior))
     if not p.remaining:
         return []
+    callbacks: list[Any] = [callback]
+    display = None
+    if shown is not None:
+        constraints = make_constraints(p.cfg, facts.maximize)
+
+        def so_far() -> list[TrialRecord]:
+            recs = p.prior + callback.records()
+            mark_feasible(recs, constraints)
+            return recs
+
+        display = SearchProgress(
+            so_far,
+            total=p.n_trials,
+            metric_name=facts.metric_name,
+            maximize=facts.maximize,
+            cost=cost_key(p.cfg.search.cost),
+            chance=lambda recs: chance_of(facts, recs),
+            stream=shown[0],
+            live=shown[1],
+        )
+        callbacks.append(display)  # after the tracking callback: its records include the trial just ended
     tune_storage = storage_path or os.environ.get("ECON_RAY_STORAGE_PATH") or str(p.root / "tune")
     tuner = tune.Tuner(
         # the trial function only drives a TorchTrainer: no CPU of its own (its workers reserve theirs)
@@ -352,13 +390,19 @@ def fit(
         run_config=tune.RunConfig(
             name=f"tune-resume-{p.state['resumes']}" if p.resumed else "tune",
             storage_path=tune_storage,
-            callbacks=[callback],
+            callbacks=callbacks,
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
     timing["t_fit_start"] = time.time()
-    tuner.fit()  # failed trials are recorded by the callback; the others go on
+    if display is not None:
+        display.start()
+    try:
+        tuner.fit()  # failed trials are recorded by the callback; the others go on
+    finally:
+        if display is not None:
+            display.close()
     timing["t_fit_end"] = time.time()
     return callback.records()
 
