@@ -16,6 +16,7 @@ Run folder (everything needed to rebuild the results)::
     tune/           Ray Tune's experiment folder (and the trials' Ray Train folders, checkpoints)
     search_state.json, trial_records/   what a resumed search goes on from (``econ_ray.search.resume``)
     tracking_outbox/  MLflow operations kept during a tracking outage (``econ-ray sync RUN_DIR``)
+    ray_output.log  what Ray, Tune and their processes printed (``econ_ray.search.progress``)
 """
 
 from __future__ import annotations
