@@ -16,6 +16,7 @@ import logging
 import math
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -219,9 +220,38 @@ def register_model(
             await_creation_for=0,
         )
         client.set_registered_model_alias(name, alias, mv.version)
+        _index_logged_model(client, logged.model_id, run_id, name, int(mv.version), str_tags)
     except MlflowException as exc:
         raise TrackingError(f"registering {model_dir} as {name!r}: {exc.message}") from None
     return int(mv.version)
+
+
+# The logged model of each version is the store's own index for "best under a budget": its metrics
+# (`budget`: the search's cost, `score`: the metric signed so that larger is better, and every numeric
+# tag) and params (the knobs) are what `search_logged_models` filters and orders on the server.
+INDEX_TAG_NAME, INDEX_TAG_VERSION = "registered_model", "registered_version"
+
+
+def _index_logged_model(
+    client: Any, model_id: str, run_id: str, name: str, version: int, tags: Mapping[str, str]
+) -> None:
+    from mlflow.entities import Metric
+
+    parsed = {k: _parse_tag(v) for k, v in tags.items()}
+    numbers = {k: v for k, v in parsed.items() if _number(v) is not None}
+    budget, metric = budget_gflops(parsed), _number(parsed.get("metric"))
+    if budget is not None:
+        numbers["budget"] = budget
+    if metric is not None:
+        numbers["score"] = metric if _higher(parsed) else -metric
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id, metrics=[Metric(k, float(v), now, 0, model_id=model_id) for k, v in sorted(numbers.items())]
+    )
+    knobs = {k: str(v) for k, v in tags.items() if k not in numbers and k != "parent_run_id"}
+    if knobs:
+        client.log_model_params(model_id, knobs)
+    client.set_logged_model_tags(model_id, {INDEX_TAG_NAME: name, INDEX_TAG_VERSION: str(version)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,20 +326,82 @@ def budget_gflops(tags: dict[str, Any]) -> float | None:
     return _number(tags.get(key if isinstance(key, str) and key else "effective_gflops"))
 
 
+def _higher(tags: Mapping[str, Any]) -> bool:
+    return str(tags.get("higher_is_better", "true")).strip().lower() not in ("false", "0", "0.0", "no")
+
+
+def _experiment_ids(client: Any) -> list[str]:
+    ids, token = [], None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        ids += [e.experiment_id for e in page]
+        token = page.token
+        if not token:
+            return ids
+
+
+def best_logged(
+    name: str, *, max_gflops: float, min_metric: float | None = None, uri: str | None = None
+) -> dict[str, Any] | None:
+    """:func:`best_version` answered by the store: one ``search_logged_models`` query over the logged
+    models indexed for ``name``, filtered on ``metrics.budget <= max_gflops`` (and the signed metric
+    for ``min_metric``) and ordered by score, then by budget; the version's row (as
+    :func:`list_versions` gives it), or None if no indexed logged model fits. Raises ``LookupError``
+    when ``name`` has no indexed logged model at all (versions registered before the index)."""
+    client, u = _client(uri)
+    exps = _experiment_ids(client)
+    escaped = name.replace("'", "\\'")
+    where = f"tags.{INDEX_TAG_NAME} = '{escaped}'"
+    probe = client.search_logged_models(exps, filter_string=where, max_results=1)
+    if not probe:
+        raise LookupError(name)
+    higher = _higher(probe[0].tags or {})
+    flt = f"{where} AND metrics.budget <= {float(max_gflops)!r}"
+    if min_metric is not None:
+        flt += f" AND metrics.score >= {float(min_metric if higher else -min_metric)!r}"
+    order = [
+        {"field_name": "metrics.score", "ascending": False},
+        {"field_name": "metrics.budget", "ascending": True},
+    ]
+    found = client.search_logged_models(exps, filter_string=flt, order_by=order, max_results=1)
+    if not found:
+        return None
+    version = int((found[0].tags or {})[INDEX_TAG_VERSION])
+    mv = client.get_model_version(name, str(version))
+    return {
+        "name": mv.name,
+        "version": int(mv.version),
+        "aliases": sorted(mv.aliases or []),
+        "run_id": mv.run_id,
+        "tags": {k: _parse_tag(v) for k, v in (mv.tags or {}).items()},
+    }
+
+
 def best_version(
     name: str, *, max_gflops: float, min_metric: float | None = None, uri: str | None = None
 ) -> dict[str, Any] | None:
     """The version with the best ``metric`` tag among those whose budget (:func:`budget_gflops`: the
     search's cost, ``static_gflops`` by default) is ``<= max_gflops``
     (and ``metric >= min_metric``; ``<=`` where tag ``higher_is_better`` is ``false``, e.g.
-    perplexity); ties go to the cheaper one. None if nothing fits."""
+    perplexity); ties go to the cheaper one. None if nothing fits.
+
+    Asked of the store (:func:`best_logged`, one filtered and ordered query) when the versions' logged
+    models carry the index; versions registered before it are read and filtered here."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return best_logged(name, max_gflops=max_gflops, min_metric=min_metric, uri=uri)
+    except LookupError:
+        pass
+    except MlflowException as exc:
+        raise TrackingError(f"registered model {name!r}: {exc.message}") from None
     best, best_key = None, None
     for row in list_versions(name, uri=uri):
         tags = row["tags"]
         g, m = budget_gflops(tags), _number(tags.get("metric"))
         if g is None or m is None or g > max_gflops:
             continue
-        higher = str(tags.get("higher_is_better", "true")).strip().lower() not in ("false", "0", "0.0", "no")
+        higher = _higher(tags)
         if min_metric is not None and (m < min_metric if higher else m > min_metric):
             continue
         key = (-m if higher else m, g, -row["version"])

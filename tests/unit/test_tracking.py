@@ -324,3 +324,43 @@ def test_registry_round_trip(store, trained, monkeypatch):
     enc = encode_split([{"text": t, "label": 0} for t in texts], p.task, tok, 24)
     assert preds == [int(i) for i in _logits(original, enc, n=len(texts)).argmax(-1)]
     assert all(math.isfinite(x) for x in preds)
+
+
+def test_registry_best_is_one_filtered_query_over_more_versions_than_a_page(store, monkeypatch):
+    """60 versions indexed as logged models (their metrics: budget, score, the numeric tags): the
+    store answers best-under-a-budget itself, ordered by the signed metric then the budget; the
+    client never lists the versions."""
+    from mlflow.tracking import MlflowClient
+
+    from econ_ray.tracking import registry
+
+    uri, _ = store
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("many-versions")
+    run = client.create_run(exp).info.run_id
+    client.create_registered_model("econ-many")
+    rows = []
+    for i in range(60):
+        budget = 0.01 * (i + 1)  # 0.01 ... 0.60
+        metric = round(0.5 + 0.4 * (i % 20) / 19, 6)  # three cycles of 0.5 ... 0.9
+        tags = {"metric": str(metric), "static_gflops": str(budget), "cost_key": "static_gflops", "lam": "0.1"}
+        logged = client.create_logged_model(exp, name="model", source_run_id=run)
+        mv = client.create_model_version("econ-many", source=logged.artifact_location, run_id=run, tags=tags)
+        registry._index_logged_model(client, logged.model_id, run, "econ-many", int(mv.version), tags)
+        rows.append((int(mv.version), budget, metric))
+
+    def no_listing(*a, **k):
+        raise AssertionError("best_version listed the versions instead of asking the store")
+
+    monkeypatch.setattr(registry, "list_versions", no_listing)
+    for cap, floor in ((0.6, None), (0.3, None), (0.15, None), (0.3, 0.85), (0.05, 0.9), (0.005, None)):
+        fits = [r for r in rows if r[1] <= cap + 1e-12 and (floor is None or r[2] >= floor)]
+        want = min(fits, key=lambda r: (-r[2], r[1]))[0] if fits else None
+        got = registry.best_version("econ-many", max_gflops=cap, min_metric=floor, uri=uri)
+        assert (got["version"] if got else None) == want, (cap, floor)
+    best = registry.best_version("econ-many", max_gflops=0.3, uri=uri)
+    assert best["tags"]["static_gflops"] <= 0.3 and best["name"] == "econ-many"
+    # the logged model carries the knobs as params and the numbers as metrics, for the MLflow UI too
+    found = client.search_logged_models([exp], filter_string="tags.registered_model = 'econ-many'", max_results=1)
+    assert found[0].params.get("cost_key") == "static_gflops"
+    assert {"budget", "score", "metric", "static_gflops", "lam"} <= {m.key for m in found[0].metrics}
