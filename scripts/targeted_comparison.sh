@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The comparison of docs/results.md section 7 on one task: the targeted search, the pruning baselines
+# The comparison of docs/results.md section 9 on one task: the targeted search, the pruning baselines
 # inside a search (prune + fine-tune at the same steps), seed 000's penalised search, and prune-only,
 # all from one dense fine-tuned MiniLM, on static GFLOPs; then every targeted trial exported and timed.
 #   scripts/targeted_comparison.sh [FILE] [OUT]
