@@ -23,7 +23,7 @@ from typing import IO, Any
 from ray.tune import Callback
 
 from econ_ray.search.pareto import hypervolume, pareto_front, reference_point
-from econ_ray.search.records import TrialRecord, finite, points_from
+from econ_ray.search.records import TrialRecord, dense_total_gflops, finite, points_from
 
 RAY_OUTPUT_FILE = "ray_output.log"
 
@@ -71,10 +71,7 @@ def progress_of(
     best = None
     if front:
         best = max(p.metric for p in front) if maximize else min(p.metric for p in front)
-    dense = next(
-        (float(r.metrics["dense_total_gflops"]) for r in records if finite(r.metrics.get("dense_total_gflops"))),
-        None,
-    )
+    dense = dense_total_gflops(records)
     hv = None
     if dense and dense > 0 and math.isfinite(chance):
         ref = reference_point(dense_gflops=dense, chance_metric=chance)

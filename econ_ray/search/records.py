@@ -63,6 +63,19 @@ def finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(float(x))
 
 
+def dense_total_gflops(records: list[TrialRecord]) -> float | None:
+    """The unmodified model's whole cost, as the first complete trial reporting it counted it (the same
+    count as static and effective GFLOPs with nothing removed): the hypervolume reference's cost."""
+    return next(
+        (
+            float(r.metrics["dense_total_gflops"])
+            for r in records
+            if r.status == "complete" and finite(r.metrics.get("dense_total_gflops"))
+        ),
+        None,
+    )
+
+
 def write_record(run_dir: str | Path, record: TrialRecord) -> None:
     """Persist one finished trial's record under ``trial_records/`` (atomically)."""
     folder = Path(run_dir) / RECORDS_DIR

@@ -25,7 +25,7 @@ from econ_ray.search.pareto import (
     reference_point,
 )
 from econ_ray.search.preflight import RunFacts
-from econ_ray.search.records import TrialRecord, finite, points_from
+from econ_ray.search.records import TrialRecord, dense_total_gflops, finite, points_from
 from econ_ray.search.space import trial_config, trial_params
 
 PARETO_FIELDS = (
@@ -152,11 +152,7 @@ def summarise(
     front = pareto_front(points, maximize_metric=maximize)
     by_id = {r.trial_id: r for r in records}
     complete = [r for r in records if r.status == "complete"]
-    # the unmodified model's whole cost: the same count as static and effective GFLOPs with nothing removed
-    dense_g = next(
-        (float(r.metrics["dense_total_gflops"]) for r in complete if finite(r.metrics.get("dense_total_gflops"))),
-        float("nan"),
-    )
+    dense_g = dense_total_gflops(records) or float("nan")
     ref = reference_point(dense_gflops=dense_g, chance_metric=chance) if math.isfinite(dense_g) else (chance, dense_g)
     hv, history = 0.0, []
     if math.isfinite(dense_g):
