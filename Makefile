@@ -18,13 +18,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# the quickstart search: 8 trials, 2 at a time, each on 2 Ray Train workers with DeepSpeed (CPU)
+# the quickstart search: the dense model once, then 6 targeted trials (budgets 5-60 % of its FLOPs),
+# 2 at a time, each on a Ray Train worker with DeepSpeed (CPU)
 demo: $(STAMP)
 	$(BIN)/econ-ray search search_spaces/quickstart.yaml
 
-# one training run of the quickstart with a price on compute
+# one training run of the quickstart: dense phase, then cut to 30 % of the dense static FLOPs
 demo-train: $(STAMP)
-	$(BIN)/econ-ray train search_spaces/quickstart.yaml --lam 0.5 --alpha 1 --beta 0.5
+	$(BIN)/econ-ray train search_spaces/quickstart.yaml --set objective.target_ratio=0.3
 
 # the fast part of `make test`: lint, formatting and types (mypy reads [tool.mypy] in pyproject.toml)
 LINTED := econ_ray tests benchmarks scripts

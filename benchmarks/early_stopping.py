@@ -120,7 +120,7 @@ def oracle_bound(cfg, fifo: list[fastsearch.FastTrial], ref, *, dense: int, firs
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description="hypervolume and trial-steps with and without MOASHA")
-    ap.add_argument("--config", default="search_spaces/quickstart.yaml")
+    ap.add_argument("--config", default="search_spaces/tiny_priced.yaml")
     ap.add_argument("--sampler", default="tpe")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--trials", type=int, default=8)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description="wall-time split of a real search")
-    ap.add_argument("--config", default="search_spaces/quickstart.yaml")
+    ap.add_argument("--config", default="search_spaces/tiny_priced.yaml")
     ap.add_argument("--trials", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

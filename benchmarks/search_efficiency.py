@@ -48,7 +48,7 @@ def _ray_curve(cfg_path: str, cfg, sampler: str, seed: int, trials: int, out_dir
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="search_spaces/quickstart.yaml")
+    ap.add_argument("--config", default="search_spaces/tiny_priced.yaml")
     ap.add_argument("--samplers", default=",".join(SAMPLERS))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--trials", type=int, default=8)

@@ -4,7 +4,7 @@ The public API, for use from Python (the ``econ-ray`` CLI calls the same functio
 
     import econ_ray
 
-    cfg = econ_ray.load_config("search_spaces/quickstart.yaml", {"objective.lam": 0.5})
+    cfg = econ_ray.load_config("search_spaces/quickstart.yaml", {"objective.target_ratio": 0.3})
     result = econ_ray.train_run(cfg)                  # one training run; result.summary has every metric
     out = econ_ray.run_search(cfg, config_path="search_spaces/quickstart.yaml")  # the Pareto search
     best = econ_ray.best_version(out.registered_model, max_gflops=0.01)          # lookup by budget

@@ -276,8 +276,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     console = Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 160))
     metric_name = out.pareto[0]["metric_name"] if out.pareto else "metric"
+    cost = str(out.pareto[0].get("cost_key") or "static_gflops") if out.pareto else "static_gflops"
     table = Table(
-        title=f"Pareto set: {metric_name} vs effective GFLOPs ({out.n_trials} trials, "
+        title=f"Pareto set: {metric_name} vs {cost.replace('_gflops', ' GFLOPs')} ({out.n_trials} trials, "
         f"{out.n_failed} failed, {out.n_infeasible} infeasible, hypervolume {out.hypervolume:.4g})"
     )
     for col in PARETO_COLUMNS:
@@ -287,6 +288,10 @@ def cmd_search(args: argparse.Namespace) -> int:
             *[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c)) for c in PARETO_COLUMNS]
         )
     console.print(table)
+    if out.dense:
+        from econ_ray.search.driver import dense_line
+
+        console.print(f"dense model (every trial's start): {dense_line(out.dense)}")
     if out.failures:
         causes: dict[str, int] = {}
         for f in out.failures:

@@ -414,6 +414,13 @@ class SearchConfig(_Strict):
     )
     latency_repeats: int = Field(30, ge=3, description="timed forward passes (after 5 warm-up) per trial (latency)")
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig, description="early stopping of trials")
+    dense_start: Literal["per_trial", "shared"] = Field(
+        "per_trial",
+        description="per_trial: every trial trains its own dense phase (objective.dense_steps) | shared: the "
+        "search trains the dense model once, before any trial (one process, plain AdamW, on the CPUs of the "
+        "trials that run at once), saves it in RUN_DIR/dense/ and starts every trial from it (dense_reference "
+        "'model'): one teacher and one start for every trial, and the dense steps paid once",
+    )
 
 
 class DistributedConfig(_Strict):
@@ -466,6 +473,12 @@ class SearchSpaceFile(RunConfig):
             raise ValueError(
                 "search.cost: 'latency' is measured once, at the end of each trial, but scheduler 'moasha' ranks "
                 "trials at every evaluation; use cost 'static' with moasha, or scheduler 'fifo'"
+            )
+        if self.search.dense_start == "shared" and (o.dense_reference != "warmup" or o.dense_steps < 1):
+            raise ValueError(
+                "search.dense_start: 'shared' trains objective.dense_steps once before the trials; expected "
+                f"dense_reference 'warmup' and dense_steps >= 1 (got '{o.dense_reference}', {o.dense_steps}), "
+                "or dense_start 'per_trial'"
             )
         kinds = {o.kind, *(space.objective or [])}
         has_target = any(

@@ -17,6 +17,7 @@ Run folder (everything needed to rebuild the results)::
     search_state.json, trial_records/   what a resumed search goes on from (``econ_ray.search.resume``)
     tracking_outbox/  MLflow operations kept during a tracking outage (``econ-ray sync RUN_DIR``)
     ray_output.log  what Ray, Tune and their processes printed (``econ_ray.search.progress``)
+    dense/          the dense model every trial starts from (``search.dense_start: shared``)
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ import yaml
 from econ_ray.config.schema import SearchSpaceFile
 from econ_ray.search import resume as rs
 from econ_ray.search.preflight import SearchFacts, check_search
-from econ_ray.search.records import TrialRecord, cost_key, load_records, numeric_metrics, write_trials
+from econ_ray.search.records import (
+    TrialRecord,
+    cost_key,
+    dense_of,
+    load_records,
+    numeric_metrics,
+    write_trials,
+)
 from econ_ray.search.results import (
     PARENT_ARTIFACTS,
     chance_of,
@@ -63,6 +71,9 @@ class SearchOutcome:
     pending_tracking_ops: int = 0
     tracking_error: str | None = None
     n_infeasible: int = 0  # complete trials outside a search-level constraint or their own ceiling
+    # the dense model the trials start from: metric_name, metric, dense_total_gflops (and, for a shared dense
+    # start, ce_dense, dense_steps, train_s); None when no trial completed
+    dense: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,12 +195,19 @@ def run_search(
     timing: dict[str, float] = {"t_search_start": time.time()}
     session = open_session(p, facts)
     with quiet_ray_output(p.root, verbose=show == "verbose") as user:
-        if p.remaining:  # a finished search resumed again needs no cluster
-            start_ray(address, p.cfg)
-        timing["t_ray_ready"] = time.time()
-        shown = None if show == "none" else (user, None if show == "auto" else False)
-        records = p.prior + fit(p, facts, session, storage_path=storage_path, timing=timing, shown=shown)
-    outcome = finish(p, facts, session, records)
+        started = start_ray(address, p.cfg) if p.remaining else False  # a finished search resumed needs no cluster
+        try:
+            timing["t_ray_ready"] = time.time()
+            dense = start_dense(p, session, user if show != "none" else None)
+            timing["t_dense_ready"] = time.time()
+            shown = None if show == "none" else (user, None if show == "auto" else False)
+            records = p.prior + fit(p, facts, session, storage_path=storage_path, timing=timing, shown=shown)
+        finally:
+            if started:  # inside the redirection: what Ray's processes say while stopping stays in the file
+                import ray
+
+                ray.shutdown()
+    outcome = finish(p, facts, session, records, dense=dense)
     timing["t_search_end"] = time.time()
     (p.root / "timing.json").write_text(json.dumps(timing))  # benchmarks/machinery_overhead.py
     return outcome
@@ -316,18 +334,56 @@ def local_ray_options(cfg: SearchSpaceFile) -> dict[str, Any]:
     }
 
 
-def start_ray(address: str | None, cfg: SearchSpaceFile) -> None:
+def start_ray(address: str | None, cfg: SearchSpaceFile) -> bool:
     """Connect to ``address`` / ``RAY_ADDRESS``, or start a local cluster (whose capacity the
-    pre-flight checked)."""
+    pre-flight checked); False when this process was already connected (the caller's Ray stays up)."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     env_address = os.environ.get("RAY_ADDRESS")
     if address or env_address:
         ray.init(address=address or env_address, log_to_driver=False)
     else:
         ray.init(**local_ray_options(cfg))
+    return True
+
+
+def start_dense(p: SearchPlan, session: Session, shown: Any) -> dict[str, Any] | None:
+    """With ``search.dense_start: shared``: the dense model trained once (or found in the run folder of a
+    resumed search), the trials pointed at it (``p.cfg``), its summary logged to the parent run and
+    shown; None otherwise."""
+    if p.cfg.search.dense_start != "shared":
+        return None
+    from econ_ray.search.dense_start import dense_folder, read_summary, shared_dense_start
+
+    if not p.remaining:
+        return read_summary(dense_folder(p.root))
+    if shown is not None and read_summary(dense_folder(p.root)) is None:
+        print(
+            f"dense start: training the dense model once ({p.cfg.objective.dense_steps} steps), "
+            "then every trial starts from it",
+            file=shown,
+            flush=True,
+        )
+    p.cfg, dense, trained = shared_dense_start(p.cfg, p.root)
+    if trained:
+        session.tracker.log_parent_metrics(
+            {f"dense_{k}": float(v) for k, v in dense.items() if isinstance(v, (int, float)) and k != "metric_name"}
+        )
+    if shown is not None:
+        print(f"dense model: {dense_line(dense)} ({dense_folder(p.root)})", file=shown, flush=True)
+    return dense
+
+
+def dense_line(dense: dict[str, Any]) -> str:
+    """``pearson 0.9327 at 0.0195 GFLOPs, 1200 steps in 41 s``."""
+    parts = [f"{dense.get('metric_name', 'metric')} {float(dense['metric']):.4g}"]
+    if dense.get("dense_total_gflops") is not None:
+        parts.append(f"at {float(dense['dense_total_gflops']):.4g} GFLOPs")
+    if dense.get("train_s") is not None:
+        parts.append(f"{dense.get('dense_steps')} steps in {float(dense['train_s']):.0f} s")
+    return ", ".join(parts[:2]) + (f" ({parts[2]})" if len(parts) > 2 else "")
 
 
 def fit(
@@ -356,7 +412,7 @@ def fit(
         constraints = make_constraints(p.cfg, facts.maximize)
 
         def so_far() -> list[TrialRecord]:
-            recs = p.prior + callback.records()
+            recs = p.prior + callback.ended_records()  # a running trial is neither done nor stopped
             mark_feasible(recs, constraints)
             return recs
 
@@ -408,8 +464,16 @@ def fit(
     return callback.records()
 
 
-def finish(p: SearchPlan, facts: SearchFacts, session: Session, records: list[TrialRecord]) -> SearchOutcome:
-    """Feasibility, the run folder's files, the registry and the parent run's metrics."""
+def finish(
+    p: SearchPlan,
+    facts: SearchFacts,
+    session: Session,
+    records: list[TrialRecord],
+    *,
+    dense: dict[str, Any] | None = None,
+) -> SearchOutcome:
+    """Feasibility, the run folder's files, the registry and the parent run's metrics. ``dense``: the shared
+    dense start's summary; else the dense model is the trials' own (the median of their dense metrics)."""
     tracker, root = session.tracker, p.root
     mark_feasible(records, make_constraints(p.cfg, facts.maximize))
     write_trials(root, records)
@@ -460,6 +524,7 @@ def finish(p: SearchPlan, facts: SearchFacts, session: Session, records: list[Tr
         plot=str(root / "pareto.png"),
         resumed=int(p.state.get("resumes", 0)),
         rerun=session.rerun,
+        dense=dense or dense_of(records, facts.metric_name),
     )
     (root / "summary.json").write_text(json.dumps(outcome.to_json(), indent=2, default=str))
     tracker.log_parent_artifacts([root / n for n in PARENT_ARTIFACTS])

@@ -76,6 +76,20 @@ def dense_total_gflops(records: list[TrialRecord]) -> float | None:
     )
 
 
+def dense_of(records: list[TrialRecord], metric_name: str) -> dict[str, Any] | None:
+    """The dense model the complete trials started from: the median of their dense metrics (one value when
+    they share a dense start or a seed) and its whole cost; None when no complete trial reported both."""
+    metrics = sorted(
+        float(r.metrics["dense_metric"])
+        for r in records
+        if r.status == "complete" and finite(r.metrics.get("dense_metric"))
+    )
+    gflops = dense_total_gflops(records)
+    if not metrics or gflops is None:
+        return None
+    return {"metric_name": metric_name, "metric": metrics[len(metrics) // 2], "dense_total_gflops": gflops}
+
+
 def write_record(run_dir: str | Path, record: TrialRecord) -> None:
     """Persist one finished trial's record under ``trial_records/`` (atomically)."""
     folder = Path(run_dir) / RECORDS_DIR

@@ -25,7 +25,7 @@ from econ_ray.search.pareto import (
     reference_point,
 )
 from econ_ray.search.preflight import RunFacts
-from econ_ray.search.records import TrialRecord, dense_total_gflops, finite, points_from
+from econ_ray.search.records import TrialRecord, dense_of, dense_total_gflops, finite, points_from
 from econ_ray.search.space import trial_config, trial_params
 
 PARETO_FIELDS = (
@@ -182,10 +182,8 @@ def summarise(
         w2 = csv.writer(f)
         w2.writerow(["trials_completed", "hypervolume"])
         w2.writerows(history)
-    dense_metrics = [float(r.metrics["dense_metric"]) for r in complete if finite(r.metrics.get("dense_metric"))]
-    dense_pt = None
-    if dense_metrics and math.isfinite(dense_g):
-        dense_pt = TrialPoint("dense", sorted(dense_metrics)[len(dense_metrics) // 2], dense_g)
+    dense = dense_of(records, metric_name)
+    dense_pt = TrialPoint("dense", dense["metric"], dense["dense_total_gflops"]) if dense else None
     seq_len = next((int(r.metrics["seq_len"]) for r in complete if finite(r.metrics.get("seq_len"))), 0)
     plot_pareto(
         points,

@@ -98,6 +98,11 @@ class MlflowTuneCallback(Callback):
         self._persist(trial.trial_id)
         self.tracker.finish_child(trial.trial_id, status="FAILED", reason=reason)
 
+    def ended_records(self) -> list[TrialRecord]:
+        """The records of the trials that have ended (what a progress display counts as done)."""
+        ended = set(self._order)
+        return [r for r in self.records() if r.trial_id in ended]
+
     def records(self) -> list[TrialRecord]:
         """One record per trial, in completion order (everything needed was seen through the callbacks)."""
         out = []
@@ -135,7 +140,8 @@ def _error_line(trial: Any) -> str:
             text = Path(path).read_text()
     except OSError:
         pass
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # pydantic ends a validation error with a link, not the error
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "errors.pydantic.dev" not in ln]
     for ln in reversed(lines):  # a diverged trial: the loop's own message, whatever Ray wrapped it in
         if "DivergenceError" in ln and "training diverged" in ln:
             return ln[ln.index("training diverged") :][:500]

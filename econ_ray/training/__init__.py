@@ -2,7 +2,7 @@
 
 from econ_ray.training.engine import Engine, TorchEngine
 from econ_ray.training.evaluate import evaluate
-from econ_ray.training.loop import DivergenceError, Prepared, RunHooks, RunResult, prepare, train_run
+from econ_ray.training.loop import DivergenceError, Prepared, RunHooks, RunResult, prepare, train_dense, train_run
 
 __all__ = [
     "DivergenceError",
@@ -13,5 +13,6 @@ __all__ = [
     "TorchEngine",
     "evaluate",
     "prepare",
+    "train_dense",
     "train_run",
 ]

@@ -69,6 +69,7 @@ __all__ = [
     "prepare",
     "resolve_device",
     "seed_everything",
+    "train_dense",
     "train_run",
 ]
 
@@ -564,3 +565,37 @@ def train_run(
     _dense_reference(run, resume)
     stopped_early = _main_phase(run, resume)
     return _final(run, stopped_early)
+
+
+def train_dense(cfg: RunConfig, *, prepared: Prepared | None = None) -> RunResult:
+    """Only the dense phase of ``cfg`` (``objective.dense_steps`` of plain AdamW in this process) and
+    its evaluation: the shared start of a search's trials (``search.dense_start: shared``, see
+    ``econ_ray.search.dense_start``). The summary has the dense model's validation metrics, its
+    held-out CE (``ce_dense``) and its FLOPs."""
+    p = prepared or prepare(cfg)
+    run = _Run(
+        cfg=cfg,
+        p=p,
+        objective=make_objective(cfg.objective),
+        make_engine=_default_engine(cfg),
+        hooks=RunHooks(),
+        shard=(0, 1),
+        state=RunState(),
+    )
+    _dense_phase(run, None)
+    _dense_reference(run, None)
+    p.model.eval()
+    final = run.evaluate(p.validation, distribution=True)
+    summary: Record = {
+        "task": p.task.name,
+        "task_kind": p.task.kind,
+        "num_labels": p.task.num_labels,
+        "vocab_size": len(p.tokenizer),
+        **final,
+        "ce_dense": run.state.ce_dense,
+        "dense_metric": run.state.dense_metric,
+        "dense_steps": _dense_steps(cfg),
+        "seed": cfg.training.seed,
+        "model": cfg.model.name,
+    }
+    return RunResult(summary, p)

@@ -40,7 +40,7 @@ def test_moasha_search_stops_trials_and_keeps_them_out(tmp_path):
         [
             EXE,
             "search",
-            "search_spaces/quickstart.yaml",
+            "search_spaces/tiny_priced.yaml",
             "--trials",
             "4",
             "--concurrency",
@@ -64,7 +64,7 @@ def test_moasha_search_stops_trials_and_keeps_them_out(tmp_path):
     stopped = {t["trial_id"] for t in trials if t["status"] == "stopped"}
     assert stopped, "MOASHA stopped no trial (4 sequential trials, eta 3: the 2nd-4th face a rung of >= 2)"
     assert not stopped & {p["trial_id"] for p in out["pareto"]}
-    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{Path(out['run_dir'], 'optuna.db')}")
+    study = optuna.load_study(study_name="tiny_priced", storage=f"sqlite:///{Path(out['run_dir'], 'optuna.db')}")
     states = {t.user_attrs.get("tune_trial_id"): t.state for t in study.trials}
     for tid in stopped:
         assert states[tid] == optuna.trial.TrialState.PRUNED

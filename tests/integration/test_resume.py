@@ -33,7 +33,7 @@ def test_killed_search_resumes(tmp_path, spawner, mlflow_db):
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_db(tmp_path / "mlflow.db")}
     args = [
         "search",
-        "search_spaces/quickstart.yaml",
+        "search_spaces/tiny_priced.yaml",
         "--trials",
         "3",
         "--concurrency",

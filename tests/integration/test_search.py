@@ -114,7 +114,7 @@ def search(tmp_path_factory, mlflow_template):
                 "--",
                 "econ-ray",
                 "search",
-                "search_spaces/quickstart.yaml",
+                "search_spaces/tiny_priced.yaml",
                 "--trials",
                 "4",
                 "--concurrency",

@@ -15,7 +15,7 @@ from conftest import EXE, ROOT, SMALL, last_json
 
 pytestmark = pytest.mark.integration
 
-ARGS = ["search", "search_spaces/quickstart.yaml", "--trials", "2", "--concurrency", "1", "--seed", "0", *SMALL]
+ARGS = ["search", "search_spaces/tiny_priced.yaml", "--trials", "2", "--concurrency", "1", "--seed", "0", *SMALL]
 # what Ray and Tune print when left alone (start-up banner, result folder, worker warnings)
 RAY_CHATTER = re.compile(r"raylet|Started a local Ray instance|View detailed results|tensorboard|WARNING|\(pid=")
 

@@ -26,7 +26,7 @@ def test_search_survives_a_tracking_outage_and_syncs(tmp_path, spawner, mlflow_d
         [
             EXE,
             "search",
-            "search_spaces/quickstart.yaml",
+            "search_spaces/tiny_priced.yaml",
             "--trials",
             "3",
             "--concurrency",

@@ -35,7 +35,7 @@ def test_killed_worker_resumes_from_its_checkpoint(tmp_path, spawner, mlflow_db)
         [
             EXE,
             "search",
-            "search_spaces/quickstart.yaml",
+            "search_spaces/tiny_priced.yaml",
             "--trials",
             "1",
             "--concurrency",

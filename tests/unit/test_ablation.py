@@ -35,7 +35,7 @@ def test_priced_parts_get_sparser(tmp_path):
 
 
 def test_cli_rejects_bad_lambda_and_variant(capsys):
-    assert main(["ablation", "search_spaces/quickstart.yaml", "--lam", "0"]) == 2
-    assert main(["ablation", "search_spaces/quickstart.yaml", "--lam", "1", "--variants", "both,heads"]) == 2
+    assert main(["ablation", "search_spaces/tiny_priced.yaml", "--lam", "0"]) == 2
+    assert main(["ablation", "search_spaces/tiny_priced.yaml", "--lam", "1", "--variants", "both,heads"]) == 2
     err = capsys.readouterr().err
     assert "--lam must be > 0" in err and "heads" in err

@@ -11,7 +11,7 @@ import yaml
 from econ_ray.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
+QUICKSTART = ROOT / "search_spaces" / "tiny_priced.yaml"
 
 
 def _sub_help(verb: str) -> str:

@@ -17,8 +17,16 @@ def test_shipped_search_spaces_validate(path):
     assert cfg.name
 
 
-def test_quickstart_carries_search_ranges():
+def test_quickstart_searches_a_spread_of_budgets_from_one_dense_model():
     cfg = load_config(ROOT / "search_spaces" / "quickstart.yaml")
+    r = cfg.search.space.target_ratio
+    assert cfg.objective.kind == "targeted" and cfg.search.sampler == "grid" and cfg.search.cost == "static"
+    assert r is not None and r.log and r.high / r.low >= 3  # the front can span 3x in cost
+    assert cfg.search.dense_start == "shared" and cfg.objective.dense_steps > 0
+
+
+def test_priced_example_carries_search_ranges():
+    cfg = load_config(ROOT / "search_spaces" / "tiny_priced.yaml")
     assert cfg.search.space.lam is not None and cfg.search.space.lam.log
 
 
@@ -26,6 +34,17 @@ BAD = {
     "unknown top key": ({"no_such_key": 1}, "no_such_key", "unknown key"),
     "did you mean": ({"objective": {"lamb": 1.0}}, "objective.lamb", "did you mean 'lam'"),
     "wrong type": ({"training": {"batch_size": "big"}}, "training.batch_size", "integer"),
+    "shared dense start without dense steps": (
+        {"search": {"dense_start": "shared"}, "objective": {"dense_steps": 0}},
+        "search.dense_start",
+        "dense_steps >= 1",
+    ),
+    "shared dense start from a loaded model": (
+        {"model": {"name": "gpt2"}, "search": {"dense_start": "shared"}, "objective": {"dense_reference": "model"}},
+        "search.dense_start",
+        "dense_reference 'warmup'",
+    ),
+    "unknown dense start": ({"search": {"dense_start": "once"}}, "search.dense_start", "per_trial"),
     "negative alpha": ({"objective": {"alpha": -1}}, "objective.alpha", "greater than or equal to 0"),
     "tau <= 0": ({"objective": {"kind": "constrained", "tau": 0.0}}, "objective.tau", "greater than 0"),
     "constrained without tau": (

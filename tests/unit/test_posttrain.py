@@ -134,7 +134,9 @@ def test_cli_bad_eps_exits_2(eps, capsys):
 
 
 def test_cli_rejects_a_classification_task(tmp_path, capsys):
-    assert main(["posttrain", "search_spaces/quickstart.yaml", "--eps", "0.1", "--set", "objective.dense_steps=1"]) == 2
+    assert (
+        main(["posttrain", "search_spaces/tiny_priced.yaml", "--eps", "0.1", "--set", "objective.dense_steps=1"]) == 2
+    )
     assert "error" in capsys.readouterr().err
 
 

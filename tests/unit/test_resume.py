@@ -125,7 +125,7 @@ def test_a_resume_ends_the_child_runs_that_the_kill_left_open(tmp_path, monkeypa
     from econ_ray.search.preflight import check_search
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    path = "search_spaces/quickstart.yaml"
+    path = "search_spaces/tiny_priced.yaml"
     cfg, uri = load_config(path), f"sqlite:///{tmp_path / 'mlflow.db'}"
 
     def session(**kw):

@@ -268,10 +268,10 @@ def test_whole_sublayers_are_removed_and_counted_as_removed(tmp_path, family):
 @pytest.mark.parametrize(
     "argv",
     [
-        ["prune", "search_spaces/quickstart.yaml", "--ratios", "0.1,1.5"],
-        ["prune", "search_spaces/quickstart.yaml", "--ratios", "a,b"],
-        ["prune", "search_spaces/quickstart.yaml", "--method", "heads,magnitude"],
-        ["prune", "search_spaces/quickstart.yaml", "--overlay", "/nonexistent-run"],
+        ["prune", "search_spaces/tiny_priced.yaml", "--ratios", "0.1,1.5"],
+        ["prune", "search_spaces/tiny_priced.yaml", "--ratios", "a,b"],
+        ["prune", "search_spaces/tiny_priced.yaml", "--method", "heads,magnitude"],
+        ["prune", "search_spaces/tiny_priced.yaml", "--overlay", "/nonexistent-run"],
     ],
 )
 def test_cli_prune_bad_input_exits_2(argv, capsys):
