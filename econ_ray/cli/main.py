@@ -200,11 +200,30 @@ PARETO_COLUMNS = [
     "alpha",
     "beta",
     "tau",
+    "target_ratio",
     "objective",
     "attention_density",
     "ffn_density",
     "version",
 ]
+# the knobs of each objective: a column shows only when a row's objective uses it
+KNOB_COLUMNS = {
+    "lam": {"penalised"},
+    "alpha": {"penalised"},
+    "beta": {"penalised"},
+    "tau": {"constrained"},
+    "target_ratio": {"targeted", "prune"},
+}
+
+
+def pareto_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The Pareto table's columns for ``rows``: the knobs of the objectives they used (a targeted search shows
+    its target, not lambda), the method and objective columns once when they say the same."""
+    kinds = {str(r.get("objective")) for r in rows}
+    cols = [c for c in PARETO_COLUMNS if c not in KNOB_COLUMNS or KNOB_COLUMNS[c] & kinds or not rows]
+    if rows and all(r.get("method") == r.get("objective") for r in rows):
+        cols.remove("objective")
+    return cols
 
 
 def _resume_config(args: argparse.Namespace, overrides: dict[str, Any]):
@@ -281,12 +300,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         title=f"Pareto set: {metric_name} vs {cost.replace('_gflops', ' GFLOPs')} ({out.n_trials} trials, "
         f"{out.n_failed} failed, {out.n_infeasible} infeasible, hypervolume {out.hypervolume:.4g})"
     )
-    for col in PARETO_COLUMNS:
-        table.add_column(col, justify="right" if col not in ("trial_id", "objective") else "left")
+    columns = pareto_columns(out.pareto)
+    for col in columns:
+        table.add_column(col, justify="right" if col not in ("trial_id", "method", "objective") else "left")
     for row in out.pareto:
-        table.add_row(
-            *[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c)) for c in PARETO_COLUMNS]
-        )
+        table.add_row(*[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c)) for c in columns])
     console.print(table)
     if out.dense:
         from econ_ray.search.driver import dense_line

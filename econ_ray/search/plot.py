@@ -132,7 +132,7 @@ def plot_pareto(
             markersize=14,
             color="C3",
             markeredgecolor="black",
-            label="dense (λ = 0)",
+            label="dense (the trials' start)",
             zorder=5,
         )
         ax.annotate("dense", (dense.gflops, dense.metric), textcoords="offset points", xytext=(6, 6), fontsize=9)

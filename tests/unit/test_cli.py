@@ -139,3 +139,16 @@ def test_train_json_last_line_subprocess(tmp_path):
 @pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_search_space_validates(path, capsys):
     assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_the_pareto_table_shows_the_knobs_of_the_objectives_it_holds():
+    from econ_ray.cli.main import pareto_columns
+
+    targeted = [{"objective": "targeted", "method": "targeted"}]
+    cols = pareto_columns(targeted)
+    assert "target_ratio" in cols and not {"lam", "alpha", "beta", "tau", "objective"} & set(cols)
+    mixed = [{"objective": "penalised", "method": "penalised"}, {"objective": "prune", "method": "prune-heads"}]
+    cols = pareto_columns(mixed)
+    assert {"lam", "alpha", "beta", "target_ratio", "objective"} <= set(cols) and "tau" not in cols
+    assert "tau" in pareto_columns([{"objective": "constrained", "method": "constrained"}])
+    assert cols.index("metric") < cols.index("lam") < cols.index("version")
