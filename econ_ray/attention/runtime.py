@@ -14,7 +14,7 @@ All per-forward state (costs for the loss, statistics for the metrics) lives in 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -76,6 +76,10 @@ class EconRuntime:
     # applies to V, (B, H, Lq, Lk) detached, under its layer index (the gated / top-k weights, not the
     # raw softmax). Used by the heatmaps (econ_ray.experiments.heatmap); set back to None after use.
     capture: dict[int, torch.Tensor] | None = None
+    # Off by default. Set to a function (layer, weights (B, H, Lq, Lk), value (B, H, Lk, dh)) -> (B, H, Lq, dh)
+    # to compute every layer's attention output in place of weights @ value: activation and attribution
+    # patching of heads and single edges (econ_ray.experiments.circuit). Set back to None after use.
+    patch: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def set_mode(self, mode: str, *, k: int | None = None, budget: float | None = None) -> None:
         if mode not in MODES:
@@ -203,7 +207,10 @@ def econ_attention_forward(
         assert valid is not None
         _observe_attention(rt.layer(layer), weights.detach(), keep, valid, rt.collect_distribution)
     dropped = nn.functional.dropout(weights, p=dropout, training=module.training)
-    out = torch.matmul(dropped.to(value.dtype), value)  # (B, H, Lq, dh)
+    if rt.patch is not None:
+        out = rt.patch(layer, dropped.to(value.dtype), value)
+    else:
+        out = torch.matmul(dropped.to(value.dtype), value)  # (B, H, Lq, dh)
     return out.transpose(1, 2).contiguous(), weights
 
 

@@ -506,6 +506,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "econ_ray.cli.export",
     "econ_ray.cli.posttrain",
     "econ_ray.cli.heatmap",
+    "econ_ray.cli.circuit",
     "econ_ray.cli.report",
     "econ_ray.cli.sync",
 )
