@@ -51,6 +51,24 @@ class ModelConfig(_Strict):
         "keep", description="'relu' swaps GELU for ReLU so FFN zeros are real (fine-tune after)"
     )
     dropout: float | None = Field(None, ge=0.0, lt=1.0, description="override hidden/attention dropout")
+    tokenizer: Literal["word", "bpe"] = Field(
+        "word",
+        description="tiny-* models: 'word' (a word-level vocabulary of the task's own words, for the built-in tasks) "
+        "or 'bpe' (a byte-level BPE trained on the training text up to model.vocab_size, as GPT-2's: for a "
+        "real corpus); saved with the model. Other models use their own tokenizer",
+    )
+    vocab_size: int = Field(
+        8192, ge=258, description="entries of the 'bpe' tokenizer (256 bytes, merges, <|endoftext|>)"
+    )
+
+    @model_validator(mode="after")
+    def _own_tokenizer(self) -> ModelConfig:
+        if self.tokenizer == "bpe" and self.name not in ("tiny-bert", "tiny-gpt2"):
+            raise ValueError(
+                f"model.tokenizer: 'bpe' trains a tokenizer for a tiny-* model; '{self.name}' brings its own "
+                "(expected tokenizer 'word', the default, which such a model ignores)"
+            )
+        return self
 
 
 class DataConfig(_Strict):
@@ -73,6 +91,13 @@ class DataConfig(_Strict):
     eval_size: int | None = Field(None, ge=1, description="cap on validation examples")
     heldout_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of train held out (never trained on)")
     builtin: dict[str, float | int] | None = Field(None, description="options of the built-in generator")
+    packing: bool = Field(
+        False,
+        description="language modelling: join each split's texts with the end-of-text token between them and cut "
+        "the token stream into blocks of max_length (every position trained, nothing padded; a split's last "
+        "partial block is dropped), as GPT-2 is trained; off: one padded example per line or row. The splits "
+        "are made before packing, so no held-out or validation text is ever in a training block",
+    )
 
     @field_validator("columns")
     @classmethod
@@ -278,6 +303,12 @@ class TrainingConfig(_Strict):
     epochs: float = Field(1.0, gt=0.0, description="passes over the training set (ignored when max_steps is set)")
     max_steps: int | None = Field(None, ge=1, description="optimiser steps after the dense warm-up")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of steps with linear LR warm-up")
+    schedule: Literal["linear", "cosine"] = Field(
+        "linear", description="LR after the warm-up: linear decay to 0 (the seed protocol) or cosine decay to 0"
+    )
+    grad_clip: float | None = Field(
+        None, gt=0.0, description="clip the global gradient norm to this (None: no clipping; GPT-2 trains with 1.0)"
+    )
     eval_every: int = Field(100, ge=1, description="steps between validation evaluations")
     early_stopping_patience: int | None = Field(
         None, ge=1, description="evaluations without improvement before stopping"

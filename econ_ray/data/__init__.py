@@ -14,7 +14,7 @@ from econ_ray.data.sources import (
     load_task,
     load_task_for,
 )
-from econ_ray.data.tokenizer import SPECIAL_TOKENS, build_word_tokenizer, word_vocabulary
+from econ_ray.data.tokenizer import SPECIAL_TOKENS, build_bpe_tokenizer, build_word_tokenizer, word_vocabulary
 
 __all__ = [
     "BUILTIN_TASKS",
@@ -26,6 +26,7 @@ __all__ = [
     "TaskSpec",
     "TextSplits",
     "addition_text",
+    "build_bpe_tokenizer",
     "build_word_tokenizer",
     "check_source",
     "describe_source",

@@ -18,6 +18,9 @@ Every example is text of whitespace-separated tokens, so the word-level tokenize
   standard-library docstring -> its module's topic (``econ_ray.data.pydoc_topics``). The rows are
   fixed by the Python version; ``n_validation`` rows (the first, in the fixed shuffle) validate and
   up to ``n_train`` of the rest train (the seed does not change them).
+- ``pydoc-corpus`` (language modelling): real text, not generated: the paragraphs of Python's own
+  reference topics and standard-library docstrings (``econ_ray.data.pydoc_corpus``), one example each
+  (``data.packing`` joins them into blocks); split like ``pydoc-topics``.
 
 This module has no dependency on the rest of the package; invalid options raise ``ValueError``,
 which ``econ_ray.data.sources`` reports as a ``DataError`` naming the source.
@@ -132,6 +135,7 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
         "regression", 1, "pearson", {"n_train": 2000, "n_validation": 500, "min_len": 2, "max_len": 8}
     ),
     "pydoc-topics": BuiltinTask("classification", 6, "accuracy", {"n_train": 100000, "n_validation": 300}),
+    "pydoc-corpus": BuiltinTask("lm", 0, "perplexity", {"n_train": 100000, "n_validation": 1000}),
 }
 
 
@@ -148,6 +152,13 @@ def generate(name: str, seed: int, options: Mapping[str, Any] | None = None) -> 
         if n_val >= len(rows):
             raise ValueError(f"n_validation = {n_val} leaves no training rows of the {len(rows)} pydoc-topics rows")
         return rows[n_val : n_val + n_train], rows[:n_val]
+    if name == "pydoc-corpus":
+        from econ_ray.data.pydoc_corpus import build as build_corpus
+
+        paras = [{"text": text} for text in build_corpus()]
+        if n_val >= len(paras):
+            raise ValueError(f"n_validation = {n_val} leaves no training rows of the {len(paras)} pydoc-corpus rows")
+        return paras[n_val : n_val + n_train], paras[:n_val]
     if name == "addition":
         max_operand = opts["max_operand"]
         if max_operand < 1:

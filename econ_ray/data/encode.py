@@ -104,13 +104,37 @@ def _encode_sequence_task(examples: list[dict], task: TaskSpec, tokenizer: Any, 
     )
 
 
-def encode_split(examples: list[dict], task: TaskSpec, tokenizer: Any, max_length: int) -> EncodedSplit:
-    """Encode ``examples`` of ``task`` to ``max_length`` tokens each (padded and truncated)."""
+def pack_lm(examples: list[dict], tokenizer: Any, max_length: int) -> EncodedSplit:
+    """GPT-2's packing: every text followed by the end-of-text token, one token stream, cut into blocks of
+    ``max_length`` (the last partial block dropped); every position is a real token and a target."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("packing needs a tokenizer with an end-of-text (eos) token")
+    pieces = tokenizer([ex["text"] for ex in examples], add_special_tokens=False)["input_ids"]
+    stream = [t for ids in pieces for t in (*ids, eos)]
+    n = len(stream) // max_length
+    if n == 0:
+        raise ValueError(f"the split holds {len(stream)} tokens: not one block of max_length {max_length}")
+    input_ids = torch.tensor(stream[: n * max_length], dtype=torch.long).view(n, max_length)
+    attention_mask = torch.ones_like(input_ids)
+    return EncodedSplit(input_ids, attention_mask, input_ids.clone(), None)
+
+
+def encode_split(
+    examples: list[dict], task: TaskSpec, tokenizer: Any, max_length: int, *, packing: bool = False
+) -> EncodedSplit:
+    """Encode ``examples`` of ``task`` to ``max_length`` tokens each (padded and truncated); language
+    modelling with ``packing`` joins them into full blocks instead (:func:`pack_lm`)."""
     if max_length < 2:
         raise ValueError(f"max_length must be >= 2 (got {max_length})")
     if not examples:
         raise DataError(task.name, "cannot encode an empty split")
     if task.kind == "lm":
+        if packing:
+            try:
+                return pack_lm(examples, tokenizer, max_length)
+            except ValueError as exc:
+                raise DataError(task.name, str(exc), "data.packing") from None
         return _encode_lm(examples, tokenizer, max_length)
     if task.kind == "classification":
         bad = [ex["label"] for ex in examples if not 0 <= int(ex["label"]) < task.num_labels]

@@ -227,7 +227,7 @@ def forward(
     handles = [m.register_forward_hook(mlp_hook(i)) for i, m in enumerate(_mlps(model))]
     try:
         with rt.override(patch=attention), torch.set_grad_enabled(grad):
-            logits = model(input_ids=ids).logits
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits  # pairs are never padded
             metric = task_metric(logits, targets)
     finally:
         for h in handles:

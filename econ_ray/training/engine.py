@@ -6,6 +6,7 @@ PyTorch AdamW here and with a DeepSpeed engine inside a Ray Train worker.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import torch
@@ -49,6 +50,28 @@ def warmup_linear(total_steps: int, warmup_ratio: float):
     return factor
 
 
+def warmup_cosine(total_steps: int, warmup_ratio: float):
+    """LR multiplier: linear warm-up over ``warmup_ratio`` of the steps, then cosine decay to 0."""
+    warm = max(1, int(round(warmup_ratio * total_steps))) if warmup_ratio > 0 else 0
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def lr_schedule(schedule: str, total_steps: int, warmup_ratio: float):
+    """The LR multiplier of ``training.schedule``: ``linear`` or ``cosine`` decay after the warm-up."""
+    if schedule == "cosine":
+        return warmup_cosine(total_steps, warmup_ratio)
+    if schedule == "linear":
+        return warmup_linear(total_steps, warmup_ratio)
+    raise ValueError(f"training.schedule: expected linear or cosine, got {schedule!r}")
+
+
 def param_groups(model: nn.Module, *, lr: float, gate_lr: float | None, weight_decay: float) -> list[dict]:
     """AdamW groups: no decay on biases, LayerNorm and gate biases; gate biases at ``gate_lr``."""
     decay, no_decay, gates = [], [], []
@@ -71,7 +94,7 @@ def param_groups(model: nn.Module, *, lr: float, gate_lr: float | None, weight_d
 
 
 class TorchEngine:
-    """AdamW with linear warm-up and decay."""
+    """AdamW with linear warm-up and linear or cosine decay, and optional gradient-norm clipping."""
 
     def __init__(
         self,
@@ -82,15 +105,23 @@ class TorchEngine:
         weight_decay: float,
         total_steps: int,
         warmup_ratio: float,
+        schedule: str = "linear",
+        grad_clip: float | None = None,
     ) -> None:
         self.module = model
         self.optimizer = torch.optim.AdamW(param_groups(model, lr=lr, gate_lr=gate_lr, weight_decay=weight_decay))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_linear(total_steps, warmup_ratio))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_schedule(schedule, total_steps, warmup_ratio)
+        )
+        self.grad_clip = grad_clip
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
 
     def step(self) -> None:
+        if self.grad_clip is not None:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -121,12 +121,9 @@ def prepare(cfg: RunConfig) -> Prepared:
     seed_everything(cfg.training.seed)
     d = cfg.data
     splits = load_task_for(d, seed=cfg.training.seed)
-    texts = [
-        t
-        for ex in splits.train + splits.validation + splits.heldout
-        for t in (ex.get("text"), ex.get("text_pair"))
-        if t
-    ]
+    # a word vocabulary covers every split's words (no unknown token); a BPE learns from training text only
+    seen = splits.train if cfg.model.tokenizer == "bpe" else splits.train + splits.validation + splits.heldout
+    texts = [t for ex in seen for t in (ex.get("text"), ex.get("text_pair")) if t]
     tokenizer = build_tokenizer(cfg.model, texts, d.max_length)
     model = build_model(cfg.model, splits.task, tokenizer, d.max_length)
     a = cfg.attention
@@ -140,7 +137,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     device = resolve_device(cfg.training.device)
     model.to(device)
     enc = {
-        name: encode_split(getattr(splits, name), splits.task, tokenizer, d.max_length)
+        name: encode_split(getattr(splits, name), splits.task, tokenizer, d.max_length, packing=d.packing)
         for name in ("train", "validation", "heldout")
     }
     return Prepared(cfg, splits.task, tokenizer, model, rt, enc["train"], enc["validation"], enc["heldout"], device)
@@ -205,6 +202,8 @@ def _default_engine(cfg: RunConfig) -> EngineFactory:
             weight_decay=t.weight_decay,
             total_steps=total_steps,
             warmup_ratio=t.warmup_ratio,
+            schedule=t.schedule,
+            grad_clip=t.grad_clip,
         )
 
     return make
