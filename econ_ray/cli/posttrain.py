@@ -55,12 +55,18 @@ def cmd_posttrain(args: argparse.Namespace) -> int:
     from econ_ray.modeling import ModelError
 
     try:
+        out_dir = args.out or "runs/posttrain"
         result = run_posttrain(
-            cfg, eps, model_dir=args.model, freeze_weights=args.freeze_weights, continued=not args.no_continued
+            cfg,
+            eps,
+            model_dir=args.model,
+            freeze_weights=args.freeze_weights,
+            continued=not args.no_continued,
+            save_dir=Path(out_dir) / "models" if args.save_models else None,
         )
     except (DataError, ModelError, ValueError, FileNotFoundError) as exc:
         return fail(f"{args.target}: {exc}")
-    paths = write_posttrain(args.out or "runs/posttrain", result)
+    paths = write_posttrain(out_dir, result)
     from rich.console import Console
     from rich.table import Table
 
@@ -101,6 +107,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-continued", action="store_true", help="skip the dense-continued reference run")
     p.add_argument("--out", help="output folder (default runs/posttrain)")
+    p.add_argument(
+        "--save-models",
+        action="store_true",
+        help="save the dense, each eps's post-trained and the continued model as folders under OUT/models/ "
+        "(for econ-ray circuit, heatmap, export)",
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.set_defaults(func=cmd_posttrain)

@@ -206,8 +206,12 @@ def run_posttrain(
     freeze_weights: bool = False,
     continued: bool = True,
     extra_ks: list[int] | None = None,
+    save_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The experiment of the module docstring; returns {"rows": [...], "seq_len", "ce_dense", ...}."""
+    """The experiment of the module docstring; returns {"rows": [...], "seq_len", "ce_dense", ...}. With
+    ``save_dir`` the dense model, each eps's post-trained model (its certified snapshot) and the continued
+    dense model are saved as model folders there (``dense``, ``gates_eps<eps>``, ``dense_continued``; each
+    row's ``model_dir``), for ``econ-ray circuit``, ``heatmap`` and ``export``."""
     if not eps_values or any(e < 0 for e in eps_values):
         raise ValueError(f"eps values must be >= 0 and at least one, got {eps_values}")
     p = prepare_from_folder(cfg, model_dir) if model_dir else prepare(cfg)
@@ -234,6 +238,16 @@ def run_posttrain(
     # tau's reference: the certification rows of the held-out split (the constrained objective's)
     ce_dense_heldout, _, _ = task_loss_and_outputs(model, heldout_parts(p.heldout)[1], p.task, batch_size=eval_bs)
     rows = [_row("dense", ev, valid_keys, ce_heldout=ce_dense_all, steps=dense_steps)]
+
+    def save(name: str, row: dict[str, Any]) -> None:
+        if save_dir is not None:
+            from econ_ray.modeling import save_model
+
+            folder = Path(save_dir) / name
+            save_model(folder, model, p.tokenizer, task=p.task, config=cfg.model_dump(), summary=row)
+            row["model_dir"] = str(folder)
+
+    save("dense", rows[0])
 
     # 2. post-training per eps
     requires = {n: q.requires_grad for n, q in model.named_parameters()}
@@ -275,6 +289,7 @@ def run_posttrain(
                 steps=s["steps"],
             )
             row["edges_per_query"] = sum(st.kept for st in rt.stats.values()) / sum(st.rows for st in rt.stats.values())
+            save(f"gates_eps{eps:g}", row)
             gated.append(row)
     finally:
         for n, q in model.named_parameters():
@@ -288,6 +303,8 @@ def run_posttrain(
         res = train_run(_dense_cfg(cfg, post_steps), prepared=p)
         ev = evaluate(model, rt, p.validation, p.task, batch_size=eval_bs, seq_len=L, distribution=False)
         rows.append(_row("dense_continued", ev, valid_keys, ce_heldout=res.summary["ce_heldout"], steps=post_steps))
+        rt.set_mode("dense")
+        save("dense_continued", rows[-1])
 
     # 4. top-k and budget on the dense model, matched to each gated point
     model.load_state_dict(dense_state)

@@ -143,3 +143,24 @@ def test_cli_rejects_a_classification_task(tmp_path, capsys):
 def test_library_rejects_negative_eps():
     with pytest.raises(ValueError):
         run_posttrain(tiny_lm_cfg(), [-0.01])
+
+
+def test_saved_models_reproduce_their_rows(tmp_path):
+    """With save_dir, every compared model is a folder that loads back to the row's validation CE (the
+    gated one with its gates, in gates mode): what econ-ray circuit and heatmap take."""
+    from econ_ray.data import encode_split, load_task_for
+    from econ_ray.modeling import load_model
+    from econ_ray.training.evaluate import task_loss_and_outputs
+
+    cfg = tiny_lm_cfg()
+    out = run_posttrain(cfg, [0.05], save_dir=tmp_path)
+    saved = {r["method"]: r for r in out["rows"] if r.get("model_dir")}
+    assert set(saved) == {"dense", "gates", "dense_continued"}
+    assert saved["gates"]["model_dir"] == str(tmp_path / "gates_eps0.05")
+    for method, row in saved.items():
+        model, tok, meta = load_model(row["model_dir"])
+        assert meta["attention"]["mode"] == ("gates" if method == "gates" else "dense")
+        splits = load_task_for(cfg.data, seed=cfg.training.seed)
+        val = encode_split(splits.validation, splits.task, tok, cfg.data.max_length)
+        ce, _, _ = task_loss_and_outputs(model, val, splits.task, batch_size=64)
+        assert ce == pytest.approx(row["ce"], rel=1e-4), method
