@@ -50,14 +50,14 @@ def cmd_circuit(args: argparse.Namespace) -> int:
         f"largest error {est['max_abs_error']:.3g}"
     )
     print_rows("the component circuit, by |attribution|", found.components, ["unit", "attribution"])
+    body = {**s, "model_dir": args.model_dir, "task": args.task, "pairs": args.pairs, "seed": args.seed}
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        body = {**s, "model_dir": args.model_dir, "task": args.task, "pairs": args.pairs, "seed": args.seed}
         out.write_text(json.dumps({**body, "components": found.components, "edges": found.edges}, indent=2))
         print(f"wrote {out}")
     if args.json:
-        print(dump({**s, "model_dir": args.model_dir, "task": args.task, "pairs": args.pairs, "seed": args.seed}))
+        print(dump(body))
     return 0
 
 
