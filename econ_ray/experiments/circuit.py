@@ -382,7 +382,6 @@ def find_circuit(model: nn.Module, pairs: Pairs, *, target: float = 0.9, list_ed
 
     k_edge, r_edge = smallest_top_k(total_edges, lambda k: measure(**edge_keep(k)), target)
 
-    chosen = comp_keep(k_comp)
     components = []
     for idx in torch.argsort(comp_scores.abs(), descending=True)[:k_comp].tolist():
         if idx < n_layers * n_heads:
@@ -390,7 +389,6 @@ def find_circuit(model: nn.Module, pairs: Pairs, *, target: float = 0.9, list_ed
             components.append({"unit": f"L{layer}H{head}", "attribution": float(comp_scores[idx])})
         else:
             components.append({"unit": f"L{idx - n_layers * n_heads}.mlp", "attribution": float(comp_scores[idx])})
-    assert sum(int(x.sum()) for x in chosen.values()) == k_comp
     flat = torch.where(attr.counted, attr.edges.abs(), torch.full_like(attr.edges, -1.0)).flatten()
     edges = []
     for idx in torch.topk(flat, min(k_edge, list_edges)).indices.tolist():
@@ -412,24 +410,16 @@ def find_circuit(model: nn.Module, pairs: Pairs, *, target: float = 0.9, list_ed
         target=target,
         components=components,
         edges=edges,
-        estimate_vs_patching=_estimate_check(model, pairs, corrupt, attr, measure, comp_keep, n_comp),
+        estimate_vs_patching=_estimate_check(attr, measure),
     )
 
 
-def _estimate_check(
-    model: nn.Module,
-    pairs: Pairs,
-    corrupt: Run,
-    attr: Attribution,
-    measure: Callable[..., float],
-    comp_keep: Callable[[int], dict[str, torch.Tensor]],
-    n_comp: int,
-) -> dict[str, float]:
+def _estimate_check(attr: Attribution, measure: Callable[..., float]) -> dict[str, float]:
     """The linear estimate against real patching, one component at a time: each component patched alone
     (the rest clean), its real metric change beside its attribution; their correlation."""
     n_layers, n_heads = attr.heads.shape
     est, real = [], []
-    for idx in range(n_comp):
+    for idx in range(n_layers * n_heads + n_layers):
         keep_heads = torch.ones(n_layers, n_heads, dtype=torch.bool)
         keep_mlps = torch.ones(n_layers, dtype=torch.bool)
         if idx < n_layers * n_heads:
