@@ -377,13 +377,13 @@ def start_dense(p: SearchPlan, session: Session, shown: Any) -> dict[str, Any] |
 
 
 def dense_line(dense: dict[str, Any]) -> str:
-    """``pearson 0.9327 at 0.0195 GFLOPs, 1200 steps in 41 s``."""
-    parts = [f"{dense.get('metric_name', 'metric')} {float(dense['metric']):.4g}"]
+    """``pearson 0.9327, at 0.0195 GFLOPs (1200 steps in 41 s)``; the parts a summary lacks are left out."""
+    text = f"{dense.get('metric_name', 'metric')} {float(dense['metric']):.4g}"
     if dense.get("dense_total_gflops") is not None:
-        parts.append(f"at {float(dense['dense_total_gflops']):.4g} GFLOPs")
+        text += f", at {float(dense['dense_total_gflops']):.4g} GFLOPs"
     if dense.get("train_s") is not None:
-        parts.append(f"{dense.get('dense_steps')} steps in {float(dense['train_s']):.0f} s")
-    return ", ".join(parts[:2]) + (f" ({parts[2]})" if len(parts) > 2 else "")
+        text += f" ({dense.get('dense_steps')} steps in {float(dense['train_s']):.0f} s)"
+    return text
 
 
 def fit(

@@ -113,3 +113,14 @@ def test_a_failed_trials_reason_is_the_validation_error_not_pydantics_link(tmp_p
     )
     reason = _error_line(SimpleNamespace(error_file=str(error_file)))
     assert reason.startswith("Value error, search.dense_start")
+
+
+def test_the_dense_line_names_what_the_summary_has():
+    from econ_ray.search.driver import dense_line
+
+    full = {"metric_name": "pearson", "metric": 0.93274, "dense_total_gflops": 0.019497, "dense_steps": 1200}
+    assert dense_line({**full, "train_s": 37.2}) == "pearson 0.9327, at 0.0195 GFLOPs (1200 steps in 37 s)"
+    assert dense_line(full) == "pearson 0.9327, at 0.0195 GFLOPs"  # the trials' own dense model: no training time
+    assert dense_line({"metric_name": "pearson", "metric": 0.5, "dense_steps": 9, "train_s": 2.0}) == (
+        "pearson 0.5 (9 steps in 2 s)"
+    )
