@@ -65,7 +65,8 @@ def reconcile_study(study: Any, records: list[TrialRecord]) -> list[dict[str, An
     """Close the Optuna trials the kill cut off and enqueue their knobs again.
 
     A trial RUNNING in the study with no record is marked FAIL (``interrupted``) and its params are
-    enqueued, so the next ``ask`` returns the same knobs. A trial the study has as finished but that
+    enqueued, so the next ``ask`` returns the same knobs; that includes one asked for but not yet
+    tagged with its Tune trial id (the kill fell between ``ask`` and ``set_user_attr``). A trial the study has as finished but that
     has no record (the kill fell between Optuna's tell and the record's write) is re-run the same way.
     Returns ``[{"tune_trial_id", "optuna_trial", "params"}]`` of the trials to re-run."""
     from optuna.trial import TrialState
@@ -75,8 +76,10 @@ def reconcile_study(study: Any, records: list[TrialRecord]) -> list[dict[str, An
     rerun = []
     for t in study.get_trials(deepcopy=False):
         tid = t.user_attrs.get("tune_trial_id")
-        if t.state == TrialState.WAITING or t.number in handled or tid is None or tid in recorded:
+        if t.state == TrialState.WAITING or t.number in handled or (tid is not None and tid in recorded):
             continue
+        if tid is None and t.state != TrialState.RUNNING:
+            continue  # finished without ever being a Tune trial: nothing to re-run
         if t.state == TrialState.RUNNING:
             study._storage.set_trial_user_attr(t._trial_id, INTERRUPTED_ATTR, True)
             study.tell(t.number, state=TrialState.FAIL)

@@ -95,6 +95,16 @@ def test_finished_trial_without_record_is_rerun(tmp_path):
     assert reconcile_study(_searcher(tmp_path).study, []) == []
 
 
+def test_trial_cut_off_before_its_tune_id_was_set_is_rerun(tmp_path):
+    s = _searcher(tmp_path)
+    asked = s.study.ask(s.dists)  # the kill falls between Optuna's ask and the tune_trial_id attr
+    rerun = reconcile_study(_searcher(tmp_path).study, [])
+    assert [(r["tune_trial_id"], r["params"]) for r in rerun] == [(None, asked.params)]
+    states = [t.state for t in optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials]
+    assert TrialState.RUNNING not in states
+    assert reconcile_study(_searcher(tmp_path).study, []) == []
+
+
 def test_resumed_sampler_does_not_replay_its_first_draws(tmp_path):
     s = _searcher(tmp_path)
     first = [s.suggest(f"t{i}")["knobs"] for i in range(3)]
