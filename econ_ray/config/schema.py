@@ -476,6 +476,13 @@ class DistributedConfig(_Strict):
         description="worker failures a trial recovers from (Ray Train restarts "
         "its workers from the last checkpoint); -1 = unlimited, 0 = none",
     )
+    trial_driver: Literal["head", "any"] = Field(
+        "head",
+        description="where each trial's own process runs (the Tune trial that drives the TorchTrainer, and the "
+        "Train controller Ray attaches to its node): head = the head node, which spot reclaim and scale-down do "
+        "not take, so a lost worker node costs its trials only their workers, restarted from their last "
+        "checkpoint (each trial reserves 256 MiB of the head's memory) | any = wherever Ray finds room",
+    )
 
 
 class SearchSpaceFile(RunConfig):

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from econ_ray.config.schema import SearchSpaceFile
+from econ_ray.config.schema import DistributedConfig, SearchSpaceFile
 from econ_ray.search import resume as rs
 from econ_ray.search.preflight import SearchFacts, check_search
 from econ_ray.search.records import (
@@ -430,7 +430,7 @@ def fit(
     tune_storage = storage_path or os.environ.get("ECON_RAY_STORAGE_PATH") or str(p.root / "tune")
     tuner = tune.Tuner(
         # the trial function only drives a TorchTrainer: no CPU of its own (its workers reserve theirs)
-        tune.with_resources(trial_fn, {"CPU": 0, "memory": 256 * 1024**2}),
+        tune.with_resources(trial_fn, trial_resources(p.cfg.distributed)),
         param_space={"file": p.cfg.model_dump(mode="json"), "train_storage": tune_storage.rstrip("/") + "/train"},
         tune_config=tune.TuneConfig(
             search_alg=session.searcher,
@@ -462,6 +462,21 @@ def fit(
             display.close()
     timing["t_fit_end"] = time.time()
     return callback.records()
+
+
+# Ray's resource that only the head node has (ray._common.constants.HEAD_NODE_RESOURCE_NAME)
+HEAD_NODE_RESOURCE = "node:__internal_head__"
+
+
+def trial_resources(dist: DistributedConfig) -> dict[str, float]:
+    """What a trial's own process reserves: no CPU (its Ray Train workers reserve theirs), a little
+    memory, and, with ``distributed.trial_driver: head``, a sliver of the head node's resource, so the
+    trial and the Train controller Ray attaches to its node live on the head: losing a worker node
+    then costs a trial only its workers, which Ray Train restarts from the last checkpoint."""
+    res: dict[str, float] = {"CPU": 0, "memory": 256 * 1024**2}
+    if dist.trial_driver == "head":
+        res[HEAD_NODE_RESOURCE] = 0.001
+    return res
 
 
 def finish(

@@ -12,8 +12,9 @@ reports its training state (``econ_ray.training.checkpoint``: weights, optimiser
 a Ray Train checkpoint; the trainer's ``FailureConfig(max_failures=distributed.max_failures)``
 restarts a failed worker group, whose workers load ``ray.train.get_checkpoint()`` and go on from that
 step. The summary then says ``restarts`` and ``resumed_from_step``. Each worker writes its PID to
-``<train storage>/<trial>/worker_pids/rank<r>.pid`` (local storage), so an operator, or a test, can
-find the processes of one trial.
+``<train storage>/<trial>/worker_pids/rank<r>.pid`` (local storage), and appends "rank pid node_id"
+to ``worker_pids/history`` (every attempt, restarts included), so an operator, or a test, can find the
+processes of one trial and the Ray nodes they ran on.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ REPORT_KEYS = (
 )
 CHECKPOINT_FLAG = "train_checkpoint"  # set on the reports that only carry a training-state checkpoint
 PID_DIR = "worker_pids"
+PID_HISTORY = "history"  # in PID_DIR: "rank pid node_id" for each worker of each attempt
 
 
 def _scalar(v: Any) -> Any:
@@ -154,6 +156,8 @@ def train_worker(config: dict[str, Any]) -> None:
     if config.get("pid_dir"):
         Path(config["pid_dir"]).mkdir(parents=True, exist_ok=True)
         Path(config["pid_dir"], f"rank{rank}.pid").write_text(str(os.getpid()))
+        with open(Path(config["pid_dir"], PID_HISTORY), "a") as f:  # every attempt's workers, restarts included
+            f.write(f"{rank} {os.getpid()} {ray.get_runtime_context().get_node_id()}\n")
 
     resume = None
     ckpt = ray.train.get_checkpoint()
