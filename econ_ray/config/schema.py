@@ -483,6 +483,14 @@ class DistributedConfig(_Strict):
         "not take, so a lost worker node costs its trials only their workers, restarted from their last "
         "checkpoint (each trial reserves 256 MiB of the head's memory) | any = wherever Ray finds room",
     )
+    trial_max_failures: int = Field(
+        0,
+        ge=-1,
+        description="times Ray Tune restarts a trial whose own process failed or was lost with its node (Tune's "
+        "FailureConfig); the restarted trial's TorchTrainer finds its run in the storage path and goes on from "
+        "the last checkpoint. Needed with trial_driver 'any'; with 'head' a lost worker node is covered by "
+        "max_failures. 0 = none (a trial that raises is not run again), -1 = unlimited",
+    )
 
 
 class SearchSpaceFile(RunConfig):

@@ -449,7 +449,7 @@ def fit(
             storage_path=tune_storage,
             callbacks=callbacks,
             verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0),
+            failure_config=tune.FailureConfig(max_failures=p.cfg.distributed.trial_max_failures),
         ),
     )
     timing["t_fit_start"] = time.time()

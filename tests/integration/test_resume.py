@@ -1,5 +1,5 @@
-"""Fault: the search driver is SIGKILLed after its first finished trial; ``econ-ray search --resume``
-goes on. Finished trials are kept, the asked-for number of trials is reached, the MLflow parent run
+"""Fault: the search driver is SIGKILLed after its first finished trial, and the resumed driver is
+SIGKILLed again while a trial trains; ``econ-ray search --resume`` goes on. Finished trials are kept, the asked-for number of trials is reached, the MLflow parent run
 is reused, the Pareto set is the one of all trials and no registry version is made twice."""
 
 import json
@@ -52,10 +52,31 @@ def test_killed_search_resumes(tmp_path, spawner, mlflow_db):
     state = json.loads((run / "search_state.json").read_text())
     print(f"killed {len(killed)} processes; records at kill {len(before)}; optuna states at kill {states_at_kill}")
 
+    # the resumed search is killed too, while a trial it started is training (a main-phase checkpoint
+    # written, no record yet): a kill can fall at any instant of a trial's life
+    cut_off = {d.name for d in (run / "tune" / "train").glob("trial_*")}
+    resumer = spawner.popen([EXE, "search", "--resume", str(run), "--json"], env)
+
+    def training_now():
+        recorded = set(_records(run))
+        for d in (run / "tune" / "train").glob("trial_*"):
+            new = d.name not in cut_off and d.name.removeprefix("trial_") not in recorded
+            if new and any(d.glob("state-main-*")):
+                return d
+        return None
+
+    wait_for(training_now, timeout=900, what="a resumed trial in its main phase", proc=resumer, poll=0.2)
+    spawner.kill(resumer)
+    resumer.wait()
+    states_at_kill2 = _optuna_states(run)
+    print(f"second kill mid-training; optuna states {states_at_kill2}")
+    # the first resume closed every trial the first kill cut off (FAIL), whatever instant it hit
+    assert states_at_kill2.count("FAIL") >= states_at_kill.count("RUNNING")
+
     proc = spawner.econ(["search", "--resume", str(run), "--json"], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = last_json(proc.stdout)
-    assert out["n_trials"] == 3 and out["resumed"] == 1
+    assert out["n_trials"] == 3 and out["resumed"] == 2
     assert out["mlflow_parent_run_id"] == state["parent_run_id"]
     trials = json.loads((run / "trials.json").read_text())
     assert len(trials) == 3 and len({t["trial_id"] for t in trials}) == 3
@@ -63,8 +84,8 @@ def test_killed_search_resumes(tmp_path, spawner, mlflow_db):
         same = next(t for t in trials if t["trial_id"] == tid)
         assert same["metrics"]["metric"] == rec["metrics"]["metric"] and same["order"] == rec["order"]
     # each interrupted Optuna trial was closed as FAIL and re-run with the same knobs
-    running_at_kill = states_at_kill.count("RUNNING")
-    assert len(out["rerun"]) == running_at_kill
+    running_at_kill = states_at_kill2.count("RUNNING")
+    assert running_at_kill >= 1 and len(out["rerun"]) == running_at_kill
     for r in out["rerun"]:
         assert any(t["knobs"] == r["params"] for t in trials if t["trial_id"] not in before)
     assert _optuna_states(run).count("COMPLETE") == sum(t["status"] == "complete" for t in trials)
@@ -78,7 +99,7 @@ def test_killed_search_resumes(tmp_path, spawner, mlflow_db):
 
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     parent = client.get_run(state["parent_run_id"])
-    assert parent.info.status == "FINISHED" and parent.data.tags["econ_ray.resumes"] == "1"
+    assert parent.info.status == "FINISHED" and parent.data.tags["econ_ray.resumes"] == "2"
     kids = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
@@ -86,7 +107,7 @@ def test_killed_search_resumes(tmp_path, spawner, mlflow_db):
     assert finished == sorted(t["trial_id"] for t in trials)
     # a cut-off trial has a child run only if Tune had started it: that run is ended KILLED
     assert {k.info.status for k in kids} <= {"FINISHED", "KILLED"}
-    assert sum(k.info.status == "KILLED" for k in kids) <= running_at_kill
+    assert sum(k.info.status == "KILLED" for k in kids) <= states_at_kill.count("RUNNING") + running_at_kill
 
     def versions():
         return [
