@@ -26,14 +26,16 @@ def cmd_circuit(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"{args.model_dir}: circuits need a causal LM; this model is a {meta['task']['kind']} model"
             )
-        pairs = cc.pairs_for(args.task, tok, args.pairs, args.seed)
+        texts = cc.heldout_texts(meta) if args.task == "brackets" else None
+        pairs = cc.pairs_for(args.task, tok, args.pairs, args.seed, texts=texts)
         found = cc.find_circuit(model, pairs, target=args.target)
     except (ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
     s = found.summary()
     mode = meta["attention"]["mode"]
+    n_pairs = int(pairs.clean.shape[0])
     print(
-        f"{args.model_dir} ({mode} attention), task {args.task}, {args.pairs} clean/corrupted pairs of "
+        f"{args.model_dir} ({mode} attention), task {args.task}, {n_pairs} clean/corrupted pairs of "
         f"{pairs.clean.shape[1]} tokens: metric (mean log-prob of the scored tokens) clean "
         f"{s['metric_clean']:.4f}, corrupted {s['metric_corrupt']:.4f}"
     )
@@ -50,7 +52,7 @@ def cmd_circuit(args: argparse.Namespace) -> int:
         f"largest error {est['max_abs_error']:.3g}"
     )
     print_rows("the component circuit, by |attribution|", found.components, ["unit", "attribution"])
-    body = {**s, "model_dir": args.model_dir, "task": args.task, "pairs": args.pairs, "seed": args.seed}
+    body = {**s, "model_dir": args.model_dir, "task": args.task, "pairs": n_pairs, "seed": args.seed}
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -70,12 +72,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Attribution patching (gradient x activation difference between clean and corrupted "
         "inputs) ranks the heads and MLPs, and separately every open attention edge; the smallest top-k of "
         "each that recovers --target of the task metric when everything else is patched to its corrupted value "
-        "is found by real patching. Tasks: addition (the first operand swapped) and induction (a repeated random "
-        "sequence whose first half is swapped).",
+        "is found by real patching. Tasks: addition (the first operand swapped), induction (a repeated random "
+        "sequence whose first half is swapped) and brackets (held-out pydoc-corpus text ending before a closing "
+        "bracket, its opening bracket removed in the corrupted copy).",
     )
     p.add_argument("model_dir", help="a saved econ-ray model folder of a GPT-2-family causal LM")
     p.add_argument("--task", required=True, choices=TASKS, help="the clean/corrupted task")
-    p.add_argument("--pairs", type=int, default=200, help="clean/corrupted pairs (default 200)")
+    p.add_argument("--pairs", type=int, default=200, help="clean/corrupted pairs (default 200; brackets: at most)")
     p.add_argument("--target", type=float, default=0.9, help="share of the metric to recover (default 0.9)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated pairs")
     p.add_argument("--out", help="write the circuit (summary, components, first 50 edges) as JSON here")

@@ -29,13 +29,16 @@ Tasks (:func:`pairs_for`): ``addition`` (the built-in task's text, ``"4 7 + 6 8 
 input swaps the first operand for another two-digit number, the answer tokens stay the clean ones;
 scored: the three answer digits) and ``induction`` (a random token sequence repeated; the corrupted
 input's first half is another random sequence, so the second half cannot be copied; scored: the second
-half after its first token).
+half after its first token) and ``brackets`` (real text: a window of held-out corpus text that ends just
+before a closing bracket whose opening bracket is inside the window; the corrupted window has that
+opening token replaced by the same token without its bracket, so nothing is left to close; scored: the
+closing token).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -45,7 +48,9 @@ from torch import nn
 
 from econ_ray.attention.runtime import EconRuntime
 
-TASKS = ("addition", "induction")
+TASKS = ("addition", "induction", "brackets")
+# bracket kinds of the brackets task: (opening character, closing character)
+BRACKETS = (("(", ")"), ("[", "]"))
 
 
 @dataclass(frozen=True)
@@ -124,11 +129,77 @@ def induction_pairs(tokenizer: Any, n: int, seed: int, half: int = 16) -> Pairs:
     return Pairs(torch.tensor(clean), torch.tensor(corrupt), torch.tensor(targets))
 
 
-def pairs_for(task: str, tokenizer: Any, n: int, seed: int) -> Pairs:
+def bracket_pairs(tokenizer: Any, texts: Sequence[str], n: int, seed: int, window: int = 24) -> Pairs:
+    """Up to ``n`` pairs from real text: every ``window``-token span of ``texts`` that ends just before a
+    token starting with a closing bracket whose nearest bracket-bearing token before it, inside the span
+    and at least two tokens back, opens that kind (more openings than closings in its text). The corrupted
+    span has the opening token replaced by the token spelling the same text without the bracket (spans
+    whose opening token has no such single token are skipped), so the bracket to close is gone and
+    nothing else moves. Scored: the closing token. Sampled with ``seed`` when more than ``n`` are found."""
+    vocab = len(tokenizer)
+    text = [tokenizer.convert_tokens_to_string([t]) for t in tokenizer.convert_ids_to_tokens(list(range(vocab)))]
+    single: dict[str, int] = {}
+    for i, t in enumerate(text):
+        single.setdefault(t, i)
+    bracketed = {i for i, t in enumerate(text) if any(ch in t for pair in BRACKETS for ch in pair)}
+    opens = {o: {i for i in bracketed if text[i].count(o) > text[i].count(c)} for o, c in BRACKETS}
+    closes = {c: {i for i in bracketed if text[i].startswith(c) and o not in text[i]} for o, c in BRACKETS}
+    found: list[tuple[list[int], list[int], int]] = []
+    for para in texts:
+        ids = list(tokenizer(para, add_special_tokens=False)["input_ids"])
+        for q in range(window, len(ids)):
+            kind = next((k for k, (o, c) in enumerate(BRACKETS) if ids[q] in closes[c]), None)
+            if kind is None:
+                continue
+            o, c = BRACKETS[kind]
+            j = q - 1
+            while j > q - window and ids[j] not in bracketed:
+                j -= 1
+            if j <= q - window or q - j < 2 or ids[j] not in opens[o]:
+                continue
+            swap = single.get(text[ids[j]].replace(o, "", 1))
+            if swap is None or swap in bracketed:
+                continue
+            clean = ids[q - window : q]
+            corrupt = list(clean)
+            corrupt[j - (q - window)] = swap
+            found.append((clean, corrupt, ids[q]))
+    if len(found) < 2:
+        raise ValueError(
+            f"brackets: {len(found)} bracket spans of {window} tokens found in {len(texts)} paragraphs; "
+            "expected at least 2 (a tokenizer that keeps brackets in their own or word tokens, and text with brackets)"
+        )
+    rng = np.random.default_rng(seed)
+    if len(found) > n:
+        found = [found[i] for i in sorted(rng.choice(len(found), size=n, replace=False))]
+    targets = [[-100] * (window - 1) + [closing] for _, _, closing in found]
+    return Pairs(torch.tensor([c for c, _, _ in found]), torch.tensor([k for _, k, _ in found]), torch.tensor(targets))
+
+
+def heldout_texts(meta: dict[str, Any]) -> list[str]:
+    """Real text a saved model was not trained on, for the brackets task: the validation paragraphs of
+    ``builtin:pydoc-corpus`` (its first ``n_validation``, the model's own split when it was trained on that
+    corpus; the corpus default otherwise)."""
+    from econ_ray.data.builtin import BUILTIN_TASKS
+    from econ_ray.data.pydoc_corpus import build
+
+    data = (meta.get("config") or {}).get("data") or {}
+    options = data.get("builtin") if data.get("source") == "builtin:pydoc-corpus" else None
+    n_val = BUILTIN_TASKS["pydoc-corpus"].options(options or {})["n_validation"]
+    return list(build()[:n_val])
+
+
+def pairs_for(task: str, tokenizer: Any, n: int, seed: int, texts: Sequence[str] | None = None) -> Pairs:
+    """The clean/corrupted pairs of ``task``; ``texts`` (real text the model was not trained on) for
+    ``brackets``."""
     if task == "addition":
         return addition_pairs(tokenizer, n, seed)
     if task == "induction":
         return induction_pairs(tokenizer, n, seed)
+    if task == "brackets":
+        if not texts:
+            raise ValueError("brackets: needs held-out text to cut the spans from")
+        return bracket_pairs(tokenizer, texts, n, seed)
     raise ValueError(f"--task: expected one of {', '.join(TASKS)}, got {task!r}")
 
 

@@ -181,3 +181,29 @@ def test_circuit_command_refuses_bad_input_before_work(tmp_path, capsys):
     assert "--target" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["circuit", str(tmp_path), "--task", "ioi"])
+
+
+def test_bracket_pairs_remove_only_the_opening_bracket_and_score_the_closing_one():
+    from econ_ray.data.tokenizer import build_bpe_tokenizer
+
+    texts = [
+        f"the call f(x{i}, y) returns a list [a, b{i}] of values and (also more) words go on here" for i in range(40)
+    ]
+    tok = build_bpe_tokenizer(texts, vocab_size=400)
+    p = cc.bracket_pairs(tok, texts, n=30, seed=0, window=8)
+    n = p.clean.shape[0]
+    assert p.clean.shape == (n, 8) and 2 <= n <= 30
+    for c, x, t in zip(p.clean.tolist(), p.corrupt.tolist(), p.targets.tolist()):
+        diff = [i for i in range(8) if c[i] != x[i]]
+        assert len(diff) == 1  # one token changes: the opening one
+        i = diff[0]
+        opened, plain = tok.decode([c[i]]), tok.decode([x[i]])
+        closing = tok.decode([t[-1]])
+        kind = next(o for o, cl in cc.BRACKETS if closing.startswith(cl))
+        assert opened.replace(kind, "", 1) == plain and kind not in plain
+        assert t[:-1] == [-100] * 7  # only the closing token is scored
+        assert not any(ch in tok.decode(c[i + 1 :]) for pair in cc.BRACKETS for ch in pair)  # nothing between
+    again = cc.bracket_pairs(tok, texts, n=30, seed=0, window=8)
+    assert torch.equal(p.clean, again.clean)
+    with pytest.raises(ValueError, match="bracket spans"):
+        cc.bracket_pairs(tok, ["no brackets at all in this text, none whatsoever here"], n=5, seed=0, window=4)
