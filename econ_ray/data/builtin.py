@@ -21,6 +21,9 @@ Every example is text of whitespace-separated tokens, so the word-level tokenize
 - ``pydoc-corpus`` (language modelling): real text, not generated: the paragraphs of Python's own
   reference topics and standard-library docstrings (``econ_ray.data.pydoc_corpus``), one example each
   (``data.packing`` joins them into blocks); split like ``pydoc-topics``.
+- ``pypi-docs-corpus`` (language modelling): real text, not generated: the docstring paragraphs of the
+  installed PyPI packages econ-ray depends on (numpy, SciPy, pandas, scikit-learn, PyTorch, Transformers,
+  Ray, MLflow, ...; ``econ_ray.data.pypi_docs_corpus``), about 30 times ``pydoc-corpus``; split like it.
 
 This module has no dependency on the rest of the package; invalid options raise ``ValueError``,
 which ``econ_ray.data.sources`` reports as a ``DataError`` naming the source.
@@ -136,6 +139,7 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
     ),
     "pydoc-topics": BuiltinTask("classification", 6, "accuracy", {"n_train": 100000, "n_validation": 300}),
     "pydoc-corpus": BuiltinTask("lm", 0, "perplexity", {"n_train": 100000, "n_validation": 1000}),
+    "pypi-docs-corpus": BuiltinTask("lm", 0, "perplexity", {"n_train": 10_000_000, "n_validation": 2000}),
 }
 
 
@@ -152,12 +156,15 @@ def generate(name: str, seed: int, options: Mapping[str, Any] | None = None) -> 
         if n_val >= len(rows):
             raise ValueError(f"n_validation = {n_val} leaves no training rows of the {len(rows)} pydoc-topics rows")
         return rows[n_val : n_val + n_train], rows[:n_val]
-    if name == "pydoc-corpus":
-        from econ_ray.data.pydoc_corpus import build as build_corpus
+    if name in ("pydoc-corpus", "pypi-docs-corpus"):
+        if name == "pydoc-corpus":
+            from econ_ray.data.pydoc_corpus import build as build_corpus
+        else:
+            from econ_ray.data.pypi_docs_corpus import build as build_corpus
 
         paras = [{"text": text} for text in build_corpus()]
         if n_val >= len(paras):
-            raise ValueError(f"n_validation = {n_val} leaves no training rows of the {len(paras)} pydoc-corpus rows")
+            raise ValueError(f"n_validation = {n_val} leaves no training rows of the {len(paras)} {name} rows")
         return paras[n_val : n_val + n_train], paras[:n_val]
     if name == "addition":
         max_operand = opts["max_operand"]

@@ -177,15 +177,22 @@ def bracket_pairs(tokenizer: Any, texts: Sequence[str], n: int, seed: int, windo
 
 
 def heldout_texts(meta: dict[str, Any]) -> list[str]:
-    """Real text a saved model was not trained on, for the brackets task: the validation paragraphs of
-    ``builtin:pydoc-corpus`` (its first ``n_validation``, the model's own split when it was trained on that
-    corpus; the corpus default otherwise)."""
+    """Real text a saved model was not trained on, for the brackets task: the validation paragraphs of the
+    built-in corpus it was trained on (``builtin:pydoc-corpus`` or ``builtin:pypi-docs-corpus``, its own
+    ``n_validation``), else those of ``pydoc-corpus`` (its default split)."""
     from econ_ray.data.builtin import BUILTIN_TASKS
-    from econ_ray.data.pydoc_corpus import build
 
     data = (meta.get("config") or {}).get("data") or {}
-    options = data.get("builtin") if data.get("source") == "builtin:pydoc-corpus" else None
-    n_val = BUILTIN_TASKS["pydoc-corpus"].options(options or {})["n_validation"]
+    source = data.get("source")
+    if source == "builtin:pypi-docs-corpus":
+        from econ_ray.data.pypi_docs_corpus import build
+
+        name, options = "pypi-docs-corpus", data.get("builtin")
+    else:
+        from econ_ray.data.pydoc_corpus import build
+
+        name, options = "pydoc-corpus", data.get("builtin") if source == "builtin:pydoc-corpus" else None
+    n_val = BUILTIN_TASKS[name].options(options or {})["n_validation"]
     return list(build()[:n_val])
 
 
