@@ -151,16 +151,27 @@ def _paragraphs() -> tuple[str, ...]:
     if proc.returncode != 0:
         raise RuntimeError(f"pydoc-corpus: collecting Python's documentation failed: {proc.stderr[-500:]}")
     rows = proc.stdout.splitlines()
-    with contextlib.suppress(OSError):  # an unwritable cache only costs the next process the same work
+    write_cache(path, rows)
+    return tuple(rows)
+
+
+def write_cache(path: Path, rows: list[str]) -> None:
+    """One paragraph per line, written to a temporary name and renamed; an unwritable cache only costs
+    the next process the same work."""
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text("\n".join(rows), encoding="utf-8")
         tmp.replace(path)
-    return tuple(rows)
+
+
+def shuffled(rows: tuple[str, ...], seed: int) -> tuple[str, ...]:
+    """``rows`` (sorted, each once) shuffled with ``seed``: the order every built-in corpus is served in."""
+    out = list(rows)
+    random.Random(seed).shuffle(out)
+    return tuple(out)
 
 
 def build(seed: int = 0) -> tuple[str, ...]:
     """The corpus: every paragraph once, sorted, then shuffled with ``seed``."""
-    rows = list(_paragraphs())
-    random.Random(seed).shuffle(rows)
-    return tuple(rows)
+    return shuffled(_paragraphs(), seed)

@@ -16,16 +16,14 @@ writes it as a .txt corpus.
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
 import os
-import random
 from functools import lru_cache
 from pathlib import Path
 
-from econ_ray.data.pydoc_corpus import paragraphs_of
+from econ_ray.data.pydoc_corpus import paragraphs_of, shuffled, write_cache
 
 # (import name, distribution name): the documented packages, in this order
 PACKAGES = (
@@ -121,16 +119,10 @@ def _paragraphs() -> tuple[str, ...]:
     rows = collect()
     if not rows:
         raise RuntimeError(f"pypi-docs-corpus: none of {', '.join(d for _, d in PACKAGES)} is installed")
-    with contextlib.suppress(OSError):  # an unwritable cache only costs the next process the same work
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text("\n".join(rows), encoding="utf-8")
-        tmp.replace(path)
+    write_cache(path, rows)
     return tuple(rows)
 
 
 def build(seed: int = 0) -> tuple[str, ...]:
     """The corpus: every paragraph once, sorted, then shuffled with ``seed``."""
-    rows = list(_paragraphs())
-    random.Random(seed).shuffle(rows)
-    return tuple(rows)
+    return shuffled(_paragraphs(), seed)
