@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar, get_args
+from typing import Any, NoReturn, TypeVar, get_args
 
 from econ_ray.cli.common import EXIT_BAD_INPUT  # noqa: F401 (EXIT_BAD_INPUT re-exported)
 from econ_ray.cli.common import dump as _dump
@@ -173,8 +173,14 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from econ_ray.search.preflight import check_run
 
+    if Path(args.file).is_dir():
+        return _fail(
+            f"{args.file}: is a folder; expected a search-space YAML file (e.g. search_spaces/quickstart.yaml)"
+        )
     try:
         cfg = load_config(args.file)
         check_run(cfg, args.file)  # data source, columns and model, without loading them
@@ -352,11 +358,12 @@ def _uri_hint() -> str:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    from econ_ray.tracking import TrackingError, best_version, list_versions
+    from econ_ray.tracking import TrackingError, find_best, list_versions
 
+    uri = args.tracking_uri
     try:
         if args.registry_command == "list":
-            rows = [_flat(r) for r in list_versions(args.name)]
+            rows = [_flat(r) for r in list_versions(args.name, uri=uri)]
             _print_rows(
                 f"registered model {args.name}",
                 rows,
@@ -379,8 +386,15 @@ def cmd_registry(args: argparse.Namespace) -> int:
                 print(json.dumps(rows, default=str))
             return 0
         if args.registry_command == "best":
-            row = best_version(args.name, max_gflops=args.max_gflops, min_metric=args.min_metric)
-            row = _flat(row) if row is not None else None
+            answer = find_best(args.name, max_gflops=args.max_gflops, min_metric=args.min_metric, uri=uri)
+            row = _flat(answer.row) if answer.row is not None else None
+            if answer.skipped_at_chance:
+                print(
+                    f"econ-ray: passed over {answer.skipped_at_chance} version(s) of {args.name} within the budget "
+                    f"whose metric is at or below chance level ({answer.chance:g}); --min-metric sets the floor "
+                    "yourself",
+                    file=sys.stderr,
+                )
             if row is None:
                 extra = f" and metric >= {args.min_metric}" if args.min_metric is not None else ""
                 print(
@@ -409,8 +423,8 @@ def cmd_registry(args: argparse.Namespace) -> int:
         if args.registry_command == "load":
             from econ_ray.tracking import download_registered
 
-            dst = download_registered(args.ref, args.output)
-            print(f"{args.ref} -> {dst} (load with econ_ray.modeling.load_model)")
+            dst = download_registered(args.ref, args.out, uri=uri)
+            print(f"{args.ref} -> {dst} (load with econ_ray.load_model({str(dst)!r}))")
             return 0
     except TrackingError as exc:
         return _fail(str(exc))
@@ -512,12 +526,38 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with errors in two lines (what is wrong, where the usage is) and exit 2, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n(usage: {self.prog} --help)\n")
+
+
+def positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type: ``kind(text)`` that must be > 0."""
+
+    def parse(text: str) -> T:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not value > 0:  # type: ignore[operator]
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from econ_ray import __version__
+
+    parser = Parser(
         prog="econ-ray",
         description="Find the accuracy-vs-compute Pareto set of transformers: train with a price on compute "
         "or under a loss ceiling, count FLOPs honestly, search with Ray Tune + Optuna, track in MLflow.",
     )
+    parser.add_argument("--version", action="version", version=f"econ-ray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -561,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
         "QK^T and AV products; FLOPs = 2 x multiply-adds.",
     )
     p.add_argument("--arch", choices=sorted(ARCHS), required=True, help="architecture shape")
-    p.add_argument("--seq-len", type=int, required=True, help="sequence length L in tokens")
+    p.add_argument("--seq-len", type=positive(int), required=True, help="sequence length L in tokens")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.set_defaults(func=cmd_flops)
 
@@ -653,7 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("name", help="registered model name")
     r.add_argument(
         "--max-gflops",
-        type=float,
+        type=positive(float),
         required=True,
         help="budget in the search's cost: GFLOPs per sequence (static or effective), or ms at batch 1 (latency)",
     )
@@ -665,7 +705,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Download a registered version; load it with econ_ray.modeling.load_model.",
     )
     r.add_argument("ref", help="NAME@ALIAS or NAME/VERSION")
-    r.add_argument("--output", default="registered-model", help="destination folder")
+    r.add_argument("--out", default="registered-model", help="destination folder (new or empty): the model folder")
+    r.add_argument("--output", dest="out", help=argparse.SUPPRESS)  # the earlier name
+    for r in rsub.choices.values():
+        r.add_argument(
+            "--tracking-uri",
+            metavar="URI",
+            help="tracking store to read (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db); never created",
+        )
     p.set_defaults(func=cmd_registry)
 
     import importlib

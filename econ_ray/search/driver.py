@@ -492,12 +492,13 @@ def finish(
     tracker, root = session.tracker, p.root
     mark_feasible(records, make_constraints(p.cfg, facts.maximize))
     write_trials(root, records)
+    chance = chance_of(facts, records)
     rows, hv, ref, history = summarise(
         root,
         records,
         metric_name=facts.metric_name,
         maximize=facts.maximize,
-        chance=chance_of(facts, records),
+        chance=chance,
         cost=cost_key(p.cfg.search.cost),
     )
     register_pareto(
@@ -508,6 +509,7 @@ def finish(
         name=p.registered_model,
         parent_run_id=session.parent_run_id,
         maximize=facts.maximize,
+        chance=chance,
     )
     write_pareto(root, rows, ref, hv)  # again, with the registry version of each Pareto model
     for step, (n, value) in enumerate(history):

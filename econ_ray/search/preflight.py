@@ -100,7 +100,24 @@ def check_run(cfg: RunConfig, path: str | Path) -> RunFacts:
                     f"modelling corpus, which model.name '{cfg.model.name}' cannot train",
                 ) from None
         raise ConfigError(path, "model.name", str(exc).removeprefix("model.name ")) from None
+    check_device(cfg, path)
     return RunFacts(task)
+
+
+def check_device(cfg: RunConfig, path: str | Path) -> None:
+    """``training.device: cuda`` needs a torch build that sees a CUDA device here."""
+    if cfg.training.device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"a CUDA {torch.version.cuda} build"
+        raise ConfigError(
+            path,
+            "training.device",
+            f"'cuda' but torch {torch.__version__} ({build}) sees no CUDA device here; expected 'auto' or 'cpu' "
+            "(or install the CUDA build of torch: README, Install into your own environment)",
+        )
 
 
 def check_writable_folder(folder: str | Path, path: str | Path, field: str) -> None:

@@ -224,6 +224,7 @@ def register_pareto(
     name: str,
     parent_run_id: str | None,
     maximize: bool,
+    chance: float | None = None,
 ) -> None:
     """Register every Pareto model under ``name``, alias by rank, and set ``row["version"]``.
 
@@ -240,6 +241,7 @@ def register_pareto(
             **{k: knobs[k] for k in ("lam", "alpha", "beta", "tau", "objective")},
             "parent_run_id": parent_run_id,
             "higher_is_better": str(maximize).lower(),
+            "chance_metric": chance,  # `registry best` passes over versions at or below it
             "trial_id": rec.trial_id,
         }
         if tags["tau"] is None:  # a relative ceiling: the absolute tau the trial trained under

@@ -17,6 +17,7 @@ _REGISTRY = (
     "EconPyfunc",
     "best_version",
     "download_registered",
+    "find_best",
     "list_versions",
     "load_registered",
     "predict_texts",

@@ -19,6 +19,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from econ_ray.tracking.store import (
     has_secret,
     redact_text_files,
     redact_uri,
+    sqlite_path,
     tracking_uri,
 )
 
@@ -259,9 +261,17 @@ def _index_logged_model(
 
 
 def _client(uri: str | None):
+    """A client of an existing store: a lookup never creates one (a SQLite file that is not there is
+    an error naming it, not a new empty database)."""
     from mlflow.tracking import MlflowClient
 
     u = tracking_uri(uri)
+    db = sqlite_path(u)
+    if db is not None and not (db if db.is_absolute() else Path.cwd() / db).is_file():
+        raise TrackingError(
+            f"no tracking store at {redact_uri(u)} (the file does not exist): run a search here first, or point "
+            "--tracking-uri / MLFLOW_TRACKING_URI at the store the search wrote"
+        )
     return MlflowClient(tracking_uri=u, registry_uri=u), u
 
 
@@ -340,14 +350,30 @@ def _experiment_ids(client: Any) -> list[str]:
             return ids
 
 
-def best_logged(
-    name: str, *, max_gflops: float, min_metric: float | None = None, uri: str | None = None
-) -> dict[str, Any] | None:
-    """:func:`best_version` answered by the store: one ``search_logged_models`` query over the logged
+@dataclass(frozen=True)
+class BestAnswer:
+    """What :func:`find_best` found: the version's row (None if nothing fits) and the versions within
+    the budget it passed over because their metric is at or below the task's chance level."""
+
+    row: dict[str, Any] | None
+    skipped_at_chance: int = 0
+    chance: float | None = None
+
+
+def _chance(tags: Mapping[str, Any]) -> float | None:
+    return _number(tags.get("chance_metric"))
+
+
+def _above_chance(metric: float, chance: float | None, higher: bool) -> bool:
+    return chance is None or (metric > chance if higher else metric < chance)
+
+
+def best_logged(name: str, *, max_gflops: float, min_metric: float | None = None, uri: str | None = None) -> BestAnswer:
+    """:func:`find_best` answered by the store: one ``search_logged_models`` query over the logged
     models indexed for ``name``, filtered on ``metrics.budget <= max_gflops`` (and the signed metric
-    for ``min_metric``) and ordered by score, then by budget; the version's row (as
-    :func:`list_versions` gives it), or None if no indexed logged model fits. Raises ``LookupError``
-    when ``name`` has no indexed logged model at all (versions registered before the index)."""
+    for ``min_metric``, else above the chance level the versions carry) and ordered by score, then by
+    budget. Raises ``LookupError`` when ``name`` has no indexed logged model at all (versions
+    registered before the index)."""
     client, u = _client(uri)
     exps = _experiment_ids(client)
     escaped = name.replace("'", "\\'")
@@ -355,35 +381,45 @@ def best_logged(
     probe = client.search_logged_models(exps, filter_string=where, max_results=1)
     if not probe:
         raise LookupError(name)
-    higher = _higher(probe[0].tags or {})
+    probe_version = client.get_model_version(name, str((probe[0].tags or {})[INDEX_TAG_VERSION]))
+    probe_tags = {k: _parse_tag(v) for k, v in (probe_version.tags or {}).items()}
+    higher, chance = _higher(probe_tags), _chance(probe_tags)
     flt = f"{where} AND metrics.budget <= {float(max_gflops)!r}"
+    skipped = 0
     if min_metric is not None:
         flt += f" AND metrics.score >= {float(min_metric if higher else -min_metric)!r}"
+    elif chance is not None:
+        floor = float(chance if higher else -chance)
+        below = client.search_logged_models(
+            exps, filter_string=f"{flt} AND metrics.score <= {floor!r}", max_results=1000
+        )
+        skipped = len(below)
+        flt += f" AND metrics.score > {floor!r}"
     order = [
         {"field_name": "metrics.score", "ascending": False},
         {"field_name": "metrics.budget", "ascending": True},
     ]
     found = client.search_logged_models(exps, filter_string=flt, order_by=order, max_results=1)
     if not found:
-        return None
+        return BestAnswer(None, skipped, chance)
     version = int((found[0].tags or {})[INDEX_TAG_VERSION])
     mv = client.get_model_version(name, str(version))
-    return {
+    row = {
         "name": mv.name,
         "version": int(mv.version),
         "aliases": sorted(mv.aliases or []),
         "run_id": mv.run_id,
         "tags": {k: _parse_tag(v) for k, v in (mv.tags or {}).items()},
     }
+    return BestAnswer(row, skipped, chance)
 
 
-def best_version(
-    name: str, *, max_gflops: float, min_metric: float | None = None, uri: str | None = None
-) -> dict[str, Any] | None:
+def find_best(name: str, *, max_gflops: float, min_metric: float | None = None, uri: str | None = None) -> BestAnswer:
     """The version with the best ``metric`` tag among those whose budget (:func:`budget_gflops`: the
     search's cost, ``static_gflops`` by default) is ``<= max_gflops``
-    (and ``metric >= min_metric``; ``<=`` where tag ``higher_is_better`` is ``false``, e.g.
-    perplexity); ties go to the cheaper one. None if nothing fits.
+    and whose metric is ``>= min_metric`` (``<=`` where tag ``higher_is_better`` is ``false``, e.g.
+    perplexity); without ``min_metric``, versions at or below the task's chance level (tag
+    ``chance_metric``) are passed over and counted. Ties go to the cheaper one.
 
     Asked of the store (:func:`best_logged`, one filtered and ordered query) when the versions' logged
     models carry the index; versions registered before it are read and filtered here."""
@@ -395,7 +431,7 @@ def best_version(
         pass
     except MlflowException as exc:
         raise TrackingError(f"registered model {name!r}: {exc.message}") from None
-    best, best_key = None, None
+    best, best_key, skipped, chance = None, None, 0, None
     for row in list_versions(name, uri=uri):
         tags = row["tags"]
         g, m = budget_gflops(tags), _number(tags.get("metric"))
@@ -404,10 +440,20 @@ def best_version(
         higher = _higher(tags)
         if min_metric is not None and (m < min_metric if higher else m > min_metric):
             continue
+        if min_metric is None and not _above_chance(m, _chance(tags), higher):
+            skipped, chance = skipped + 1, _chance(tags)
+            continue
         key = (-m if higher else m, g, -row["version"])
         if best_key is None or key < best_key:
             best, best_key = row, key
-    return best
+    return BestAnswer(best, skipped, chance)
+
+
+def best_version(
+    name: str, *, max_gflops: float, min_metric: float | None = None, uri: str | None = None
+) -> dict[str, Any] | None:
+    """The row of :func:`find_best` (None if nothing fits)."""
+    return find_best(name, max_gflops=max_gflops, min_metric=min_metric, uri=uri).row
 
 
 def resolve_version(ref: str, *, uri: str | None = None):
@@ -429,21 +475,32 @@ def resolve_version(ref: str, *, uri: str | None = None):
 
 
 def download_registered(ref: str, dst: str | Path, *, uri: str | None = None) -> Path:
-    """Download the artifacts of a registered version into ``dst``; returns the econ-ray model
-    folder inside (the one holding ``econ.json``)."""
+    """Download a registered version and make ``dst`` its econ-ray model folder (the folder
+    ``econ_ray.modeling.load_model`` opens, holding ``econ.json``); returns ``dst``. ``dst`` must not
+    exist or be empty; the MLflow wrapping (pyfunc ``MLmodel``, environment files) is not kept."""
     from mlflow.artifacts import download_artifacts
 
+    dst = Path(dst)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise TrackingError(f"{dst}: exists and is not an empty folder; give a new folder to download {ref!r} into")
     client, u = _client(uri)
     mv = resolve_version(ref, uri=u)
     source = client.get_model_version_download_uri(mv.name, mv.version)
-    local = Path(download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=u, registry_uri=u))
-    preferred = local / "artifacts" / ARTIFACT_KEY
-    if (preferred / META_FILE).is_file():
-        return preferred
-    found = sorted(local.rglob(META_FILE))
-    if not found:
-        raise TrackingError(f"model {ref!r}: no {META_FILE} in its artifacts (not an econ-ray model)")
-    return found[0].parent
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="econ-ray-download-", dir=dst.parent) as tmp:
+        local = Path(download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=u, registry_uri=u))
+        preferred = local / "artifacts" / ARTIFACT_KEY
+        if (preferred / META_FILE).is_file():
+            folder = preferred
+        else:
+            found = sorted(local.rglob(META_FILE))
+            if not found:
+                raise TrackingError(f"model {ref!r}: no {META_FILE} in its artifacts (not an econ-ray model)")
+            folder = found[0].parent
+        if dst.exists():
+            dst.rmdir()
+        shutil.move(str(folder), str(dst))
+    return dst
 
 
 def load_registered(ref: str, *, uri: str | None = None, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
@@ -452,7 +509,7 @@ def load_registered(ref: str, *, uri: str | None = None, device: str = "cpu") ->
 
     tmp = tempfile.mkdtemp(prefix="econ-ray-registered-")
     try:
-        folder = download_registered(ref, tmp, uri=uri)
+        folder = download_registered(ref, Path(tmp) / "model", uri=uri)
         return load_model(folder, device=device)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

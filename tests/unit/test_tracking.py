@@ -364,3 +364,74 @@ def test_registry_best_is_one_filtered_query_over_more_versions_than_a_page(stor
     found = client.search_logged_models([exp], filter_string="tags.registered_model = 'econ-many'", max_results=1)
     assert found[0].params.get("cost_key") == "static_gflops"
     assert {"budget", "score", "metric", "static_gflops", "lam"} <= {m.key for m in found[0].metrics}
+
+
+def test_registry_best_passes_over_versions_at_chance_and_says_so(store, monkeypatch):
+    """Versions whose metric is at or below the task's chance level (tag chance_metric) are not "best"
+    unless --min-metric says otherwise; the answer counts them. Both the store's index and the
+    client-side path (versions registered before the index)."""
+    from mlflow.tracking import MlflowClient
+
+    from econ_ray.tracking import registry
+
+    uri, _ = store
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("chance-versions")
+    run = client.create_run(exp).info.run_id
+    for name, indexed in (("econ-chance-indexed", True), ("econ-chance-plain", False)):
+        client.create_registered_model(name)
+        # (metric, gflops): a collapsed model (Pearson 0, cheapest), one below chance, a real one
+        for metric, g in ((0.0, 0.1), (-0.05, 0.2), (0.6, 0.3)):
+            tags = {
+                "metric": str(metric),
+                "static_gflops": str(g),
+                "cost_key": "static_gflops",
+                "chance_metric": "0.0",
+                "higher_is_better": "true",
+            }
+            logged = client.create_logged_model(exp, name="model", source_run_id=run)
+            mv = client.create_model_version(name, source=logged.artifact_location, run_id=run, tags=tags)
+            if indexed:
+                registry._index_logged_model(client, logged.model_id, run, name, int(mv.version), tags)
+        for cap, want, skipped in ((0.25, None, 2), (1.0, 3, 2), (0.1, None, 1)):
+            ans = registry.find_best(name, max_gflops=cap, uri=uri)
+            assert (ans.row["version"] if ans.row else None) == want, (name, cap)
+            assert ans.skipped_at_chance == skipped and ans.chance == 0.0, (name, cap)
+        # a floor given by the user is the floor: the collapsed model is found when asked for
+        ans = registry.find_best(name, max_gflops=0.25, min_metric=-1.0, uri=uri)
+        assert ans.row["version"] == 1 and ans.skipped_at_chance == 0
+
+
+def test_registry_lookups_never_create_a_store(tmp_path):
+    from econ_ray.tracking import find_best, list_versions, resolve_version
+
+    uri = f"sqlite:///{tmp_path}/absent/mlflow.db"
+    for call in (
+        lambda: list_versions("m", uri=uri),
+        lambda: find_best("m", max_gflops=1.0, uri=uri),
+        lambda: resolve_version("m@rank-1", uri=uri),
+    ):
+        with pytest.raises(TrackingError, match="no tracking store"):
+            call()
+    assert not (tmp_path / "absent").exists()
+
+
+def test_registry_load_writes_a_folder_load_model_opens(store, trained, tmp_path):
+    from econ_ray.tracking import download_registered, register_model
+
+    uri, _ = store
+    cfg, res, folder = trained
+    tr = MlflowTracker(uri, "registry-load")
+    tr.start_parent("search", params={})
+    tr.start_child("t", params={})
+    register_model(tr, trial_id="t", model_dir=folder, name="econ-load", tags={"metric": 0.5}, alias="rank-1")
+    dst = download_registered("econ-load@rank-1", tmp_path / "out" / "model", uri=uri)
+    assert dst == tmp_path / "out" / "model" and (dst / "econ.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model"]  # no MLflow wrapping left
+    model, _, meta = load_model(dst)
+    original, _, _ = load_model(folder)
+    torch.testing.assert_close(
+        _logits(model, res.prepared.validation), _logits(original, res.prepared.validation), rtol=0, atol=0
+    )
+    with pytest.raises(TrackingError, match="not an empty folder"):
+        download_registered("econ-load@rank-1", dst, uri=uri)
