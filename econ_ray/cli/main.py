@@ -275,6 +275,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError, ResumeError) as exc:
         return _fail(str(exc))
     from econ_ray.search.driver import run_search
+    from econ_ray.search.interrupt import SearchInterrupted
     from econ_ray.search.results import SearchError
     from econ_ray.tracking import TrackingError
 
@@ -296,6 +297,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except (SearchError, TrackingError, ResumeError) as exc:
         return _fail(f"{args.file or args.resume}: {exc}")
+    except SearchInterrupted as exc:
+        print(
+            f"econ-ray: search stopped by {exc.signal_name}; its finished trials are kept and its MLflow runs "
+            f"ended KILLED. Go on with:\n  econ-ray search --resume {exc.run_dir}",
+            file=sys.stderr,
+        )
+        return exc.exit_code
     from rich.console import Console
     from rich.table import Table
 

@@ -23,6 +23,7 @@ Run folder (everything needed to rebuild the results)::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,7 @@ import yaml
 
 from econ_ray.config.schema import DistributedConfig, SearchSpaceFile
 from econ_ray.search import resume as rs
+from econ_ray.search.interrupt import SearchInterrupted, signals_interrupt
 from econ_ray.search.preflight import SearchFacts, check_search
 from econ_ray.search.records import (
     TrialRecord,
@@ -51,6 +53,8 @@ from econ_ray.search.results import (
     summarise,
     write_pareto,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -193,24 +197,47 @@ def run_search(
     from econ_ray.search.progress import quiet_ray_output  # imports Ray
 
     timing: dict[str, float] = {"t_search_start": time.time()}
-    session = open_session(p, facts)
-    with quiet_ray_output(p.root, verbose=show == "verbose") as user:
-        started = start_ray(address, p.cfg) if p.remaining else False  # a finished search resumed needs no cluster
+    with signals_interrupt() as guard:
+        session = open_session(p, facts)
         try:
-            timing["t_ray_ready"] = time.time()
-            dense = start_dense(p, session, user if show != "none" else None)
-            timing["t_dense_ready"] = time.time()
-            shown = None if show == "none" else (user, None if show == "auto" else False)
-            records = p.prior + fit(p, facts, session, storage_path=storage_path, timing=timing, shown=shown)
-        finally:
-            if started:  # inside the redirection: what Ray's processes say while stopping stays in the file
-                import ray
+            with quiet_ray_output(p.root, verbose=show == "verbose") as user:
+                started = start_ray(address, p.cfg) if p.remaining else False  # a finished search resumed: no cluster
+                guard.rearm()  # after ray.init's own SIGTERM handlers
+                try:
+                    timing["t_ray_ready"] = time.time()
+                    dense = start_dense(p, session, user if show != "none" else None)
+                    timing["t_dense_ready"] = time.time()
+                    shown = None if show == "none" else (user, None if show == "auto" else False)
+                    records = p.prior + fit(p, facts, session, storage_path=storage_path, timing=timing, shown=shown)
+                finally:
+                    if started:  # inside the redirection: what Ray's processes say while stopping stays in the file
+                        import ray
 
-                ray.shutdown()
+                        ray.shutdown()
+        except KeyboardInterrupt:
+            exc = guard.interrupted()
+            exc.run_dir = str(p.root)
+            close_interrupted(session, exc)
+            raise exc from None
     outcome = finish(p, facts, session, records, dense=dense)
     timing["t_search_end"] = time.time()
     (p.root / "timing.json").write_text(json.dumps(timing))  # benchmarks/machinery_overhead.py
     return outcome
+
+
+def close_interrupted(session: Session, exc: SearchInterrupted) -> None:
+    """A search stopped by a signal: its trials' child runs still open and the parent run end KILLED
+    (what was recorded stays; ``--resume`` re-opens the parent and re-runs the cut-off trials)."""
+    why = f"the search was stopped by {exc.signal_name}; econ-ray search --resume RUN_DIR goes on with it"
+    tracker = session.tracker
+    try:
+        store = getattr(tracker, "tracker", tracker)  # the MlflowTracker behind the outbox
+        for trial_id in store.running_children():
+            tracker.finish_child(trial_id, status="KILLED", reason=why)
+        tracker.set_parent_tag("econ_ray.interrupted", exc.signal_name)
+        tracker.end_parent("KILLED")
+    except Exception as err:  # noqa: BLE001 - an unreachable store must not hide the interruption
+        log.warning("closing the MLflow runs of an interrupted search failed: %s", err)
 
 
 @dataclass

@@ -450,6 +450,26 @@ class MlflowTracker:
                 if not token:
                     break
 
+    def running_children(self) -> list[str]:
+        """Trials whose child runs the store has as RUNNING or SCHEDULED now (asked of the store)."""
+        parent = self._need_parent()
+        found, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{PARENT_TAG}` = '{parent}'",
+                max_results=1000,
+                page_token=token,
+            )
+            found += [
+                c.data.tags[TRIAL_TAG]
+                for c in page
+                if c.info.status in ("RUNNING", "SCHEDULED") and c.data.tags.get(TRIAL_TAG)
+            ]
+            token = page.token
+            if not token:
+                return sorted(set(found))
+
     def log_parent_metrics(self, metrics: Mapping[str, Any], *, step: int | None = None) -> None:
         self._log_metrics(self._need_parent(), metrics, step=0 if step is None else int(step))
 
