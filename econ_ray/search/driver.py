@@ -319,6 +319,7 @@ def open_session(p: SearchPlan, facts: SearchFacts) -> Session:
         maximize_metric=facts.maximize,
         constraints=make_constraints(cfg, facts.maximize),
         objective_keys=("metric", cost_key(s.cost)),
+        metric_names=(facts.metric_name, cost_key(s.cost)),
     )
     rerun: list[dict[str, Any]] = []
     if p.resumed:

@@ -1,9 +1,10 @@
 """A Ray Tune ``Searcher`` over an Optuna study, multi-objective *with constraints*.
 
 Ray's ``OptunaSearch`` takes several metrics but passes no constraints to Optuna. This adapter asks
-the study directly (``study.ask``/``study.tell``), stores each trial's constraint values in the
-user attribute Optuna's samplers read through ``constraints_func`` (Optuna's convention: feasible
-when every value is <= 0), and tells Optuna only *complete* results: a failed trial, or one a
+the study directly (``study.ask``/``study.tell``), sets each trial's constraint values with
+``Trial.set_constraint`` (Optuna 5's API, which every sampler and ``best_trials`` read; feasible when
+every value is <= 0) and names the two objectives (``study.set_metric_names``, which optuna-dashboard
+shows), and tells Optuna only *complete* results: a failed trial, or one a
 scheduler stopped early, is told as FAIL/PRUNED so a partial result never counts as a finished one.
 The study lives in durable storage (SQLite by default) so ``optuna-dashboard`` can open it and a
 search can resume.
@@ -12,6 +13,7 @@ search can resume.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypedDict
 
@@ -22,7 +24,6 @@ from ray.tune.search import Searcher
 from econ_ray.config.schema import SearchSpace
 from econ_ray.search.space import distributions, grid
 
-CONSTRAINTS_ATTR = "constraints"
 ConstraintFn = Callable[[dict[str, Any]], float]
 
 
@@ -34,10 +35,6 @@ class _StudyArgs(TypedDict):
     directions: list[Literal["maximize", "minimize"]]
     sampler: optuna.samplers.BaseSampler
     load_if_exists: bool
-
-
-def _constraints_func(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-    return trial.user_attrs.get(CONSTRAINTS_ATTR, [0.0])
 
 
 # Optuna's own defaults for the random start-up phase: TPE and GP model the front only after
@@ -57,9 +54,7 @@ def startup_trials(name: str, n_trials: int) -> int:
     return min(OPTUNA_STARTUP_DEFAULT[name], max(MIN_STARTUP, math.ceil(n_trials / 3)))
 
 
-def make_sampler(
-    name: str, *, seed: int, space: SearchSpace, n_trials: int, constrained: bool
-) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, *, seed: int, space: SearchSpace, n_trials: int) -> optuna.samplers.BaseSampler:
     """tpe (multi-objective TPE, default), nsga2, gp, random, or grid (:func:`~econ_ray.search.space.grid`: lambda
     on a log grid, or the target evenly).
 
@@ -68,20 +63,17 @@ def make_sampler(
     counts the start-up over finished trials of the study (TPE: complete + pruned; GP: complete;
     NSGA-II: a generation ends when ``population_size`` trials of it are complete), so a resumed
     search, which reopens the study and passes the original budget, goes on where it stopped.
+    Constraints need no sampler argument: tpe, nsga2 and gp read the values ``Trial.set_constraint``
+    stored.
     """
-    cf = _constraints_func if constrained else None
     if name == "tpe":
         return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, constraints_func=cf, n_startup_trials=startup_trials(name, n_trials)
+            seed=seed, multivariate=True, n_startup_trials=startup_trials(name, n_trials)
         )
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(
-            seed=seed, constraints_func=cf, population_size=startup_trials(name, n_trials)
-        )
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=startup_trials(name, n_trials))
     if name == "gp":
-        return optuna.samplers.GPSampler(
-            seed=seed, constraints_func=cf, n_startup_trials=startup_trials(name, n_trials)
-        )
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(name, n_trials))
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
@@ -96,6 +88,11 @@ def _grid_distribution(space: SearchSpace, n_trials: int) -> dict[str, optuna.di
     knob, points = grid(space, n_trials)
     log = knob == "lam" or bool(getattr(space, knob).log)
     return {knob: optuna.distributions.FloatDistribution(min(points), max(points), log=log)}
+
+
+def constraint_name(c: ConstraintFn) -> str:
+    """The name a constraint has in the study (``constraints:NAME``): the function's name."""
+    return getattr(c, "__name__", "constraint")
 
 
 class ConstrainedOptunaSearch(Searcher):
@@ -113,6 +110,7 @@ class ConstrainedOptunaSearch(Searcher):
         maximize_metric: bool = True,
         constraints: Sequence[ConstraintFn] = (),
         objective_keys: tuple[str, str] = ("metric", "effective_gflops"),
+        metric_names: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(metric=None, mode=None)
         self.space = space
@@ -126,17 +124,20 @@ class ConstrainedOptunaSearch(Searcher):
             storage=storage,
             study_name=study_name,
             directions=["maximize" if maximize_metric else "minimize", "minimize"],
-            sampler=make_sampler(sampler, seed=seed, space=space, n_trials=n_trials, constrained=bool(constraints)),
+            sampler=make_sampler(sampler, seed=seed, space=space, n_trials=n_trials),
             load_if_exists=True,
         )
         self.study = optuna.create_study(**self._study_args)
+        names = list(metric_names or objective_keys)
+        if self.study.metric_names != names:
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since; users need not see it
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study.set_metric_names(names)
         n_old = len(self.study.trials)
         if n_old:
             # a resumed study: a sampler seeded as before would draw its first (random start-up)
             # points again; seed it past the trials already in the study instead
-            self._study_args["sampler"] = make_sampler(
-                sampler, seed=seed + n_old, space=space, n_trials=n_trials, constrained=bool(constraints)
-            )
+            self._study_args["sampler"] = make_sampler(sampler, seed=seed + n_old, space=space, n_trials=n_trials)
             self.study.sampler = self._study_args["sampler"]
         if sampler == "grid" and not n_old:
             knob, points = grid(space, n_trials)
@@ -191,7 +192,8 @@ class ConstrainedOptunaSearch(Searcher):
         if not all(math.isfinite(v) for v in values):
             self.study.tell(trial, state=TrialState.FAIL)
             return
-        trial.set_user_attr(CONSTRAINTS_ATTR, [float(c(result)) for c in self.constraints] or [0.0])
+        for c in self.constraints:
+            trial.set_constraint(constraint_name(c), float(c(result)))
         self.study.tell(trial, values)
 
     def save(self, checkpoint_path: str) -> None:  # the study is already durable in its storage

@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from econ_ray.config import parse_config
-from econ_ray.search.optuna_searcher import CONSTRAINTS_ATTR, ConstrainedOptunaSearch, make_sampler, startup_trials
+from econ_ray.search.optuna_searcher import ConstrainedOptunaSearch, make_sampler, startup_trials
 from econ_ray.search.pareto import pareto_front
 from econ_ray.search.records import TrialRecord, points_from
 from econ_ray.search.results import make_constraints
@@ -45,8 +45,9 @@ def test_constraint_reaches_optuna_and_infeasible_trial_is_not_best(tmp_path):
     s.on_trial_complete("a", {"final": 1, "metric": 0.895, "effective_gflops": 2.0, "dense_metric": 0.90})
     s.on_trial_complete("b", {"final": 1, "metric": 0.80, "effective_gflops": 1.0, "dense_metric": 0.90})
     trials = {t.user_attrs["tune_trial_id"]: t for t in s.study.trials}
-    assert trials["a"].user_attrs[CONSTRAINTS_ATTR][0] <= 0
-    assert trials["b"].user_attrs[CONSTRAINTS_ATTR][0] > 0
+    # Optuna 5's own record of constraints (Trial.set_constraint), named after the constraint
+    assert trials["a"].constraints == {"metric_vs_dense": pytest.approx(-0.005)}
+    assert trials["b"].constraints["metric_vs_dense"] > 0
     assert [t.user_attrs["tune_trial_id"] for t in s.study.best_trials] == ["a"]
 
 
@@ -126,7 +127,7 @@ def test_grid_is_log_spaced():
     assert g[0] == pytest.approx(0.01) and g[-1] == pytest.approx(10.0)
     assert g[2] == pytest.approx((0.01 * 10.0) ** 0.5)
     with pytest.raises(ValueError):
-        make_sampler("bayes", seed=0, space=_cfg().search.space, n_trials=2, constrained=False)
+        make_sampler("bayes", seed=0, space=_cfg().search.space, n_trials=2)
 
 
 def test_grid_spreads_the_targets_of_a_targeted_search(tmp_path):
@@ -190,3 +191,32 @@ def test_a_trial_that_broke_its_own_ceiling_is_infeasible_and_never_on_the_front
     assert [p.trial_id for p in pareto_front(points_from(recs), maximize_metric=True)] == ["ok"]
     # a penalised-only search has no such constraint (its trials report feasible: None)
     assert make_constraints(_cfg(), True) == []
+
+
+def test_study_names_its_objectives_and_warns_nothing(tmp_path):
+    """optuna-dashboard and `optuna.load_study` read the objective names; a constrained search uses
+    Optuna 5's Trial.set_constraint, not the deprecated constraints_func (no FutureWarning)."""
+    import warnings
+
+    cfg = _cfg(min_metric_vs_dense=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        s = ConstrainedOptunaSearch(
+            cfg.search.space,
+            sampler="tpe",
+            seed=0,
+            n_trials=4,
+            storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+            study_name="named",
+            constraints=make_constraints(cfg, True),
+            objective_keys=("metric", "static_gflops"),
+            metric_names=("pearson", "static_gflops"),
+        )
+        for i in range(4):
+            s.suggest(f"t{i}")
+            s.on_trial_complete(
+                f"t{i}", {"final": 1, "metric": 0.5 + i / 10, "static_gflops": 1.0 - i / 10, "dense_metric": 0.9}
+            )
+    study = optuna.load_study(study_name="named", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert study.metric_names == ["pearson", "static_gflops"]
+    assert all(set(t.constraints) == {"metric_vs_dense"} for t in study.trials)
