@@ -53,8 +53,14 @@ from econ_ray.search.results import (
     summarise,
     write_pareto,
 )
+from econ_ray.tracking.store import source_tags
 
 log = logging.getLogger(__name__)
+
+
+def entry_point(config_path: str | Path | None) -> str:
+    """The command a search's runs were started by, for MLflow's ``mlflow.source.name``."""
+    return f"econ-ray search {config_path}" if config_path else "econ-ray search"
 
 
 @dataclass
@@ -291,8 +297,10 @@ def open_session(p: SearchPlan, facts: SearchFacts) -> Session:
                 "attention": cfg.attention.mode,
                 "registered_model": p.registered_model,
                 "scheduler": s.scheduler.kind,
+                "config_artifact": "config.yaml",  # the whole trained config, overrides included
+                "config": p.file.model_dump(mode="json", exclude={"search"}),  # also as config.* params
             },
-            tags={"run_dir": str(p.root), "econ_ray.kind": "search"},
+            tags={"run_dir": str(p.root), "econ_ray.kind": "search", **source_tags(entry_point(p.config_path))},
         )
         p.state.update(
             n_trials=p.n_trials,
@@ -431,7 +439,13 @@ def fit(
     from econ_ray.search.tracking_callback import MlflowTuneCallback
     from econ_ray.search.trial import trial_fn
 
-    callback = MlflowTuneCallback(session.tracker, p.cfg, run_dir=p.root, order_offset=len(p.prior))
+    callback = MlflowTuneCallback(
+        session.tracker,
+        p.cfg,
+        run_dir=p.root,
+        order_offset=len(p.prior),
+        tags=source_tags(entry_point(p.config_path)),
+    )
     if not p.remaining:
         return []
     callbacks: list[Any] = [callback]

@@ -67,9 +67,7 @@ def make_sampler(name: str, *, seed: int, space: SearchSpace, n_trials: int) -> 
     stored.
     """
     if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, n_startup_trials=startup_trials(name, n_trials)
-        )
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup_trials(name, n_trials))
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=startup_trials(name, n_trials))
     if name == "gp":

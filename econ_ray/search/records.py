@@ -49,12 +49,37 @@ def cost_key(cost: str) -> str:
 
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # set by Ray Train's TuneReportCallback
-_NOT_METRICS = {"final", CHECKPOINT_PATH_KEY, "step"}
+# Tune's own bookkeeping that it adds to every report (ray.tune.result.AUTO_RESULT_KEYS and kin):
+# not econ-ray's measurements, so never an MLflow metric.
+TUNE_BOOKKEEPING = frozenset(
+    {
+        "training_iteration",
+        "time_total_s",
+        "time_this_iter_s",
+        "time_since_restore",
+        "timestamp",
+        "date",
+        "pid",
+        "node_ip",
+        "hostname",
+        "episodes_total",
+        "timesteps_total",
+        "timesteps_since_restore",
+        "iterations_since_restore",
+        "done",
+        "should_checkpoint",
+        "checkpoint_dir_name",
+        "config",
+        "trial_id",
+        "experiment_tag",
+    }
+)
+_NOT_METRICS = {"final", CHECKPOINT_PATH_KEY, "step"} | TUNE_BOOKKEEPING
 
 
 def numeric_metrics(d: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of a trial's report (booleans, text, the checkpoint path left out): what
-    its MLflow child run logs as final metrics."""
+    """The finite numbers of a trial's report (booleans, text, the checkpoint path and Tune's own
+    bookkeeping left out): what its MLflow child run logs as metrics."""
     return {k: float(v) for k, v in d.items() if k not in _NOT_METRICS and not isinstance(v, bool) and finite(v)}
 
 

@@ -30,8 +30,10 @@ class MlflowTuneCallback(Callback):
         *,
         run_dir: str | Path | None = None,
         order_offset: int = 0,
+        tags: dict[str, str] | None = None,
     ) -> None:
         self.tracker = tracker
+        self.tags = dict(tags or {})  # on every child run (MLflow's source tags)
         self.file = file  # each trial's params are read from trial_config(file, knobs), what it trains
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.order_offset = order_offset  # trials recorded before a resume come first
@@ -47,8 +49,13 @@ class MlflowTuneCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         knobs = dict(trial.config.get("knobs", {}))
         self._knobs[trial.trial_id] = knobs
-        params = {**trial_params(trial_config(self.file, knobs)), "optuna_trial": trial.config.get("optuna_trial")}
-        self.tracker.start_child(trial.trial_id, params=params, tags={"trial_id": trial.trial_id})
+        run = trial_config(self.file, knobs)
+        params = {
+            **trial_params(run),
+            "optuna_trial": trial.config.get("optuna_trial"),
+            "config": run.model_dump(mode="json"),  # what this trial trained, as config.* params
+        }
+        self.tracker.start_child(trial.trial_id, params=params, tags={**self.tags, "trial_id": trial.trial_id})
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if result.get(CHECKPOINT_FLAG):  # a training-state checkpoint, no evaluation
@@ -59,11 +66,7 @@ class MlflowTuneCallback(Callback):
         step = int(result.get("step", result.get("training_iteration", 0)))
         self.tracker.log_metrics(
             trial.trial_id,
-            {
-                f"eval_{k}": v
-                for k, v in numeric_metrics(result).items()
-                if not k.startswith(("time_", "timestamp", "training_iteration", "pid", "iterations_since"))
-            },
+            {f"eval_{k}": v for k, v in numeric_metrics(result).items()},
             step=step,
         )
 

@@ -19,6 +19,7 @@ _REGISTRY = (
     "download_registered",
     "find_best",
     "list_versions",
+    "logged_model_id",
     "load_registered",
     "predict_texts",
     "register_model",

@@ -41,6 +41,33 @@ from econ_ray.tracking.store import (
 )
 
 ARTIFACT_KEY = "econ_model"
+MODEL_ID_TAG = "model_id"  # a version's logged model, also as a tag (readable in any registry store)
+
+
+@contextlib.contextmanager
+def _global_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's global tracking URI at ``uri`` for the block (restored after)."""
+    from mlflow.tracking._tracking_service import utils
+
+    before = utils._tracking_uri  # what set_tracking_uri pinned, if anything (not the environment's)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        utils._tracking_uri = before  # unpinned again: later calls resolve MLFLOW_TRACKING_URI afresh
+
+
+def logged_model_id(version: Any) -> str | None:
+    """The id of the logged model a registry version was made from: ``version.model_id`` where the
+    store keeps it, else its ``models:/<id>`` source, else its ``model_id`` tag."""
+    if getattr(version, "model_id", None):
+        return str(version.model_id)
+    source = str(getattr(version, "source", "") or "")
+    if source.startswith("models:/m-"):
+        return source[len("models:/") :].split("/", 1)[0]
+    return (getattr(version, "tags", None) or {}).get(MODEL_ID_TAG)
+
+
 LOGGED_MODEL_NAME = "model"
 
 
@@ -211,16 +238,19 @@ def register_model(
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        # The storage location, not "models:/<model_id>": a local database store resolves the
-        # latter through the *global* tracking URI.
-        mv = client.create_model_version(
-            name,
-            source=logged.artifact_location,
-            run_id=run_id,
-            tags=str_tags,
-            model_id=logged.model_id,
-            await_creation_for=0,
-        )
+        # Source "models:/<model_id>" is MLflow's link from a version to its logged model (what the UI
+        # follows; MLflow 3's SQL registry keeps no model_id column, so ModelVersion.model_id reads
+        # None there: `logged_model_id` reads the link). The SQL store resolves that URI through the
+        # *global* tracking URI, so it points at this store for the call.
+        with _global_tracking_uri(tracker.uri):
+            mv = client.create_model_version(
+                name,
+                source=f"models:/{logged.model_id}",
+                run_id=run_id,
+                tags={**str_tags, MODEL_ID_TAG: logged.model_id},
+                model_id=logged.model_id,
+                await_creation_for=0,
+            )
         client.set_registered_model_alias(name, alias, mv.version)
         _index_logged_model(client, logged.model_id, run_id, name, int(mv.version), str_tags)
     except MlflowException as exc:

@@ -299,6 +299,37 @@ def _safe_tags(d: Mapping[str, Any] | None) -> dict[str, str]:
     return {**rest, **system}
 
 
+def source_tags(entry_point: str) -> dict[str, str]:
+    """MLflow's own source tags for a run started by econ-ray: the command (``mlflow.source.name``),
+    ``LOCAL`` as its type, the user, the git commit of the econ-ray code that ran (when it runs from
+    a git checkout) and econ-ray's version."""
+    import getpass
+    import subprocess
+
+    from econ_ray import __version__
+
+    tags = {
+        "mlflow.source.name": entry_point,
+        "mlflow.source.type": "LOCAL",
+        "econ_ray.version": __version__,
+    }
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (containers)
+        pass
+    code = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(code), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return tags
+    commit = out.stdout.strip()
+    if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit):
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
 def finite_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The entries of ``metrics`` that are finite numbers (bools count as 0/1), as floats."""
     out: dict[str, float] = {}

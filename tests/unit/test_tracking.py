@@ -435,3 +435,31 @@ def test_registry_load_writes_a_folder_load_model_opens(store, trained, tmp_path
     )
     with pytest.raises(TrackingError, match="not an empty folder"):
         download_registered("econ-load@rank-1", dst, uri=uri)
+
+
+def test_a_version_links_to_its_logged_model_with_the_trials_metrics(store, trained):
+    from mlflow.tracking import MlflowClient
+
+    from econ_ray.tracking import logged_model_id, register_model
+
+    uri, _ = store
+    _, _, folder = trained
+    tr = MlflowTracker(uri, "registry-link")
+    tr.start_parent("search", params={})
+    tr.start_child("t", params={})
+    register_model(
+        tr,
+        trial_id="t",
+        model_dir=folder,
+        name="econ-link",
+        tags={"metric": 0.7, "static_gflops": 0.2, "cost_key": "static_gflops"},
+        alias="rank-1",
+    )
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    v = client.get_model_version("econ-link", "1")
+    mid = logged_model_id(v)
+    assert v.source == f"models:/{mid}" and v.tags["model_id"] == mid
+    logged = client.get_logged_model(mid)
+    assert logged.source_run_id == tr.child_id("t")
+    metrics = {m.key: m.value for m in logged.metrics}
+    assert {k: metrics[k] for k in ("metric", "budget", "score")} == {"metric": 0.7, "budget": 0.2, "score": 0.7}
