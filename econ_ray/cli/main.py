@@ -183,7 +183,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
     try:
         cfg = load_config(args.file)
-        check_run(cfg, args.file)  # data source, columns and model, without loading them
+        check_run(cfg, args.file, loads_here=False)  # data source, columns and model, without loading them
     except ConfigError as exc:
         return _fail(str(exc))
     print(

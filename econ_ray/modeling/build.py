@@ -3,7 +3,11 @@ BERT-family / GPT-2-family model by Hugging Face name or local folder (``from_pr
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import os
+import socket
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +69,12 @@ def build_tokenizer(cfg: ModelConfig, texts: list[str], max_length: int) -> Any:
         return build_word_tokenizer(texts, model_max_length=max(512, max_length))
     from transformers import AutoTokenizer
 
+    name = resolve_name(cfg.name)
     try:
-        tok = AutoTokenizer.from_pretrained(resolve_name(cfg.name))
+        tok = AutoTokenizer.from_pretrained(name, **_hub_kwargs(name))
     except Exception as exc:  # noqa: BLE001 - reported with the name, whatever the loader raised
+        if _hub_kwargs(name):
+            raise ModelError(_not_cached(cfg.name)) from None
         raise ModelError(
             f"model.name '{cfg.name}': tokenizer could not be loaded ({str(exc).splitlines()[0]})"
         ) from exc
@@ -132,8 +139,10 @@ def build_model(cfg: ModelConfig, task: TaskSpec, tokenizer: Any, max_length: in
 
     name = resolve_name(cfg.name)
     try:
-        conf = AutoConfig.from_pretrained(name)
+        conf = AutoConfig.from_pretrained(name, **_hub_kwargs(name))
     except Exception as exc:  # noqa: BLE001
+        if _hub_kwargs(name):
+            raise ModelError(_not_cached(cfg.name)) from None
         raise ModelError(f"model.name '{cfg.name}': could not be loaded ({str(exc).splitlines()[0]})") from exc
     family = _family(conf)
     if lm and family != "gpt2":
@@ -144,10 +153,44 @@ def build_model(cfg: ModelConfig, task: TaskSpec, tokenizer: Any, max_length: in
         raise ModelError(f"model.name '{cfg.name}' is a causal LM; classification/regression needs a BERT-family model")
     kwargs = {**head, **_dropout_overrides(cfg, family)}
     loader = AutoModelForCausalLM if lm else AutoModelForSequenceClassification
-    return loader.from_pretrained(name, **kwargs)
+    return loader.from_pretrained(name, **kwargs, **_hub_kwargs(name))
 
 
 BUILTIN_NAMES = (*TINY, "minilm")
+
+
+def _offline_env() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face hub can be used: ``HF_HUB_OFFLINE`` is not set and a TCP connection to
+    its host (``HF_ENDPOINT``, default huggingface.co:443) opens within ``timeout_s``. Asked once per
+    process; when False, hub names are loaded from the local cache only (``local_files_only``), so an
+    unreachable hub costs one short probe, not the loaders' retries."""
+    if _offline_env():
+        return False
+    url = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_kwargs(name: str) -> dict[str, Any]:
+    """``from_pretrained`` options for ``name``: cache only when it is a hub name and the hub is out of reach."""
+    return {} if Path(name).expanduser().is_dir() or hub_reachable() else {"local_files_only": True}
+
+
+def _not_cached(name: str) -> str:
+    why = "HF_HUB_OFFLINE is set" if _offline_env() else "the Hugging Face hub cannot be reached from here"
+    return (
+        f"model.name '{name}': not in the local Hugging Face cache and {why}; expected a cached model, a local "
+        "model folder, or network access to the hub"
+    )
 
 
 def _unreachable_hub(message: str) -> bool:
@@ -157,8 +200,12 @@ def _unreachable_hub(message: str) -> bool:
     return any(w in m for w in ("couldn't connect", "could not connect", "offline", "connection", "timed out"))
 
 
-def check_model(cfg: ModelConfig, task_kind: str | None) -> None:
+def check_model(cfg: ModelConfig, task_kind: str | None, *, need_files: bool = True) -> None:
     """Raise :class:`ModelError` if ``cfg.name`` cannot be built for a task of ``task_kind``.
+
+    ``need_files``: this machine will load the model (train, a local search), so a hub name must be
+    reachable or cached; False (validate) accepts a name the hub cannot confirm from here, unless
+    ``HF_HUB_OFFLINE`` says this machine works offline.
 
     Pre-flight, without building anything: a built-in's family; the installed MiniLM; a local
     folder's ``config.json`` (its ``model_type`` must be BERT or GPT-2 family); any other name is
@@ -198,13 +245,16 @@ def check_model(cfg: ModelConfig, task_kind: str | None) -> None:
         from transformers import AutoConfig
 
         try:
-            family = _family(AutoConfig.from_pretrained(name))
+            family = _family(AutoConfig.from_pretrained(name, **_hub_kwargs(name)))
         except Exception as exc:  # noqa: BLE001 - reported with the name, whatever the loader raised
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if not _unreachable_hub(first):
+            offline = bool(_hub_kwargs(name))
+            if not offline and not _unreachable_hub(first):
                 raise ModelError(f"model.name '{name}': could not be loaded ({first})") from None
-            # offline (no hub, no cache): the name cannot be checked here; infer the family from it
-            # so a config for the cluster still validates on a laptop; the trial loads it for real
+            if need_files or _offline_env():  # this machine will load it: it must be here
+                raise ModelError(_not_cached(name)) from None
+            # no hub from here, no cache, and nothing will be loaded here (validate): infer the family
+            # from the name, so a config for the cluster still validates on a laptop
             base = name.lower().rsplit("/", 1)[-1]
             if "gpt2" in base or "gpt-2" in base:
                 family = "gpt2"

@@ -70,8 +70,10 @@ class SearchFacts(RunFacts):
     tracking_uri: str = ""  # the tracking store that answered
 
 
-def check_run(cfg: RunConfig, path: str | Path) -> RunFacts:
-    """Data and model of one run; returns the task spec the data layer resolves."""
+def check_run(cfg: RunConfig, path: str | Path, *, loads_here: bool = True) -> RunFacts:
+    """Data and model of one run; returns the task spec the data layer resolves. ``loads_here``: this
+    machine will load the model (train; a search on a local cluster), so a hub model must be reachable
+    or cached here; False for ``validate`` and a search on an existing cluster."""
     d = cfg.data
     try:
         task = describe_source(
@@ -81,7 +83,7 @@ def check_run(cfg: RunConfig, path: str | Path) -> RunFacts:
         field = "data.builtin" if exc.message.startswith("data.builtin: ") else exc.field
         raise ConfigError(path, field, f"{exc.source!r}: {exc.message.removeprefix('data.builtin: ')}") from None
     try:
-        check_model(cfg.model, task.kind)
+        check_model(cfg.model, task.kind, need_files=loads_here)
     except ModelError as exc:
         if (
             task.kind == "lm"
@@ -211,7 +213,8 @@ def check_search(
     from econ_ray.tracking import TrackingError, check_tracking_uri
     from econ_ray.tracking import tracking_uri as resolve_uri
 
-    run = check_run(cfg, path)
+    # an existing cluster's nodes load the model, not this machine
+    run = check_run(cfg, path, loads_here=not (address or os.environ.get("RAY_ADDRESS")))
     s = cfg.search
     try:
         distributions(s.space)

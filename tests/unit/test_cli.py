@@ -136,9 +136,39 @@ def test_train_json_last_line_subprocess(tmp_path):
     assert meta["summary"]["metric"] == pytest.approx(summary["metric"])
 
 
+@pytest.fixture
+def hub_out_of_reach(monkeypatch):
+    """A machine without the Hugging Face hub, as a laptop for the cluster's configs is: no
+    HF_HUB_OFFLINE, an endpoint nothing listens on (the probe is refused at once, nothing downloads)."""
+    from econ_ray.modeling.build import hub_reachable
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    hub_reachable.cache_clear()
+    yield
+    hub_reachable.cache_clear()
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_search_space_validates(path, capsys):
+def test_every_shipped_search_space_validates(path, capsys, hub_out_of_reach):
     assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_hub_models_offline_fail_fast_in_one_line(capsys, hub_out_of_reach, monkeypatch):
+    """validate takes a hub name it cannot confirm from a machine without the hub (the cluster loads
+    it), but not when HF_HUB_OFFLINE says this machine works offline; train, which would load it
+    here, refuses at once in one line (no loader retries)."""
+    from econ_ray.modeling.build import hub_reachable
+
+    cluster_cfg = str(ROOT / "search_spaces" / "bert_base_mnli.yaml")
+    assert main(["train", cluster_cfg]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be reached" in err[0] and "model.name" in err[0]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_reachable.cache_clear()
+    assert main(["validate", cluster_cfg]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "HF_HUB_OFFLINE is set" in err[0]
 
 
 def test_the_pareto_table_shows_the_knobs_of_the_objectives_it_holds():
