@@ -16,7 +16,7 @@ Names are imported on first use, so ``import econ_ray`` pulls in neither torch n
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
+from econ_ray._version import __version__
 
 _API = {
     # configuration

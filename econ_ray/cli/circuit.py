@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from econ_ray.cli.common import dump, fail, print_rows
+from econ_ray.cli.common import dump, fail, out_file, print_rows
 
 
 def cmd_circuit(args: argparse.Namespace) -> int:
@@ -54,7 +54,7 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     print_rows("the component circuit, by |attribution|", found.components, ["unit", "attribution"])
     body = {**s, "model_dir": args.model_dir, "task": args.task, "pairs": n_pairs, "seed": args.seed}
     if args.out:
-        out = Path(args.out)
+        out = out_file(args.out, "runs", f"circuit_{args.task}.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({**body, "components": found.components, "edges": found.edges}, indent=2))
         print(f"wrote {out}")
@@ -81,7 +81,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=int, default=200, help="clean/corrupted pairs (default 200; brackets: at most)")
     p.add_argument("--target", type=float, default=0.9, help="share of the metric to recover (default 0.9)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated pairs")
-    p.add_argument("--out", help="write the circuit (summary, components, first 50 edges) as JSON here")
+    p.add_argument(
+        "--out",
+        help="folder for circuit_TASK.json (the summary, components, first 50 edges), or a .json file name",
+    )
     p.add_argument(
         "--json",
         action="store_true",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 EXIT_BAD_INPUT = 2
@@ -26,6 +27,16 @@ def fail(message: str) -> int:
     """Print ``econ-ray: error: MESSAGE`` on stderr; return the bad-input exit code (2)."""
     print(f"econ-ray: error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def out_file(value: str | None, default_dir: str, name: str) -> Path:
+    """Where a verb that writes one file puts it: ``--out`` is a folder, as for every other verb (the
+    file is ``name`` inside it), or a path ending in ``name``'s suffix (that file); default
+    ``default_dir/name``."""
+    if not value:
+        return Path(default_dir) / name
+    p = Path(value)
+    return p if p.suffix == Path(name).suffix else p / name
 
 
 def fmt(v: Any) -> str:

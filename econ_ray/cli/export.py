@@ -4,6 +4,7 @@ smaller Hugging Face model, check it computes the same, and compare theoretical 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -19,6 +20,8 @@ KEYS = [
     "output_abs_diff",
     "tolerance",
     "equal",
+    "plain_transformers_equal",
+    "exported_attention",
     "heads_kept",
     "heads_total",
     "neurons_kept",
@@ -73,12 +76,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         return fail(f"{args.model_dir}: {exc}")
     finally:
         torch.set_num_threads(threads)
-    print_rows(f"physical pruning of {args.model_dir} -> {report['folder']}", [report], KEYS[:10])
-    print_rows("FLOPs (batch 1) and latency (median, batch 1)", [report], KEYS[10:])
+    print_rows(f"physical pruning of {args.model_dir} -> {report['folder']}", [report], KEYS[:12])
+    print_rows("FLOPs (batch 1) and latency (median, batch 1)", [report], KEYS[12:])
     print(f"load: AutoModel...from_pretrained({report['folder']!r}, trust_remote_code=True); report in export.json")
+    if not report["plain_transformers_equal"]:
+        why = report.get("plain_transformers_error") or (
+            f"max difference {report.get('plain_transformers_abs_diff'):.3g} (task class), "
+            f"{report.get('plain_transformers_hidden_abs_diff'):.3g} (AutoModel)"
+        )
+        print(
+            f"econ-ray: the exported model as from_pretrained loads it is not the evaluated model: {why}",
+            file=sys.stderr,
+        )
     if args.json:
         print(dump(report))
-    return 0 if report["equal"] else 1
+    return 0 if report["equal"] and report["plain_transformers_equal"] else 1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -86,8 +98,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "export",
         help="physically prune a saved model and compare theoretical with realised speedup",
         description="Remove heads with no open edge and FFN neurons never active on the evaluation "
-        "set, save a smaller Hugging Face model (loadable with trust_remote_code=True), check its "
-        "outputs equal the source's within 1e-4, and time both at batch 1. Exit 1 if they differ.",
+        "set, save a smaller Hugging Face model (loadable with trust_remote_code=True; gated or top-k "
+        "attention is exported with it), check its outputs equal the source's within 1e-4 in this "
+        "process and, loaded by plain transformers in a fresh process (task class and AutoModel), "
+        "plain_transformers_equal; time both at batch 1. Exit 1 if they differ; threshold-budget "
+        "attention is refused (exit 2).",
     )
     p.add_argument("model_dir", help="a saved econ-ray model folder")
     p.add_argument("--out", required=True, help="folder for the pruned model")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from econ_ray.cli.common import dump, fail
+from econ_ray.cli.common import dump, fail, out_file
 
 
 def parse_indices(text: str, flag: str) -> list[int]:
@@ -62,7 +62,7 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
         heads=heads,
         tokens=inp.tokens,
         causal=hm.is_causal(model),
-        out=args.out or "runs/heatmap.png",
+        out=str(out_file(args.out, "runs", "heatmap.png")),
         sparse_label=label,
     )
     print(
@@ -113,7 +113,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--text", help="the input text (encoded like the task's examples)")
     g.add_argument("--index", type=int, help="row of the validation split to draw (default 0)")
-    p.add_argument("--out", help="output PNG (default runs/heatmap.png)")
+    p.add_argument("--out", help="folder for heatmap.png, or a .png file name (default runs/heatmap.png)")
     p.add_argument(
         "--json", action="store_true", help="print {file, panels, tokens} as one JSON object on the last line"
     )

@@ -558,7 +558,7 @@ def positive(kind: Callable[[str], T]) -> Callable[[str], T]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from econ_ray import __version__
+    from econ_ray._version import __version__
 
     parser = Parser(
         prog="econ-ray",

@@ -2,8 +2,10 @@
 
 Layout of a saved model folder::
 
-    model/            save_pretrained of the Hugging Face model and its tokenizer (loadable by plain
-                      transformers; the gate biases are extra keys it ignores)
+    model/            save_pretrained of the Hugging Face model and its tokenizer; a model whose attention
+                      is not dense (gates, top-k, budget) has ``model_type`` ``econ_gated_<family>`` there,
+                      so plain transformers refuses it rather than load it silently as stock attention
+                      over every edge (``econ-ray export`` makes the plain-transformers model)
     econ_gates.safetensors   the gate biases, one (H,) tensor per layer
     econ_masks.safetensors   structural masks, if any (``heads.<layer>`` (H,), ``neurons.<layer>`` (I,);
                       0 = removed): a targeted cut or a pruning baseline
@@ -58,6 +60,8 @@ def save_model(
     cast("PreTrainedModel", model).save_pretrained(folder / "model", state_dict=state)
     tokenizer.save_pretrained(folder / "model")
     save_file(gates, str(folder / GATES_FILE))
+    if rt.mode != "dense":
+        _mark_gated(folder / "model" / "config.json", rt.mode)
     masks = {f"heads.{i}": m.detach().float().cpu().contiguous() for i, m in rt.head_masks.items() if m.dim() == 1}
     masks.update({f"neurons.{i}": m.detach().float().cpu().contiguous() for i, m in rt.neuron_masks.items()})
     if masks:
@@ -80,6 +84,36 @@ def save_model(
     return folder
 
 
+BASE_TYPE_KEY = "econ_ray_base_model_type"
+
+
+def _mark_gated(config_file: Path, mode: str) -> None:
+    conf = json.loads(config_file.read_text())
+    base = conf["model_type"]
+    conf[BASE_TYPE_KEY] = base
+    conf["model_type"] = f"econ_gated_{base}"
+    conf["econ_ray"] = (
+        f"this model computes attention with econ-ray's {mode} attention, which stock {base} attention does not: "
+        "load the folder above this one with econ_ray.load_model, or make a model plain transformers runs the "
+        "same way with `econ-ray export`"
+    )
+    config_file.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
+
+
+def _hf_config(model_folder: Path) -> Any:
+    """The Hugging Face config of a saved ``model/`` folder, with its stock model type restored where
+    :func:`_mark_gated` renamed it."""
+    from transformers import AutoConfig
+
+    conf = json.loads((model_folder / "config.json").read_text())
+    base = conf.pop(BASE_TYPE_KEY, None)
+    if base is None:
+        return AutoConfig.from_pretrained(model_folder)
+    conf.pop("econ_ray", None)
+    conf.pop("model_type", None)
+    return AutoConfig.for_model(base, **conf)
+
+
 def read_meta(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / META_FILE
     if not path.is_file():
@@ -95,7 +129,14 @@ def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> tup
     meta = read_meta(folder)
     loader = AutoModelForCausalLM if meta["task"]["kind"] == "lm" else AutoModelForSequenceClassification
     # typed as the nn.Module it is returned as (PreTrainedModel.to is typed for a model argument)
-    model: nn.Module = loader.from_pretrained(folder / "model")
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a gated folder's renamed model type is ours, not a mismatch to warn of
+    try:
+        model: nn.Module = loader.from_pretrained(folder / "model", config=_hf_config(folder / "model"))
+    finally:
+        hf_logging.set_verbosity(level)
     tokenizer = AutoTokenizer.from_pretrained(folder / "model")
     a = meta["attention"]
     # the saved config already says relu if the activation was swapped; keep it as saved

@@ -68,6 +68,27 @@ def plan_from_runtime(model: nn.Module, rt: EconRuntime) -> Plan:
     return plan_from_alive(head_alive, neuron_alive)
 
 
+class ExportRefused(ValueError):
+    """The model cannot be exported as a model plain transformers runs the same way (one line: why)."""
+
+
+def attention_spec(model: nn.Module) -> dict[str, Any] | None:
+    """What the exported model's attention must do beyond stock attention: None for dense attention
+    (every edge of a live head), else the ``econ_attention`` of ``hf_pruned`` (gates or top-k). Raises
+    :class:`ExportRefused` for threshold-budget attention, whose per-example threshold needs which query
+    tokens are real, which a stock forward does not pass to the attention function."""
+    rt = runtime_of(model)
+    if rt.mode == "dense":
+        return None
+    if rt.mode == "budget":
+        raise ExportRefused(
+            "threshold-budget attention cannot be exported as the evaluated model: its per-example threshold "
+            "counts real query tokens, which a transformers forward does not pass to attention; export the "
+            "model trained with gates or top-k instead"
+        )
+    return {"mode": rt.mode, "k": rt.k, "keep_strongest": bool(rt.keep_strongest)}
+
+
 def _classes(model: nn.Module) -> tuple[type, type]:
     from transformers import BertForSequenceClassification, GPT2LMHeadModel
 
@@ -124,12 +145,15 @@ def fits_stock(model: nn.Module, plan: Plan) -> bool:
     return all(len(h) == n_heads for h in plan.heads) and len({len(n) for n in plan.neurons}) == 1
 
 
-def prune(model: PreTrainedModel, plan: Plan, attn_implementation: str = "sdpa") -> PreTrainedModel:
-    """A new, smaller stock-forward model holding the kept heads and neurons of ``model`` (unchanged):
-    of the model's own class with a stock config where the plan fits one (:func:`fits_stock`), else of
-    ``hf_pruned``'s per-layer classes."""
+def prune(
+    model: PreTrainedModel, plan: Plan, attn_implementation: str = "sdpa", *, attention: dict[str, Any] | None = None
+) -> PreTrainedModel:
+    """A new, smaller model holding the kept heads and neurons of ``model`` (unchanged): of the model's
+    own class with a stock config where the plan fits one (:func:`fits_stock`) and its attention is
+    dense, else of ``hf_pruned``'s per-layer classes; ``attention`` (:func:`attention_spec`) puts
+    the gated or top-k attention, with the kept heads' gate biases, into the exported model."""
     cfg_cls, model_cls = _classes(model)
-    if fits_stock(model, plan):
+    if attention is None and fits_stock(model, plan):
         stock = _config_dict(model)
         stock["n_inner" if "n_inner" in stock else "intermediate_size"] = len(plan.neurons[0])
         small = type(model)(type(model.config).from_dict(stock))
@@ -138,10 +162,16 @@ def prune(model: PreTrainedModel, plan: Plan, attn_implementation: str = "sdpa")
             **_config_dict(model),
             heads_per_layer=[len(h) for h in plan.heads],
             intermediate_per_layer=[len(n) for n in plan.neurons],
+            econ_attention=attention,
         )
         small = model_cls(cfg)
     names = {m: n for n, m in model.named_modules()}
     state = plain_state(model)
+    if attention is not None and attention["mode"] == "gates":  # the kept heads' gate biases go along
+        for i, b in enumerate(blocks(model)):
+            if plan.heads[i]:
+                keep = torch.tensor(plan.heads[i], dtype=torch.long, device=b.gate_bias.device)
+                state[f"{names[b.attn]}.econ_gate_bias"] = b.gate_bias.detach()[keep].clone()
     dims = model_dims(model.config)
     hd, d = dims.head_dim, dims.hidden
     for i, b in enumerate(blocks(model)):
@@ -168,7 +198,7 @@ def prune(model: PreTrainedModel, plan: Plan, attn_implementation: str = "sdpa")
             state[f"{w1}.weight"], state[f"{w1}.bias"] = state[f"{w1}.weight"][nidx], state[f"{w1}.bias"][nidx]
             state[f"{w2}.weight"] = state[f"{w2}.weight"][:, nidx]
     small.load_state_dict({k: v.contiguous() for k, v in state.items()})
-    small.set_attn_implementation(attn_implementation)
+    small.set_attn_implementation(hf_pruned.EXPORT_ATTN if attention is not None else attn_implementation)
     return to_device(small, next(model.parameters()).device).eval()
 
 
@@ -179,17 +209,23 @@ def is_custom(small: PreTrainedModel) -> bool:
 
 def save_pruned(small: PreTrainedModel, tokenizer: Any, folder: str | Path) -> Path:
     """``save_pretrained``; a model of ``hf_pruned``'s classes gets them registered as remote code
-    (copied beside the weights), a stock one is saved as it is."""
+    (copied beside the weights) for its task class and for ``AutoModel`` (the base model), a stock one
+    is saved as it is."""
+    import json
+
     folder = Path(folder)
     if is_custom(small):
-        auto = (
-            "AutoModelForCausalLM"
-            if isinstance(small, hf_pruned.PrunedGPT2LMHeadModel)
-            else "AutoModelForSequenceClassification"
-        )
+        gpt2 = isinstance(small, hf_pruned.PrunedGPT2LMHeadModel)
+        auto = "AutoModelForCausalLM" if gpt2 else "AutoModelForSequenceClassification"
         small.config.register_for_auto_class()
         small.register_for_auto_class(auto)
     small.save_pretrained(folder)
+    if is_custom(small):
+        conf_file = folder / "config.json"
+        conf = json.loads(conf_file.read_text())
+        base = "PrunedGPT2Model" if gpt2 else "PrunedBertModel"
+        conf.setdefault("auto_map", {})["AutoModel"] = f"hf_pruned.{base}"
+        conf_file.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
     return folder

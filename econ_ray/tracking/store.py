@@ -306,7 +306,7 @@ def source_tags(entry_point: str) -> dict[str, str]:
     import getpass
     import subprocess
 
-    from econ_ray import __version__
+    from econ_ray._version import __version__
 
     tags = {
         "mlflow.source.name": entry_point,

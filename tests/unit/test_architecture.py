@@ -23,6 +23,7 @@ PACKAGE = "econ_ray"
 # lowest first; a module may import its own layer or a lower one. The top package ``econ_ray``
 # (its __init__, the public API) may import anything and nothing inside may import it.
 LAYERS: dict[str, int] = {
+    "econ_ray._version": 0,  # the version string, read by the CLI and the tracking tags
     "econ_ray.config": 0,  # pure: the schema and config loading
     "econ_ray.compute": 0,  # pure: FLOPs and latency math
     "econ_ray.metrics": 0,  # pure: task and allocation metrics

@@ -105,3 +105,12 @@ def test_registry_lookups_in_a_folder_without_a_store_create_nothing(argv, capsy
     rc, err, _ = _run([*argv, "--tracking-uri", f"sqlite:///{tmp_path}/other.db"], capsys)
     assert rc == 2 and "other.db" in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_out_is_a_folder_or_a_file_of_the_verbs_kind():
+    from econ_ray.cli.common import out_file
+
+    assert out_file(None, "runs", "heatmap.png") == Path("runs/heatmap.png")
+    assert out_file("figs", "runs", "heatmap.png") == Path("figs/heatmap.png")
+    assert out_file("figs/a.png", "runs", "heatmap.png") == Path("figs/a.png")
+    assert out_file("x/c.json", "runs", "circuit_addition.json") == Path("x/c.json")

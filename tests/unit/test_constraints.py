@@ -1,8 +1,12 @@
 """constraints.txt (the tested environment, for installing into one's own) agrees with pyproject.toml."""
 
 import re
-import tomllib
+import sys
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,3 +27,10 @@ def test_every_exact_pin_of_the_project_is_in_the_constraints_file():
     assert wanted, "no exact pins read from pyproject.toml"
     assert {k: have.get(k) for k in wanted} == wanted
     assert "+" not in have["torch"], "torch without a local build tag: CUDA and CPU builds both fit"
+
+
+def test_the_version_is_the_projects():
+    import econ_ray
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert econ_ray.__version__ == version

@@ -321,3 +321,88 @@ def test_cli_prune_and_export_on_a_saved_model(tmp_path, capsys):
     )
     rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rep["equal"] is True and rep["realised_speedup"] > 0
+
+
+def _gpt2_tiny():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(
+        GPT2Config(
+            n_embd=32, n_layer=2, n_head=4, n_inner=64, vocab_size=50, n_positions=64, bos_token_id=0, eos_token_id=0
+        )
+    ).eval()
+
+
+@pytest.mark.parametrize("family,mode", [("bert", "gates"), ("gpt2", "gates"), ("bert", "topk")])
+def test_an_export_with_partially_gated_heads_is_the_evaluated_model_in_plain_transformers(tmp_path, family, mode):
+    """Heads that keep some edges only: the export carries the gates (or top-k) in its own code, and
+    from_pretrained in a fresh process, through the task class and AutoModel, reproduces the evaluated
+    model within 1e-4; a fully closed head is removed."""
+    if family == "bert":
+        model, task, split = _bert(), CLS, _split()
+    else:
+        model, task, split = _gpt2_tiny(), TaskSpec("t", "lm", 0, "perplexity"), _split(lm=True)
+    rt = install(model, mode=mode, k=2 if mode == "topk" else None)
+    if mode == "gates":
+        for b in masks.blocks(model):  # heads 0-2 partially open (bias 0: edges with q.k > 0), head 3 closed
+            b.attn.econ_gate_bias.data = torch.tensor([0.0, 0.05, -0.05, -1e4])
+    rep = export(model, None, split, task, seq_len=L, out=tmp_path / "e", warmup=1, repeats=2)
+    assert rep["exported_attention"] == mode and rep["format"] == "custom"
+    assert rep["plain_transformers_equal"], rep
+    assert rep["plain_transformers_abs_diff"] <= 1e-4 and rep["plain_transformers_hidden_abs_diff"] <= 1e-4
+    assert rep["plain_transformers_base_class"] in ("PrunedBertModel", "PrunedGPT2Model")
+    assert rep["equal"]
+    if mode == "gates":
+        assert all(1 <= h <= 3 for h in rep["heads_per_layer"])  # the closed head is gone, partial ones stay
+        assert 0 < rt.layer(0).kept < rt.layer(0).valid  # the kept heads really drop edges
+    # the same weights with every edge kept (what stock attention computes) are a different model:
+    # what the export had to carry
+    from transformers import AutoModel
+
+    base = AutoModel.from_pretrained(tmp_path / "e", trust_remote_code=True).eval()
+    ids = split.input_ids[:4]
+    with torch.no_grad():
+        kept = base(input_ids=ids).last_hidden_state
+        for m in base.modules():
+            if getattr(m, "econ_mode", None) == "gates":
+                m.econ_gate_bias.data.fill_(1e4)
+            elif getattr(m, "econ_mode", None) == "topk":
+                m.econ_k = 10**6
+        every_edge = base(input_ids=ids).last_hidden_state
+    assert (kept - every_edge).abs().max() > 1e-3
+
+
+def test_budget_attention_is_refused_in_one_line(tmp_path):
+    from econ_ray.surgery.physical import ExportRefused
+
+    model = _bert()
+    install(model, mode="budget", budget=2.0)
+    with pytest.raises(ExportRefused, match="threshold-budget attention cannot be exported"):
+        export(model, None, _split(), CLS, seq_len=L, out=tmp_path / "b", warmup=1, repeats=2)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_saved_gated_model_is_not_loaded_silently_as_stock_attention(tmp_path):
+    """`train --save` of a gated model: plain transformers refuses its model/ folder (it would run stock
+    attention over every edge); econ_ray.load_model loads it with its gates, reproducing its outputs."""
+    from transformers import AutoModelForSequenceClassification
+
+    from econ_ray.modeling import load_model, save_model
+    from econ_ray.training import train_run
+    from tests.unit.test_training import tiny_cfg
+
+    cfg = tiny_cfg(attention={"mode": "gates"}, kind="penalised", lam=0.1)
+    cfg.objective.dense_steps, cfg.training.max_steps, cfg.training.eval_every = 3, 3, 3
+    cfg.data.builtin.update(n_train=60, n_validation=20)
+    res = train_run(cfg)
+    p = res.prepared
+    folder = save_model(tmp_path / "m", p.model, p.tokenizer, task=p.task, config=cfg.model_dump(), summary=res.summary)
+    conf = json.loads((folder / "model" / "config.json").read_text())
+    assert conf["model_type"] == "econ_gated_bert" and "econ-ray export" in conf["econ_ray"]
+    with pytest.raises(ValueError, match="econ_gated_bert"):
+        AutoModelForSequenceClassification.from_pretrained(folder / "model")
+    model, _, _ = load_model(folder)
+    ids = p.validation.input_ids[:4]
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, p.model.eval()(input_ids=ids).logits, rtol=0, atol=1e-6)
