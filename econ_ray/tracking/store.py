@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ TRIAL_TAG = "trial_id"
 ROLE_TAG = "econ_ray.role"
 FAILURE_TAG = "failure_reason"
 STATUSES = ("FINISHED", "FAILED", "KILLED")
+OPEN_STATUSES = ("RUNNING", "SCHEDULED")  # a run not ended yet
 
 # Keys whose names contain one of these words are never logged ...
 SECRET_WORDS = ("token", "secret", "password", "passwd", "key", "credential", "auth", "cookie", "session")
@@ -463,28 +464,16 @@ class MlflowTracker:
             self._children.clear()
             self._open_children.clear()
             self._last_step.clear()
-            token = None
-            while True:
-                page = self.client.search_runs(
-                    [self.experiment_id],
-                    filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'",
-                    max_results=1000,
-                    page_token=token,
-                )
-                for child in page:
-                    trial = child.data.tags.get(TRIAL_TAG)
-                    if trial and trial not in self._children:
-                        self._children[trial] = child.info.run_id
-                        if child.info.status in ("RUNNING", "SCHEDULED"):
-                            self._open_children.add(trial)
-                token = page.token
-                if not token:
-                    break
+            for child in self._child_runs(run_id):
+                trial = child.data.tags.get(TRIAL_TAG)
+                if trial and trial not in self._children:
+                    self._children[trial] = child.info.run_id
+                    if child.info.status in OPEN_STATUSES:
+                        self._open_children.add(trial)
 
-    def running_children(self) -> list[str]:
-        """Trials whose child runs the store has as RUNNING or SCHEDULED now (asked of the store)."""
-        parent = self._need_parent()
-        found, token = [], None
+    def _child_runs(self, parent: str) -> Iterator[Any]:
+        """Every child run of ``parent`` in the store, page by page."""
+        token = None
         while True:
             page = self.client.search_runs(
                 [self.experiment_id],
@@ -492,14 +481,20 @@ class MlflowTracker:
                 max_results=1000,
                 page_token=token,
             )
-            found += [
-                c.data.tags[TRIAL_TAG]
-                for c in page
-                if c.info.status in ("RUNNING", "SCHEDULED") and c.data.tags.get(TRIAL_TAG)
-            ]
+            yield from page
             token = page.token
             if not token:
-                return sorted(set(found))
+                return
+
+    def running_children(self) -> list[str]:
+        """Trials whose child runs the store has as RUNNING or SCHEDULED now (asked of the store)."""
+        return sorted(
+            {
+                c.data.tags[TRIAL_TAG]
+                for c in self._child_runs(self._need_parent())
+                if c.info.status in OPEN_STATUSES and c.data.tags.get(TRIAL_TAG)
+            }
+        )
 
     def log_parent_metrics(self, metrics: Mapping[str, Any], *, step: int | None = None) -> None:
         self._log_metrics(self._need_parent(), metrics, step=0 if step is None else int(step))

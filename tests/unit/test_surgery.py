@@ -155,6 +155,17 @@ def test_baselines_rows_and_files(tmp_path):
     assert json.loads(paths["json"].read_text()) == rows and paths["plot"].stat().st_size > 1000
 
 
+def _gpt2_tiny():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(
+        GPT2Config(
+            n_embd=32, n_layer=2, n_head=4, n_inner=64, vocab_size=50, n_positions=64, bos_token_id=0, eos_token_id=0
+        )
+    ).eval()
+
+
 # ---- physical pruning ------------------------------------------------------------------------------
 
 
@@ -180,14 +191,7 @@ def test_export_bert_round_trip_equals_masked_model(tmp_path):
 
 
 def test_export_gpt2_with_closed_gates(tmp_path):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(
-        GPT2Config(
-            n_embd=32, n_layer=2, n_head=4, n_inner=64, vocab_size=50, n_positions=64, bos_token_id=0, eos_token_id=0
-        )
-    ).eval()
+    model = _gpt2_tiny()
     install(model, mode="gates")
     for b in masks.blocks(model):  # heads 1 and 3 closed everywhere
         b.attn.econ_gate_bias.data = torch.tensor([3.0, -1e4, 3.0, -1e4])
@@ -230,26 +234,12 @@ def test_whole_sublayers_are_removed_and_counted_as_removed(tmp_path, family):
     """A layer with no head left loses its attention sublayer and one with no neuron its FFN: the
     exported model computes what the masked one did, and FlopCounterMode counts exactly the static
     FLOPs of the kept units (nothing for a placeholder)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     from econ_ray.compute import shape_from_hf_config, static_flops
 
     if family == "bert":
         model, task, split = _bert(), CLS, _split()
     else:
-        torch.manual_seed(0)
-        model = GPT2LMHeadModel(
-            GPT2Config(
-                n_embd=32,
-                n_layer=2,
-                n_head=4,
-                n_inner=64,
-                vocab_size=50,
-                n_positions=64,
-                bos_token_id=0,
-                eos_token_id=0,
-            )
-        ).eval()
+        model = _gpt2_tiny()
         task, split = TaskSpec("t", "lm", 0, "perplexity"), _split(lm=True)
     rt = install(model, mode="dense")
     masks.set_head_keep(rt, torch.tensor([[False] * 4, [True, False, True, True]]))
@@ -321,17 +311,6 @@ def test_cli_prune_and_export_on_a_saved_model(tmp_path, capsys):
     )
     rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rep["equal"] is True and rep["realised_speedup"] > 0
-
-
-def _gpt2_tiny():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    return GPT2LMHeadModel(
-        GPT2Config(
-            n_embd=32, n_layer=2, n_head=4, n_inner=64, vocab_size=50, n_positions=64, bos_token_id=0, eos_token_id=0
-        )
-    ).eval()
 
 
 @pytest.mark.parametrize("family,mode", [("bert", "gates"), ("gpt2", "gates"), ("bert", "topk")])
