@@ -50,7 +50,23 @@ def print_rows(title: str, rows: list[dict[str, Any]], cols: list[str]) -> None:
 
     table = Table(title=title)
     for c in cols:
-        table.add_column(c)
+        table.add_column(c, no_wrap=True)
     for r in rows:
         table.add_row(*[fmt(r.get(c)) for c in cols])
-    Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 160)).print(table)
+    # never narrower than the table's own width: a squeezed column cuts its header (a name and its unit)
+    natural = Console(width=10_000).measure(table).maximum
+    Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, natural)).print(table)
+
+
+def print_fields(title: str, row: dict[str, Any], keys: list[str]) -> None:
+    """One record as a two-column table (field, value) on stdout; fields that are None are left out."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    for k in keys:
+        if row.get(k) is not None:
+            table.add_row(k, fmt(row[k]))
+    Console(file=sys.stdout, soft_wrap=True).print(table)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from econ_ray.cli.common import dump, fail, print_rows
+from econ_ray.cli.common import dump, fail, print_fields
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -76,8 +76,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         return fail(f"{args.model_dir}: {exc}")
     finally:
         torch.set_num_threads(threads)
-    print_rows(f"physical pruning of {args.model_dir} -> {report['folder']}", [report], KEYS[:12])
-    print_rows("FLOPs (batch 1) and latency (median, batch 1)", [report], KEYS[12:])
+    print_fields(f"physical pruning of {args.model_dir} -> {report['folder']}", report, KEYS[:12])
+    print_fields("FLOPs (batch 1) and latency (median, batch 1)", report, KEYS[12:])
     print(f"load: AutoModel...from_pretrained({report['folder']!r}, trust_remote_code=True); report in export.json")
     if not report["plain_transformers_equal"]:
         why = report.get("plain_transformers_error") or (

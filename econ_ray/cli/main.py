@@ -12,7 +12,10 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar, get_args
 
-from econ_ray.cli.common import EXIT_BAD_INPUT  # noqa: F401 (EXIT_BAD_INPUT re-exported)
+from econ_ray.cli.common import (
+    EXIT_BAD_INPUT,  # noqa: F401 (EXIT_BAD_INPUT re-exported)
+    print_fields,
+)
 from econ_ray.cli.common import dump as _dump
 from econ_ray.cli.common import fail as _fail
 from econ_ray.cli.common import print_rows as _print_rows
@@ -49,21 +52,6 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.tau_rel is not None:
         ov["objective.tau_rel"], ov["objective.tau"] = args.tau_rel, None
     return ov
-
-
-def _print_table(title: str, row: dict[str, Any], keys: list[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k in keys:
-        v = row.get(k)
-        if v is None:
-            continue
-        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
-    Console(file=sys.stdout, soft_wrap=True).print(table)
 
 
 TRAIN_KEYS = [
@@ -136,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         s["saved_to"] = str(
             save_model(args.save, pr.model, pr.tokenizer, task=pr.task, config=cfg.model_dump(), summary=s)
         )
-    _print_table(f"econ-ray train: {cfg.name}", s, TRAIN_KEYS + ["saved_to"])
+    print_fields(f"econ-ray train: {cfg.name}", s, TRAIN_KEYS + ["saved_to"])
     if args.json:
         print(_dump(s))
     return 0
@@ -159,7 +147,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
         "dense_total_gflops": fc.total / 1e9,  # the name every other verb and record uses
         "dense_gmacs": fc.linear / 2e9,
     }
-    _print_table(
+    print_fields(
         f"dense FLOPs of {args.arch} at L={args.seq_len} (FLOPs = 2 x multiply-adds)",
         out,
         ["dense_gflops", "attention_gflops", "dense_total_gflops", "dense_gmacs"],
@@ -730,12 +718,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_weight_bars() -> None:
+    """transformers' own bars (loading and writing the weight shards of a local folder, done in well under
+    a second) would sit between our tables: off; the hub's download bars stay as the user has them."""
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hub_bars = not are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()  # also turns the hub's off
+    if hub_bars:
+        enable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep CLI output readable
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_weight_bars()
     return int(args.func(args) or 0)
 
 

@@ -131,13 +131,18 @@ def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> tup
     # typed as the nn.Module it is returned as (PreTrainedModel.to is typed for a model argument)
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # a gated folder's renamed model type is ours, not a mismatch to warn of
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    # a gated folder's renamed model type is ours, not a mismatch to warn of (the tokenizer reads the config
+    # too); a local folder's weights load in well under a second, so no progress bar either
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         model: nn.Module = loader.from_pretrained(folder / "model", config=_hf_config(folder / "model"))
+        tokenizer = AutoTokenizer.from_pretrained(folder / "model")
     finally:
         hf_logging.set_verbosity(level)
-    tokenizer = AutoTokenizer.from_pretrained(folder / "model")
+        if bars:
+            hf_logging.enable_progress_bar()
     a = meta["attention"]
     # the saved config already says relu if the activation was swapped; keep it as saved
     install(

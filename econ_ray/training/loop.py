@@ -351,7 +351,7 @@ def _dense_phase(run: _Run, resume: TrainState | None) -> None:
         rs.step = step + 1
         if bar:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         if run.hooks.checkpoint_due(step + 1, dense_steps):
             run.checkpoint(engine, ObjectiveState())
     if bar:

@@ -182,3 +182,17 @@ def test_the_pareto_table_shows_the_knobs_of_the_objectives_it_holds():
     assert {"lam", "alpha", "beta", "target_ratio", "objective"} <= set(cols) and "tau" not in cols
     assert "tau" in pareto_columns([{"objective": "constrained", "method": "constrained"}])
     assert cols.index("metric") < cols.index("lam") < cols.index("version")
+
+
+def test_tables_never_cut_a_column_name(capsys, monkeypatch):
+    """Piped output (rich assumes 80 columns) keeps every header whole: the names carry the units."""
+    from econ_ray.cli.common import print_fields, print_rows
+
+    monkeypatch.setenv("COLUMNS", "80")
+    cols = [f"a_rather_long_column_name_{i}_ms" for i in range(8)]
+    print_rows("wide", [dict.fromkeys(cols, 1.5)], cols)
+    print_fields("one record", dict.fromkeys(cols, 2.5), cols)
+    out = capsys.readouterr().out
+    for c in cols:
+        assert out.count(c) == 2, c
+    assert "…" not in out

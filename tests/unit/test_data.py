@@ -641,3 +641,32 @@ def test_pydoc_topics_is_real_text_with_six_balanced_enough_topics_and_the_scrip
     with open(out) as f:
         rows = [(r["text"], r["label"]) for r in csv.DictReader(f)]
     assert rows == list(build())
+
+
+def test_pydoc_pairs_is_a_balanced_sentence_pair_task_split_by_document():
+    from econ_ray.data import builtin
+    from econ_ray.data.pydoc_pairs import make_pairs, sentences_of
+
+    train, validation = builtin.generate("pydoc-pairs", 0)
+    again, _ = builtin.generate("pydoc-pairs", 5)  # fixed by the Python version, not the seed
+    assert train == again
+    assert len(train) > 3000 and len(validation) >= 1000
+    for rows in (train, validation):
+        share = sum(r["label"] for r in rows) / len(rows)
+        assert 0.4 < share < 0.6, share
+        assert all(r["text"] and r["text_pair"] for r in rows)
+    # whole documents go to one split: no first sentence is in both
+    assert not {r["text"] for r in train} & {r["text"] for r in validation}
+    # a positive pair is two consecutive sentences of one document, a negative's are of other modules
+    docs = [
+        ("a.x", ["First sentence here is long enough.", "Second sentence follows it closely.", "Third one."]),
+        ("b", ["Another module speaks of other things.", "And it goes on about them at length."]),
+    ]
+    for rows in make_pairs(docs, 0):
+        for a, b, label in rows:
+            src = next(d for d in docs if a in d[1])
+            if label == 1:
+                assert src[1].index(b) == src[1].index(a) + 1
+            else:
+                assert b not in src[1]
+    assert sentences_of("Open it. Then close it again, please.  Short. x") == ["Then close it again, please."]

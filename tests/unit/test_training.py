@@ -210,3 +210,21 @@ def test_topk_needs_no_retraining_and_lowers_flops(topk_run):
     assert s["attention"] == "topk"
     assert s["attention_density"] < 0.5
     assert s["effective_attention_gflops"] < s["attention_gflops"]
+
+
+def test_training_with_the_progress_bar_warns_nothing(capsys):
+    """The bar's postfix reads the loss without touching autograd: no warning lands inside the bar."""
+    import warnings
+
+    cfg = tiny_cfg(kind="penalised", lam=0.1, alpha=1.0, beta=0.0)
+    cfg = cfg.model_copy(
+        update={
+            "training": cfg.training.model_copy(update={"progress": True, "max_steps": 8, "eval_every": 8}),
+            "objective": cfg.objective.model_copy(update={"dense_steps": 4}),
+        }
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_run(cfg)
+    ours = [w for w in caught if "econ_ray" in str(w.filename)]
+    assert ours == [], [f"{w.filename}:{w.lineno}: {w.message}" for w in ours]
