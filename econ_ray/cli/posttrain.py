@@ -1,4 +1,5 @@
-"""``econ-ray posttrain``: sparse-attention post-training of a causal LM over eps, against top-k."""
+"""``econ-ray posttrain``: sparse-attention post-training of a trained model (a causal LM, or an encoder
+with a classification or regression head) over eps, against top-k."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ COLUMNS = [
     "budget",
     "match",
     "ce",
+    "metric",
     "tau",
     "feasible",
     "kept_fraction",
@@ -89,16 +91,19 @@ def cmd_posttrain(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "posttrain",
-        help="post-train attention gates of a causal LM under CE <= (1+eps) CE_dense, vs top-k",
-        description="Sparse-attention post-training (seed 003): train (or load) the dense causal LM, then for "
+        help="post-train attention gates of a trained model under CE <= (1+eps) CE_dense, vs top-k",
+        description="Sparse-attention post-training (seed 003): train (or load) the dense model (a causal LM or an encoder), then for "
         "each eps close attention gates under CE <= (1+eps) * CE_dense; compare with top-k and a threshold "
         "budget at the same mean kept edges per query, and with the dense model trained as many more steps. "
         "Writes posttrain.json and posttrain.png.",
     )
-    p.add_argument("target", help="search-space file of a causal-LM task (e.g. search_spaces/posttrain_gpt2.yaml)")
+    p.add_argument(
+        "target",
+        help="search-space file (e.g. search_spaces/posttrain_gpt2.yaml, search_spaces/minilm_pydoc_pairs_posttrain.yaml)",
+    )
     p.add_argument("--eps", required=True, help="comma-separated relative ceilings eps >= 0, e.g. 0.01,0.05,0.1")
     p.add_argument(
-        "--model", help="a saved econ-ray causal-LM folder to post-train instead of training the file's dense model"
+        "--model", help="a saved econ-ray model folder to post-train instead of training the file's dense model"
     )
     p.add_argument(
         "--freeze-weights",

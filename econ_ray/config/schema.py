@@ -220,6 +220,13 @@ class ObjectiveConfig(_Strict):
         "tau: the kept snapshot then sits on the ceiling, and validation CE landed above it at eps 0.05 and 0.1 "
         "on search_spaces/posttrain_gpt2.yaml; docs/results.md, The aim)",
     )
+    drive_reference: Literal["tau", "paired"] = Field(
+        "tau",
+        description="what each held-out drive batch's CE is compared with (constrained): 'tau' the aimed "
+        "ceiling itself; 'paired' the dense model's CE on the same batch times the aimed ceiling's ratio to "
+        "CE_dense, so the multiplier reads the increase the gates caused, not which rows the batch drew "
+        "(the dense model's CE of each drive batch is measured once, before the first step)",
+    )
     multiplier: MultiplierConfig = Field(
         default_factory=MultiplierConfig, description="nuPI controller of the Lagrange multiplier (constrained)"
     )
@@ -377,9 +384,17 @@ class SearchSpace(_Strict):
     prune_method: list[Literal["activation", "heads", "both"]] | None = Field(
         None, description="pruning rules to choose from (objective prune)"
     )
+    # post-training knobs (issue 18): how the gates are learnt, searched beside the ceiling
+    gate_lr: Range | None = Field(None, description="learning rate of the gate biases (training.gate_lr), > 0")
+    gate_bias_init: Range | None = Field(None, description="initial gate bias (attention.gate_bias_init)")
+    drive_reference: list[Literal["tau", "paired"]] | None = Field(
+        None, description="objective.drive_reference values to choose from (constrained)"
+    )
 
     @model_validator(mode="after")
     def _nonneg(self) -> SearchSpace:
+        if self.gate_lr is not None and self.gate_lr.low <= 0:
+            raise ValueError(f"gate_lr.low must be > 0, got {self.gate_lr.low}")
         for name in ("lam", "alpha", "beta", "tau_rel"):
             r = getattr(self, name)
             if r is not None and r.low < 0:
@@ -433,12 +448,13 @@ class SearchConfig(_Strict):
         None, description="constraint: metric >= dense metric - this many points (e.g. 1.0)"
     )
     registered_model: str | None = Field(None, description="MLflow registered-model name for the Pareto models")
-    cost: Literal["static", "effective", "latency"] = Field(
+    cost: Literal["static", "effective", "latency", "edges"] = Field(
         "static",
         description="the search's second objective and the registry's budgets: static (static_gflops: what "
         "physical pruning removes, realised by dense kernels) | effective (effective_gflops: static plus "
         "the credits for closed edges and zero activations, which need sparse kernels) | latency "
-        "(latency_ms: the physically pruned model timed at batch 1 at the end of each trial, on its device)",
+        "(latency_ms: the physically pruned model timed at batch 1 at the end of each trial, on its device) "
+        "| edges (attention_density: the kept fraction of valid attention edges, the post-training front)",
     )
     latency_threads: int = Field(
         1, ge=1, description="CPU threads while a trial times its pruned model (search.cost: latency)"

@@ -148,8 +148,8 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
 }
 
 
-def _pair_rows(rows: list[tuple[str, str, int]]) -> list[Example]:
-    return [{"text": a, "text_pair": b, "label": label} for a, b, label in rows]
+def _pair_rows(rows: list[tuple[str, str, int, int]]) -> list[Example]:
+    return [{"text": a, "text_pair": b, "label": label, "group": group} for a, b, label, group in rows]
 
 
 def generate(name: str, seed: int, options: Mapping[str, Any] | None = None) -> tuple[list[Example], list[Example]]:

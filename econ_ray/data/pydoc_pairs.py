@@ -1,20 +1,24 @@
 """pydoc-pairs: a real-text sentence-pair task (two classes) from the documentation that ships with Python.
 
-Does sentence B follow sentence A in the same piece of documentation? Each document is one docstring of
-the standard library or one page of ``pydoc_data.topics`` (the texts :mod:`econ_ray.data.pydoc_corpus`
-reads). A document's text is cut into sentences (a full stop, question or exclamation mark, then space
-and a capital letter; each sentence on one line, ``MIN_CHARS``..``MAX_CHARS`` characters). Each position i of
-a document's sentences but the last gives one pair, by a seeded coin:
+Does sentence B follow sentence A in the same piece of documentation? The texts are those
+:mod:`econ_ray.data.pydoc_corpus` reads: each standard-library docstring and each page of
+``pydoc_data.topics`` is a document, cut into sentences (a full stop, question or exclamation mark, then
+a space and a capital letter; whitespace runs as one space; ``MIN_CHARS``..``MAX_CHARS`` characters).
+A document of more than ``CHUNK`` sentences is cut into chunks of ``CHUNK``, each then a document of its
+own, so that no long reference page (the language reference has pages of 200 sentences) fills a split.
+Each position i of a document's sentences but the last gives one pair, by a seeded coin:
 
 - label 1 (``next``): sentence i and sentence i + 1 of the same document;
 - label 0 (``other``): sentence i and a sentence drawn from a document of another module or page.
 
-Documents are split, not pairs: the validation documents are disjoint from the training documents, and a training pair with a sentence
-that also occurs in a validation pair (a line repeated across docstrings) is dropped. A model has to read both sentences: the
-negative's second sentence is a real documentation sentence too, so no single sentence gives the label
-away. The rows are collected in a fresh interpreter (the same rules as pydoc-corpus) and cached per
-Python build. ``builtin:pydoc-pairs`` reads them; ``scripts/make_pydoc_pairs.py`` writes them as GLUE-layout
-TSV files (``train.tsv``, ``dev.tsv``) for any tool.
+Documents are split, not pairs: validation documents are disjoint from training documents, negatives
+draw their second sentence from their own side, and a training pair with a sentence that also occurs in
+a validation pair (a line repeated across docstrings) is dropped. Each row carries its document
+(``group``), so that a held-out split carved from the training rows takes whole documents too
+(``econ_ray.data.sources.load_task``). A model has to read both sentences: a negative's second sentence
+is a real documentation sentence as well. The rows are collected in a fresh interpreter (pydoc-corpus's
+rules) and cached per Python build. ``builtin:pydoc-pairs`` reads them; ``scripts/make_pydoc_pairs.py``
+writes them as GLUE-layout TSV files (``train.tsv``, ``dev.tsv``) for any tool.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from econ_ray.data import pydoc_corpus
 
 MIN_CHARS = 24
 MAX_CHARS = 220
+CHUNK = 8  # sentences per document at most: longer documents are cut into chunks (below)
 LABELS = ("other", "next")
-PAIRS_VERSION = 1  # part of the cache file's name: bump when the rules above change
+PAIRS_VERSION = 2  # part of the cache file's name: bump when the rules above change
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
@@ -61,7 +66,10 @@ def collect() -> list[tuple[str, list[str]]]:
                 continue
             seen.add(doc)
             docs.append((name, sentences_of(doc)))
-    return [(src, sents) for src, sents in docs if len(sents) >= 2]
+    # a long page in chunks of CHUNK sentences: one page (the language reference has pages of 200
+    # sentences) would otherwise fill most of a split on its own
+    chunks = [(src, sents[i : i + CHUNK]) for src, sents in docs for i in range(0, len(sents), CHUNK)]
+    return [(src, part) for src, part in chunks if len(part) >= 2]
 
 
 @lru_cache(maxsize=1)
@@ -112,18 +120,22 @@ def make_pairs(docs: Sequence[tuple[str, Sequence[str]]], seed: int) -> list[lis
     return out
 
 
-def build(seed: int = 0, n_validation: int = 1000) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]:
-    """(train rows, validation rows). The documents, in a seeded order, go to validation until they hold
-    ``n_validation`` pairs or more, the rest to training; :func:`make_pairs` pairs each side within
-    itself (a negative's sentence comes from the same side's documents)."""
+Row = tuple[str, str, int, int]  # sentence A, sentence B, label, document number (the group)
+
+
+def build(seed: int = 0, n_validation: int = 1000) -> tuple[list[Row], list[Row]]:
+    """(train rows, validation rows), each row (A, B, label, document). The documents, in a seeded
+    order, go to validation until they hold ``n_validation`` pairs or more, the rest to training;
+    :func:`make_pairs` pairs each side within itself (a negative's sentence comes from the same side's
+    documents). The document number lets a held-out split take whole documents too."""
     docs = list(_documents())
     random.Random(seed).shuffle(docs)
     cut, count = 0, 0
     while cut < len(docs) and count < n_validation:
         count += len(docs[cut][1]) - 1
         cut += 1
-    validation = [r for rows in make_pairs(docs[:cut], seed) for r in rows]
-    train = [r for rows in make_pairs(docs[cut:], seed + 1) for r in rows]
+    validation = [(*r, d) for d, rows in enumerate(make_pairs(docs[:cut], seed)) for r in rows]
+    train = [(*r, cut + d) for d, rows in enumerate(make_pairs(docs[cut:], seed + 1)) for r in rows]
     # a sentence repeated across documents (a shared docstring line) stays on the validation side only
-    seen = {s for a, b, _ in validation for s in (a, b)}
+    seen = {s for a, b, _, _ in validation for s in (a, b)}
     return [r for r in train if r[0] not in seen and r[1] not in seen], validation

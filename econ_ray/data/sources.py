@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,29 @@ def _shuffled(rows: list[Example], seed: int, stream: int, cap: int | None = Non
     if cap is not None:
         order = order[:cap]
     return [rows[i] for i in order]
+
+
+def _carve(pool: list[Example], n: int) -> tuple[list[Example], list[Example]]:
+    """(held-out, train) from a shuffled pool: the first ``n`` rows, or, where rows carry a ``group``
+    (a document several rows come from), whole groups in the order they first appear until ``n`` rows
+    or more are held out, so no held-out row shares its document with a training row."""
+    if not any("group" in ex for ex in pool):
+        return pool[:n], pool[n:]
+    sizes = Counter(ex.get("group") for ex in pool)
+    chosen: set[Any] = set()
+    count = 0
+    for ex in pool:
+        if count >= n:
+            break
+        g = ex.get("group")
+        if g not in chosen:
+            chosen.add(g)
+            count += sizes[g]
+    heldout = [ex for ex in pool if ex.get("group") in chosen]
+    train = [ex for ex in pool if ex.get("group") not in chosen]
+    if not train:  # one group holds every row: fall back to rows
+        return pool[:n], pool[n:]
+    return heldout, train
 
 
 def _make_example(text: Any, pair: Any, label: Any, kind: str) -> Example:
@@ -556,7 +580,7 @@ def load_task(
     if len(pool) < 2:
         raise DataError(source, f"the training split has {len(pool)} example(s); need at least 2 (train + heldout)")
     n_heldout = min(len(pool) - 1, max(1, round(heldout_fraction * len(pool))))
-    heldout, train = pool[:n_heldout], pool[n_heldout:]
+    heldout, train = _carve(pool, n_heldout)
     if eval_size is not None:
         heldout = heldout[:eval_size]
     val = _shuffled(validation_rows, seed, _STREAM_VALIDATION, eval_size)

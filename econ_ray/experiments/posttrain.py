@@ -1,4 +1,8 @@
-"""Sparse-attention post-training of a causal LM against top-k at the same budget (seed 003).
+"""Sparse-attention post-training of a trained model against top-k at the same budget (seed 003).
+
+A causal LM (seed 003's setting; CE in nats per predicted token) or a bidirectional encoder with a
+classification or regression head (issue 18: a pretrained encoder fine-tuned dense first; CE of its head,
+and its task metric beside it); only the count of valid keys per query differs (below).
 
 Protocol (METHOD sections 3 and 7), for one search-space file and a list of eps:
 
@@ -19,10 +23,10 @@ Protocol (METHOD sections 3 and 7), for one search-space file and a list of eps:
    kept edges per query as each gated point.
 
 **Kept fraction and edges per query.** Kept fraction = kept / valid edges over all layers, heads and
-validation tokens, where valid = causal and not padding (``attention_density``). Edges per query =
-kept edges / valid query rows (one row per layer, head and real token) = kept fraction x the mean
-number of valid keys per query, which depends only on the data (a causal query at position i has
-i + 1 valid keys), not on the attention mode.
+validation tokens, where valid = causal and not padding (``attention_density``; an encoder has no causal mask). Edges
+per query = kept edges / valid query rows (one row per layer, head and real token) = kept fraction x
+the mean number of valid keys per query, which depends only on the data (a causal query at position i
+has i + 1 valid keys, an encoder's query has every real token of its example), not on the attention mode.
 
 **How top-k is matched.** Top-k keeps min(k, i + 1) edges at position i, so its edges per query is
 not k: it is ``sum_rows min(k, n_row) / rows``, computed exactly from the validation attention masks
@@ -53,18 +57,28 @@ from econ_ray.config.schema import RunConfig
 from econ_ray.data import encode_split, load_task_for
 from econ_ray.experiments.topk import sweep
 from econ_ray.training.evaluate import evaluate
-from econ_ray.training.loop import Prepared, heldout_parts, prepare, resolve_device, seed_everything, train_run
+from econ_ray.training.loop import (
+    Prepared,
+    RunHooks,
+    heldout_parts,
+    prepare,
+    resolve_device,
+    seed_everything,
+    train_run,
+)
 
 ROW_KEYS = (
     "method",
     "eps",
     "tau",
     "tau_aim",
+    "tau_validation",
     "k",
     "budget",
     "ce",
     "ce_heldout",
     "perplexity",
+    "metric",
     "kept_fraction",
     "edges_per_query",
     "edges_per_query_expected",
@@ -80,29 +94,47 @@ ROW_KEYS = (
     "match",
 )
 
+# what each post-training step records in ``trajectories`` (the evaluations keep their whole records:
+# validation CE, metric and density, and the certification rows' CE and density)
+TRAJECTORY_KEYS = ("step", "multiplier", "constraint_ce", "constraint_tau", "cost", "task_loss", "loss", "lr")
+
+
+def _recorder(into: list[dict[str, Any]]) -> Any:
+    """An ``on_step`` hook that appends each step's ``TRAJECTORY_KEYS`` to ``into``."""
+
+    def on_step(rec: dict[str, Any]) -> None:
+        into.append({k: rec.get(k) for k in TRAJECTORY_KEYS})
+
+    return on_step
+
 
 # ---- counting edges --------------------------------------------------------------------------------
 
 
-def valid_keys_per_row(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(rows,) valid keys of every real query position of a causal LM: the real tokens up to and
-    including it (position i of an unpadded sequence has i + 1)."""
+def valid_keys_per_row(attention_mask: torch.Tensor, *, causal: bool = True) -> torch.Tensor:
+    """(rows,) valid keys of every real query position: for a causal LM the real tokens up to and
+    including it (position i of an unpadded sequence has i + 1), for an encoder every real token of
+    its example."""
     m = attention_mask.long()
-    return torch.cumsum(m, dim=-1)[m.bool()]
+    if causal:
+        return torch.cumsum(m, dim=-1)[m.bool()]
+    return m.sum(dim=-1, keepdim=True).expand_as(m)[m.bool()]
 
 
-def topk_edges_per_query(attention_mask: torch.Tensor, k: int) -> float:
-    """Mean edges per query that top-k keeps on a causal LM: mean of min(k, valid keys), ties aside."""
-    n = valid_keys_per_row(attention_mask).double()
+def topk_edges_per_query(attention_mask: torch.Tensor, k: int, *, causal: bool = True) -> float:
+    """Mean edges per query that top-k keeps: mean of min(k, valid keys), ties aside."""
+    n = valid_keys_per_row(attention_mask, causal=causal).double()
     return float(n.clamp(max=k).mean())
 
 
-def bracket_ks(attention_mask: torch.Tensor, edges: float, max_k: int) -> tuple[int | None, int | None]:
+def bracket_ks(
+    attention_mask: torch.Tensor, edges: float, max_k: int, *, causal: bool = True
+) -> tuple[int | None, int | None]:
     """(k_lo, k_hi): the largest k whose top-k edges per query is <= ``edges`` and the smallest whose is
     >= it; None where no k qualifies (below top-1, above dense). Only k up to the longest row's valid
     keys are candidates: beyond it top-k is dense, and below it the count rises strictly with k."""
-    max_k = min(max_k, int(valid_keys_per_row(attention_mask).max()))
-    counts = {k: topk_edges_per_query(attention_mask, k) for k in range(1, max_k + 1)}
+    max_k = min(max_k, int(valid_keys_per_row(attention_mask, causal=causal).max()))
+    counts = {k: topk_edges_per_query(attention_mask, k, causal=causal) for k in range(1, max_k + 1)}
     lo = [k for k, c in counts.items() if c <= edges + 1e-9]
     hi = [k for k, c in counts.items() if c >= edges - 1e-9]
     return (max(lo) if lo else None), (min(hi) if hi else None)
@@ -128,8 +160,6 @@ def prepare_from_folder(cfg: RunConfig, folder: str | Path) -> Prepared:
     seed_everything(cfg.training.seed)
     device = resolve_device(cfg.training.device)
     model, tokenizer, meta = load_model(folder, device=device)
-    if meta["task"]["kind"] != "lm":
-        raise ValueError(f"{folder}: post-training needs a causal LM, this model is for {meta['task']['kind']}")
     d = cfg.data
     splits = load_task_for(d, seed=cfg.training.seed)
     enc = {
@@ -184,11 +214,15 @@ def _reset_gates(model: torch.nn.Module, value: float) -> None:
 
 
 def _row(method: str, ev: dict[str, Any], valid_keys: float, **extra: Any) -> dict[str, Any]:
+    """One row of the table; ``metric`` is the task's (perplexity for a causal LM, where it is also
+    ``perplexity``)."""
     row: dict[str, Any] = {key: None for key in ROW_KEYS}
+    lm = ev.get("metric_name", "perplexity") == "perplexity"
     row.update(
         method=method,
         ce=ev["ce"],
-        perplexity=ev.get("perplexity", ev.get("metric")),
+        metric=ev.get("metric"),
+        perplexity=ev.get("perplexity", ev.get("metric")) if lm else None,
         kept_fraction=ev["attention_density"],
         edges_per_query=ev["attention_density"] * valid_keys,
         empty_row_fraction=ev.get("empty_row_fraction"),
@@ -215,8 +249,7 @@ def run_posttrain(
     if not eps_values or any(e < 0 for e in eps_values):
         raise ValueError(f"eps values must be >= 0 and at least one, got {eps_values}")
     p = prepare_from_folder(cfg, model_dir) if model_dir else prepare(cfg)
-    if p.task.kind != "lm":
-        raise ValueError(f"post-training compares causal-LM cross-entropy; {p.task.name} is a {p.task.kind} task")
+    causal = p.task.kind == "lm"
     model, rt, L = p.model, p.runtime, cfg.data.max_length
     eval_bs = max(cfg.training.batch_size, 64)
     post_steps = cfg.training.max_steps or max(1, len(p.train) // cfg.training.batch_size)
@@ -255,6 +288,7 @@ def run_posttrain(
         for n, q in model.named_parameters():
             q.requires_grad_(n.endswith("econ_gate_bias"))
     gated = []
+    trajectories: dict[str, dict[str, Any]] = {}
     try:
         for eps in eps_values:
             model.load_state_dict(dense_state)
@@ -270,7 +304,13 @@ def run_posttrain(
                 },
             )
             seed_everything(cfg.training.seed)
-            res = train_run(c, prepared=dataclasses.replace(p, cfg=c))
+            steps_seen: list[dict[str, Any]] = []
+            res = train_run(
+                c,
+                prepared=dataclasses.replace(p, cfg=c),
+                hooks=RunHooks(on_step=_recorder(steps_seen)),
+            )
+            trajectories[f"{eps:g}"] = {"steps": steps_seen, "evaluations": res.history}
             ev = evaluate(model, rt, p.validation, p.task, batch_size=eval_bs, seq_len=L, distribution=False)
             s = res.summary
             row = _row(
@@ -280,6 +320,7 @@ def run_posttrain(
                 eps=float(eps),
                 tau=s["tau"],
                 tau_aim=s["tau_aim"],
+                tau_validation=s["tau_validation"],
                 ce_heldout=s["ce_heldout"],
                 feasible=s["feasible"],
                 snapshot_step=s["snapshot_step"],
@@ -313,7 +354,7 @@ def run_posttrain(
     ks = {k for k in (2**i for i in range(L.bit_length())) if k <= L} | set(extra_ks or [])
     brackets = {}
     for row in gated:
-        lo, hi = bracket_ks(mask, row["edges_per_query"], L)
+        lo, hi = bracket_ks(mask, row["edges_per_query"], L, causal=causal)
         brackets[row["eps"]] = (lo, hi)
         ks |= {k for k in (lo, hi) if k is not None}
     budgets = sorted({max(row["edges_per_query"], 1.0) for row in gated})
@@ -325,12 +366,19 @@ def run_posttrain(
         return {
             "ce": r["ce"],
             "metric": r["metric"],
+            "metric_name": p.task.metric_name,
             "attention_density": r["attention_density"],
             "effective_gflops": r["effective_gflops"],
         }
 
     curve = [
-        _row("topk", ev_of(by_k[k]), valid_keys, k=k, edges_per_query_expected=topk_edges_per_query(mask, k))
+        _row(
+            "topk",
+            ev_of(by_k[k]),
+            valid_keys,
+            k=k,
+            edges_per_query_expected=topk_edges_per_query(mask, k, causal=causal),
+        )
         for k in sorted(by_k)
     ]
     for row in gated:
@@ -353,6 +401,9 @@ def run_posttrain(
         "posttrain_steps": post_steps,
         "freeze_weights": freeze_weights,
         "task": p.task.name,
+        "metric_name": p.task.metric_name,
+        "causal": causal,
+        "trajectories": trajectories,
         "model": cfg.model.name if model_dir is None else str(model_dir),
     }
 
@@ -421,8 +472,9 @@ def write_posttrain(out_dir: str | Path, result: dict[str, Any]) -> dict[str, Pa
     if cont:
         ax.axhline(cont["ce"], color="grey", ls=":", label=f"dense continued {cont['steps']} steps")
     ax.set_xscale("log")
-    ax.set_xlabel(f"fraction of causal attention edges kept (L = {result['seq_len']})")
-    ax.set_ylabel("validation cross-entropy (nats / token)")
+    causal = result.get("causal", True)
+    ax.set_xlabel(f"fraction of {'causal ' if causal else ''}attention edges kept (L = {result['seq_len']})")
+    ax.set_ylabel("validation cross-entropy (nats / token)" if causal else "validation cross-entropy of the head")
     ax.set_title(f"sparse-attention post-training: {result['task']}", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)

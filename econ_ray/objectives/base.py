@@ -59,6 +59,12 @@ class ObjectiveEnv:
     heldout_ce: Callable[[torch.Tensor], float]
     # Drive-row batches of the given size in a fixed order, the first ``skip`` of them skipped.
     heldout_batches: Callable[[int, int], Iterator[torch.Tensor]]
+    # The trained dense model's validation CE: a relative ceiling's reference on validation (the final check
+    # compares validation CE with (1 + eps) times it, the same rows on both sides); None where unknown.
+    ce_dense_validation: float | None = None
+    # CE of the given drive rows with every edge open (dense attention), no autograd state: called before
+    # the first main step it is the dense model's (a paired reference); None where the loop has none.
+    dense_heldout_ce: Callable[[torch.Tensor], float] | None = None
     # The installed attention runtime (its structural masks), the task, the FLOPs' sequence length
     # and the number of main-phase steps (a schedule's horizon).
     runtime: EconRuntime | None = None

@@ -67,15 +67,17 @@ class LagrangeController:
     def value(self) -> float:
         return float(self.multiplier.weight.detach()[0])
 
-    def violation(self, ce: float) -> float:
-        """Relative violation CE / tau - 1 (> 0 means the ceiling is broken)."""
-        return ce / self.tau - 1.0
+    def violation(self, ce: float, tau: float | None = None) -> float:
+        """Relative violation CE / tau - 1 (> 0 means the ceiling is broken); ``tau`` defaults to the
+        controller's (a paired drive passes the ceiling of the measured batch)."""
+        return ce / (self.tau if tau is None else tau) - 1.0
 
-    def update(self, ce: float) -> float:
+    def update(self, ce: float, tau: float | None = None) -> float:
         """One dual step from a measured CE: mu rises while CE > tau and falls when slack."""
         self.optimizer.zero_grad()
         # d Lagrangian / d mu = violation; nuPI(maximize=True) ascends it, post_step_ clamps at 0
-        self.multiplier.weight.grad = torch.tensor([self.violation(ce)], dtype=self.multiplier.weight.dtype)
+        v = self.violation(ce, tau)
+        self.multiplier.weight.grad = torch.tensor([v], dtype=self.multiplier.weight.dtype)
         self.optimizer.step()
         self.multiplier.post_step_()
         return self.value
@@ -138,6 +140,8 @@ class ConstrainedObjective:
         self.snapshot_step: int | None = None
         self.snapshot_ce: float | None = None
         self.start_feasible: bool | None = None
+        # drive_reference 'paired': the dense model's CE of each drive batch, by its first row
+        self._drive_reference: dict[int, float] | None = None
 
     @property
     def env(self) -> ObjectiveEnv:
@@ -172,6 +176,29 @@ class ConstrainedObjective:
         # the multiplier steers to tau_aim; certification and feasibility (below) use tau
         self._controller = LagrangeController(self.tau_aim, lr=m.lr, kp=m.kp, ki=m.ki, init=m.init)
         self._heldout = env.heldout_batches(o.constraint_batch_size, 0)
+        if o.drive_reference == "paired":
+            self._drive_reference = self._dense_drive_ces(env)
+
+    def _dense_drive_ces(self, env: ObjectiveEnv) -> dict[int, float]:
+        """The dense model's CE of every drive batch (one cycle of them, by first row): called at start,
+        before any step, where the model is still the dense model."""
+        if env.dense_heldout_ce is None:
+            raise ValueError("drive_reference 'paired' needs the dense model's held-out CE, which this loop lacks")
+        refs: dict[int, float] = {}
+        for batch in env.heldout_batches(self.cfg.constraint_batch_size, 0):
+            first = int(batch[0])
+            if first in refs:  # the cycle came round
+                break
+            refs[first] = env.dense_heldout_ce(batch)
+        return refs
+
+    def drive_tau(self, batch: torch.Tensor) -> float | None:
+        """The ceiling the multiplier compares this drive batch's CE with: None (the aimed tau) unless
+        paired, then the dense model's CE of the same rows x tau_aim / CE_dense."""
+        if self._drive_reference is None:
+            return None
+        assert self.tau_aim is not None
+        return self._drive_reference[int(batch[0])] * self.tau_aim / self.env.ce_dense
 
     def _certify(self, step: int) -> Record:
         """CE and density of the certification rows with deterministic gates; a snapshot (from step 1
@@ -194,9 +221,13 @@ class ConstrainedObjective:
         rec: Record = {}
         if constraint_step(step, self.cfg.constraint_every):
             # drive mu with the CE of deterministic gates on held-out drive rows, measured before the update
-            ce_det = self.env.heldout_ce(next(self.heldout))
-            self.controller.update(ce_det)
+            batch = next(self.heldout)
+            ce_det = self.env.heldout_ce(batch)
+            tau = self.drive_tau(batch)
+            self.controller.update(ce_det, tau)
             rec["constraint_ce"] = ce_det
+            if tau is not None:
+                rec["constraint_tau"] = tau
         rec["multiplier"] = self.controller.value  # held between updates; the history has the mu each step used
         return rec
 
@@ -217,6 +248,7 @@ class ConstrainedObjective:
             "snapshot_step": self.snapshot_step,
             "snapshot_ce": self.snapshot_ce,
             "start_feasible": self.start_feasible,
+            "drive_reference": self._drive_reference,
         }
         return ObjectiveState(tensors={"controller": self.controller.state_dict(), **meta}, snapshot=self.best_feasible)
 
@@ -230,21 +262,38 @@ class ConstrainedObjective:
         # the same held-out batches as an uninterrupted run
         skip = constraint_updates(step, self.cfg.constraint_every)
         self._heldout = self.env.heldout_batches(self.cfg.constraint_batch_size, skip)
+        if self._drive_reference is not None:  # start() measured the resumed model, not the dense one
+            if state.tensors is None or state.tensors.get("drive_reference") is None:
+                raise ValueError("the checkpoint has no paired drive reference: it was saved without one")
+            self._drive_reference = {int(k): float(v) for k, v in state.tensors["drive_reference"].items()}
 
     def finish(self) -> None:
         if self.best_feasible is not None:
             self.env.model.load_state_dict(self.best_feasible[1])  # the sparsest certified snapshot
         # else: no snapshot met the ceiling; the final model is returned and the run is infeasible
 
+    @property
+    def tau_validation(self) -> float | None:
+        """The ceiling validation CE must meet: (1 + eps) x the dense model's validation CE for a relative
+        ceiling (the same rows on both sides: a few hundred certification rows and a few hundred
+        validation rows differ in CE by more than a 1 % ceiling), tau itself for an absolute one."""
+        if self.cfg.tau_rel is not None and self._env is not None and self._env.ce_dense_validation is not None:
+            return relative_tau(self._env.ce_dense_validation, self.cfg.tau_rel)
+        return self.tau
+
     def infeasible_reason(self, validation_ce: float) -> str | None:
-        """Why the run is not feasible (None when it is): no certified snapshot, or validation CE above tau."""
+        """Why the run is not feasible (None when it is): no certified snapshot, or validation CE above
+        :attr:`tau_validation`."""
         assert self.tau is not None
         if self.best_feasible is None:
             if self.start_feasible:
                 return "only the starting model (step 0) met the ceiling on the certification rows"
             return "no snapshot met the ceiling on the certification rows"
-        if not validation_ce <= self.tau:
-            return f"validation CE {validation_ce:.4f} is above tau {self.tau:.4f}"
+        tau_val = self.tau_validation
+        assert tau_val is not None
+        if not validation_ce <= tau_val:
+            which = "(1 + eps) x the dense validation CE" if tau_val != self.tau else "tau"
+            return f"validation CE {validation_ce:.4f} is above {which} {tau_val:.4f}"
         return None
 
     def summary(self, per_step: Sequence[float], final: Mapping[str, Any]) -> Record:
@@ -253,6 +302,7 @@ class ConstrainedObjective:
             "tau": self.tau,
             "tau_rel": self.cfg.tau_rel,
             "tau_aim": self.tau_aim,
+            "tau_validation": self.tau_validation,
             "multiplier": per_step[-1] if per_step else None,
             "feasible": reason is None,
             "certified": self.best_feasible is not None,

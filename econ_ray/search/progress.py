@@ -23,7 +23,7 @@ from typing import IO, Any
 from ray.tune import Callback
 
 from econ_ray.search.pareto import hypervolume, pareto_front, reference_point
-from econ_ray.search.records import TrialRecord, dense_total_gflops, finite, points_from
+from econ_ray.search.records import TrialRecord, dense_cost, finite, points_from
 
 RAY_OUTPUT_FILE = "ray_output.log"
 
@@ -71,7 +71,7 @@ def progress_of(
     best = None
     if front:
         best = max(p.metric for p in front) if maximize else min(p.metric for p in front)
-    dense = dense_total_gflops(records)
+    dense = dense_cost(records, cost)
     hv = None
     if dense and dense > 0 and math.isfinite(chance):
         ref = reference_point(dense_gflops=dense, chance_metric=chance)

@@ -37,7 +37,12 @@ class TrialRecord:
 
 
 # search.cost -> the final-report key the search minimises and the registry budgets by
-COST_KEYS = {"static": "static_gflops", "effective": "effective_gflops", "latency": "latency_ms"}
+COST_KEYS = {
+    "static": "static_gflops",
+    "effective": "effective_gflops",
+    "latency": "latency_ms",
+    "edges": "attention_density",  # the kept fraction of valid attention edges (gates post-training)
+}
 
 
 def cost_key(cost: str) -> str:
@@ -99,6 +104,14 @@ def dense_total_gflops(records: list[TrialRecord]) -> float | None:
         ),
         None,
     )
+
+
+def dense_cost(records: list[TrialRecord], cost: str) -> float | None:
+    """The unmodified model's cost in the report key ``cost``: every edge (1.0) for ``attention_density``,
+    else its whole GFLOPs (:func:`dense_total_gflops`); None before a trial completed."""
+    if cost == "attention_density":
+        return 1.0 if any(r.status == "complete" for r in records) else None
+    return dense_total_gflops(records)
 
 
 def dense_of(records: list[TrialRecord], metric_name: str) -> dict[str, Any] | None:

@@ -25,7 +25,7 @@ from econ_ray.search.pareto import (
     reference_point,
 )
 from econ_ray.search.preflight import RunFacts
-from econ_ray.search.records import TrialRecord, dense_of, dense_total_gflops, finite, points_from
+from econ_ray.search.records import TrialRecord, dense_cost, dense_of, finite, points_from
 from econ_ray.search.space import trial_config, trial_params
 
 PARETO_FIELDS = (
@@ -152,7 +152,7 @@ def summarise(
     front = pareto_front(points, maximize_metric=maximize)
     by_id = {r.trial_id: r for r in records}
     complete = [r for r in records if r.status == "complete"]
-    dense_g = dense_total_gflops(records) or float("nan")
+    dense_g = dense_cost(records, cost) or float("nan")
     ref = reference_point(dense_gflops=dense_g, chance_metric=chance) if math.isfinite(dense_g) else (chance, dense_g)
     hv, history = 0.0, []
     if math.isfinite(dense_g):
@@ -183,7 +183,10 @@ def summarise(
         w2.writerow(["trials_completed", "hypervolume"])
         w2.writerows(history)
     dense = dense_of(records, metric_name)
-    dense_pt = TrialPoint("dense", dense["metric"], dense["dense_total_gflops"]) if dense else None
+    dense_pt = None
+    if dense:
+        dense_x = 1.0 if cost == "attention_density" else float(dense["dense_total_gflops"])
+        dense_pt = TrialPoint("dense", dense["metric"], dense_x)
     seq_len = next((int(r.metrics["seq_len"]) for r in complete if finite(r.metrics.get("seq_len"))), 0)
     plot_pareto(
         points,

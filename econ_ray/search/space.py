@@ -11,7 +11,7 @@ from econ_ray.config.schema import RunConfig, SearchSpace, SearchSpaceFile
 if TYPE_CHECKING:
     import optuna
 
-KNOBS = ("lam", "alpha", "beta", "tau", "tau_rel", "target_ratio", "target_gflops")
+KNOBS = ("lam", "alpha", "beta", "tau", "tau_rel", "target_ratio", "target_gflops", "gate_lr", "gate_bias_init")
 
 
 def distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -27,6 +27,8 @@ def distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDist
         out["objective"] = optuna.distributions.CategoricalDistribution(list(space.objective))
     if space.prune_method:
         out["prune_method"] = optuna.distributions.CategoricalDistribution(list(space.prune_method))
+    if space.drive_reference:
+        out["drive_reference"] = optuna.distributions.CategoricalDistribution(list(space.drive_reference))
     if not out:
         raise ValueError("search.space gives no range: nothing to search")
     return out
@@ -82,6 +84,12 @@ def trial_config(cfg: SearchSpaceFile | RunConfig, knobs: dict[str, Any]) -> Run
         obj["kind"] = knobs["objective"]
     if "prune_method" in knobs:
         obj["prune_method"] = knobs["prune_method"]
+    if "drive_reference" in knobs:
+        obj["drive_reference"] = knobs["drive_reference"]
+    if "gate_lr" in knobs:
+        data["training"]["gate_lr"] = float(knobs["gate_lr"])
+    if "gate_bias_init" in knobs:
+        data["attention"]["gate_bias_init"] = float(knobs["gate_bias_init"])
     for name in ("lam", "alpha", "beta"):
         if name in knobs:
             obj[name] = float(knobs[name])
@@ -111,4 +119,7 @@ def trial_params(run: RunConfig) -> dict[str, Any]:
         "prune_method": o.prune_method if o.kind == "prune" else None,
         "objective": o.kind,
         "attention": run.attention.mode,
+        "drive_reference": o.drive_reference if o.kind == "constrained" else None,
+        "gate_lr": run.training.gate_lr if run.attention.mode == "gates" else None,
+        "gate_bias_init": run.attention.gate_bias_init if run.attention.mode == "gates" else None,
     }

@@ -66,6 +66,7 @@ class RunState:
     bad_evals: int = 0  # validations since it last improved
     ce_dense: float | None = None  # held-out CE after the dense phase (set when the main phase begins)
     dense_metric: float | None = None  # validation metric after the dense phase
+    dense_validation_ce: float | None = None  # validation CE after the dense phase (a paired validation ceiling)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +77,7 @@ class RunState:
             "bad_evals": self.bad_evals,
             "ce_dense": self.ce_dense,
             "dense_metric": self.dense_metric,
+            "dense_validation_ce": self.dense_validation_ce,
             "phase": self.phase,
             "step": int(self.step),
         }
@@ -83,6 +85,7 @@ class RunState:
     @classmethod
     def from_json(cls, meta: dict[str, Any]) -> RunState:
         ce_dense, dense_metric = meta.get("ce_dense"), meta.get("dense_metric")
+        dense_val = meta.get("dense_validation_ce")
         return cls(
             phase=str(meta["phase"]),
             step=int(meta["step"]),
@@ -93,6 +96,7 @@ class RunState:
             bad_evals=int(meta.get("bad_evals", 0)),
             ce_dense=None if ce_dense is None else float(ce_dense),
             dense_metric=None if dense_metric is None else float(dense_metric),
+            dense_validation_ce=None if dense_val is None else float(dense_val),
         )
 
     def copy(self) -> RunState:

@@ -259,6 +259,12 @@ def _deterministic_ce(model: nn.Module, rt: EconRuntime, batch: dict[str, torch.
             model.train()
 
 
+def _dense_ce(model: nn.Module, rt: EconRuntime, batch: dict[str, torch.Tensor]) -> float:
+    """CE of ``batch`` with every edge open (dense attention), as :func:`_deterministic_ce`."""
+    with rt.override(mode="dense"):
+        return _deterministic_ce(model, rt, batch)
+
+
 @dataclass
 class _Run:
     """What the phases of one run share: the prepared run, its objective, engines, hooks, shard."""
@@ -368,7 +374,8 @@ def _dense_reference(run: _Run, resume: TrainState | None) -> None:
     p.model.eval()
     _, certify = heldout_parts(p.heldout)
     rs.ce_dense, _, _ = task_loss_and_outputs(p.model, certify, p.task, batch_size=run.eval_bs)
-    rs.dense_metric = run.evaluate(p.validation)["metric"]
+    dense_val = run.evaluate(p.validation)
+    rs.dense_metric, rs.dense_validation_ce = dense_val["metric"], dense_val["ce"]
     rs.phase, rs.step = "main", 0
 
 
@@ -379,9 +386,11 @@ def _objective_env(run: _Run, steps: int) -> ObjectiveEnv:
     return ObjectiveEnv(
         model=p.model,
         ce_dense=run.state.ce_dense,
+        ce_dense_validation=run.state.dense_validation_ce,
         evaluate_certify=lambda: run.evaluate(certify),
         heldout_ce=lambda idx: _deterministic_ce(p.model, p.runtime, run.to_dev(idx, drive)),
         heldout_batches=lambda size, skip: fast_forward(_cycle(len(drive), size), skip),
+        dense_heldout_ce=lambda idx: _dense_ce(p.model, p.runtime, run.to_dev(idx, drive)),
         runtime=p.runtime,
         task=p.task,
         seq_len=run.cfg.data.max_length,
@@ -505,6 +514,7 @@ def _final(run: _Run, stopped_early: bool) -> RunResult:
         "ce_heldout": ce_heldout,
         "ce_dense": rs.ce_dense,
         "dense_metric": rs.dense_metric,
+        "ce_dense_validation": rs.dense_validation_ce,
         "lam": o.lam,
         "alpha": o.alpha,
         "beta": o.beta,

@@ -112,6 +112,7 @@ class _Env:
     def __init__(self, certify=(), ce_dense=1.0, drive_ce=1.3):
         self.model = torch.nn.Linear(1, 1)
         self.ce_dense = ce_dense
+        self.ce_dense_validation = None  # tau_validation falls back to tau
         self._certify = iter(certify)
         self.drive_ce = drive_ce
         self.requests: list[tuple[int, int]] = []

@@ -99,3 +99,36 @@ def test_constraint_every_below_one_is_a_config_error():
         assert msg.startswith("test.yaml: ") and "objective.constraint_every" in msg
         assert "greater than or equal to 1" in msg
     assert tiny_cfg().objective.constraint_every == 1  # the default: every step
+
+
+def test_paired_drive_compares_each_batch_with_the_dense_models_ce_of_the_same_rows():
+    """drive_reference 'paired': the multiplier's ceiling at each update is the dense model's CE of that
+    very drive batch times tau_aim / CE_dense (measured before the first step), and the multiplier is
+    what a controller fed those per-batch ceilings gives."""
+    from econ_ray.training.loop import heldout_parts, prepare
+
+    cfg = tiny_cfg(drive_reference="paired")
+    p = prepare(cfg)
+    records = []
+    res = train_run(cfg, prepared=p, hooks=RunHooks(on_step=records.append))
+    s = res.summary
+    taus = [r["constraint_tau"] for r in records]
+    assert len(taus) == 10 and all(t > 0 for t in taus)
+    # drive rows: half the held-out split, batches of 16 in a fixed cycle: the ceilings repeat with it
+    n_drive = len(heldout_parts(p.heldout)[0])
+    per_cycle = -(-n_drive // 16)
+    assert len(set(taus)) == min(per_cycle, 10) > 1
+    if per_cycle < 10:
+        assert taus[per_cycle] == taus[0]
+    m = cfg.objective.multiplier
+    ctl = LagrangeController(s["tau_aim"], lr=m.lr, kp=m.kp, ki=m.ki, init=m.init)
+    replay = []
+    for r in records:
+        ctl.update(r["constraint_ce"], r["constraint_tau"])
+        replay.append(ctl.value)
+    assert replay == pytest.approx(res.multiplier_history, rel=1e-6)
+
+
+def test_drive_reference_is_checked_by_the_schema():
+    with pytest.raises(ConfigError, match="drive_reference"):
+        tiny_cfg(drive_reference="batch")

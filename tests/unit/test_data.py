@@ -670,3 +670,46 @@ def test_pydoc_pairs_is_a_balanced_sentence_pair_task_split_by_document():
             else:
                 assert b not in src[1]
     assert sentences_of("Open it. Then close it again, please.  Short. x") == ["Then close it again, please."]
+
+
+def test_a_held_out_split_takes_whole_groups():
+    """Rows that carry a group (pydoc-pairs: the document) are held out by the group, never split."""
+    from econ_ray.data.sources import _carve
+
+    pool = [{"text": f"r{i}", "group": i % 7} for i in range(70)]
+    heldout, train = _carve(pool, 15)
+    groups = {ex["group"] for ex in heldout}
+    assert len(heldout) >= 15 and len(groups) == 2  # 10 rows a group: two groups reach 15
+    assert not groups & {ex["group"] for ex in train}
+    assert len(heldout) + len(train) == 70
+    plain = [{"text": f"r{i}"} for i in range(10)]
+    assert _carve(plain, 3) == (plain[:3], plain[3:])
+
+
+def test_pydoc_pairs_held_out_rows_share_no_document_with_training_rows():
+    from econ_ray.data import load_task
+
+    splits = load_task("builtin:pydoc-pairs", seed=0, heldout_fraction=0.1)
+    held = {ex["group"] for ex in splits.heldout}
+    assert held and not held & {ex["group"] for ex in splits.train}
+    assert 0.08 < len(splits.heldout) / (len(splits.heldout) + len(splits.train)) < 0.15
+
+
+def test_make_pydoc_pairs_writes_the_builtin_rows_as_glue_tsv(tmp_path):
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from econ_ray.data.pydoc_pairs import build
+
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, str(root / "scripts" / "make_pydoc_pairs.py"), str(tmp_path)], check=True, timeout=300
+    )
+    train, dev = build()
+    for name, rows in (("train.tsv", train), ("dev.tsv", dev)):
+        with open(tmp_path / name, newline="", encoding="utf-8") as f:
+            read = list(csv.reader(f, delimiter="\t"))
+        assert read[0] == ["sentence1", "sentence2", "label", "document"]
+        assert [(a, b, int(y), int(d)) for a, b, y, d in read[1:]] == rows

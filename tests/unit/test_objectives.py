@@ -55,9 +55,10 @@ def test_lagrangian_gradient_weights_task_loss_by_mu():
 class _Env:
     """A fake ObjectiveEnv: certification evaluations are read from a script, one per call."""
 
-    def __init__(self, certify, ce_dense=1.0):
+    def __init__(self, certify, ce_dense=1.0, ce_dense_validation=None):
         self.model = torch.nn.Linear(1, 1)
         self.ce_dense = ce_dense
+        self.ce_dense_validation = ce_dense_validation
         self._certify = iter(certify)
         self.drive_batches = []
 
@@ -74,12 +75,12 @@ class _Env:
         return iter([torch.arange(size)] * 100)
 
 
-def _constrained(certify, **kw):
+def _constrained(certify, ce_dense_validation=None, **kw):
     from econ_ray.config.schema import ObjectiveConfig
     from econ_ray.objectives import make_objective
 
     obj = make_objective(ObjectiveConfig(kind="constrained", tau_rel=0.1, **kw))
-    env = _Env(certify)
+    env = _Env(certify, ce_dense_validation=ce_dense_validation)
     obj.start(env)
     obj.initial_records()
     for step in range(1, len(certify)):
@@ -117,6 +118,19 @@ def test_constrained_validation_above_tau_is_not_feasible_even_when_certified():
     assert s["infeasible_reason"] == "validation CE 1.1000 is above tau 1.1000"
     assert obj.summary([], {"ce": 1.1})["feasible"] is True  # at tau exactly: met
     assert obj.summary([], {"ce": float("nan")})["feasible"] is False  # a NaN never meets a ceiling
+
+
+def test_a_relative_ceiling_is_checked_on_validation_against_the_dense_validation_ce():
+    """Validation CE is compared with (1 + eps) x the dense model's validation CE, the same rows on both
+    sides, not with tau (set on the certification rows, whose CE differs from validation's by sampling)."""
+    obj, _ = _constrained([(1.0, 1.0), (1.05, 0.4)], ce_dense_validation=0.9)
+    s = obj.summary([], {"ce": 1.0})  # below tau = 1.1, above 1.1 x 0.9 = 0.99
+    assert s["tau"] == pytest.approx(1.1) and s["tau_validation"] == pytest.approx(0.99)
+    assert s["feasible"] is False
+    assert s["infeasible_reason"] == "validation CE 1.0000 is above (1 + eps) x the dense validation CE 0.9900"
+    assert obj.summary([], {"ce": 0.98})["feasible"] is True
+    obj, _ = _constrained([(1.0, 1.0), (1.05, 0.4)], ce_dense_validation=1.2)
+    assert obj.summary([], {"ce": 1.3})["feasible"] is True  # 1.3 <= 1.1 x 1.2: validation is harder here
 
 
 def test_constrained_snapshot_facts_survive_a_checkpoint():

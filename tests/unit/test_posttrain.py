@@ -8,7 +8,13 @@ import torch
 
 from econ_ray.cli.main import main
 from econ_ray.config import parse_config
-from econ_ray.experiments.posttrain import bracket_ks, run_posttrain, topk_edges_per_query, write_posttrain
+from econ_ray.experiments.posttrain import (
+    bracket_ks,
+    run_posttrain,
+    topk_edges_per_query,
+    valid_keys_per_row,
+    write_posttrain,
+)
 
 
 def tiny_lm_cfg(**training):
@@ -133,11 +139,50 @@ def test_cli_bad_eps_exits_2(eps, capsys):
     assert "--eps" in capsys.readouterr().err
 
 
-def test_cli_rejects_a_classification_task(tmp_path, capsys):
+def test_encoder_keys_are_every_real_token_of_the_example():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])  # an encoder's query sees its example's 3 or 2 tokens
+    assert valid_keys_per_row(mask, causal=False).tolist() == [3, 3, 3, 2, 2]
+    assert topk_edges_per_query(mask, 2, causal=False) == pytest.approx(2.0)
+    assert topk_edges_per_query(mask, 4, causal=False) == pytest.approx((3 * 3 + 2 * 2) / 5)
+    assert bracket_ks(mask, 2.5, 4, causal=False) == (2, 3)
+
+
+def test_an_encoder_with_a_classification_head_is_post_trained(capsys, tmp_path):
+    """A BERT classifier: rows carry the task metric (accuracy), valid keys count the whole example, and
+    each eps's trajectory (per-step multiplier and drive CE, per-evaluation certification) is kept."""
     assert (
-        main(["posttrain", "search_spaces/tiny_priced.yaml", "--eps", "0.1", "--set", "objective.dense_steps=1"]) == 2
+        main(
+            [
+                "posttrain",
+                "search_spaces/tiny_priced.yaml",
+                "--eps",
+                "0.1",
+                "--set",
+                "data.source=builtin:majority",
+                "--set",
+                "objective.dense_steps=20",
+                "--set",
+                "training.max_steps=10",
+                "--set",
+                "training.eval_every=5",
+                "--out",
+                str(tmp_path),
+                "--json",
+            ]
+        )
+        == 0
     )
-    assert "error" in capsys.readouterr().err
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["causal"] is False and out["metric_name"] == "accuracy"
+    dense = out["rows"][0]
+    assert 0.0 <= dense["metric"] <= 1.0 and dense["perplexity"] is None
+    # every query of an example sees all its real tokens: more keys per query than a causal model's mean
+    assert out["mean_valid_keys_per_query"] > 4
+    traj = out["trajectories"]["0.1"]
+    assert [r["step"] for r in traj["steps"]] == list(range(1, 11))
+    assert all(r["multiplier"] is not None for r in traj["steps"])
+    assert traj["steps"][0]["constraint_ce"] is not None
+    assert [e["step"] for e in traj["evaluations"] if "certify_ce" in e] == [0, 5, 10]
 
 
 def test_library_rejects_negative_eps():

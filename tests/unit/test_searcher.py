@@ -156,6 +156,37 @@ def test_apply_knobs_sets_the_run_config():
     assert run.objective.kind == "constrained" and run.objective.tau_rel == 0.02 and run.objective.tau is None
 
 
+def test_post_training_knobs_reach_the_run_config_and_the_params():
+    from econ_ray.search.space import distributions, trial_params
+
+    cfg = _cfg()
+    run = trial_config(
+        cfg,
+        {
+            "objective": "constrained",
+            "tau_rel": 0.05,
+            "gate_lr": 0.2,
+            "gate_bias_init": 1.5,
+            "drive_reference": "paired",
+        },
+    )
+    assert run.training.gate_lr == 0.2 and run.attention.gate_bias_init == 1.5
+    assert run.objective.drive_reference == "paired"
+    params = trial_params(run)
+    assert (params["gate_lr"], params["gate_bias_init"], params["drive_reference"]) == (0.2, 1.5, "paired")
+    space = parse_config(
+        {
+            **cfg.model_dump(exclude={"search"}),
+            "search": {
+                "space": {"gate_lr": {"low": 0.01, "high": 0.3, "log": True}, "drive_reference": ["tau", "paired"]}
+            },
+        },
+        "s.yaml",
+    ).search.space
+    d = distributions(space)
+    assert d["gate_lr"].log and d["drive_reference"].choices == ("tau", "paired")
+
+
 def test_infeasible_trial_never_enters_the_pareto_set():
     recs = [
         TrialRecord("ok", 0, "complete", {}, {"metric": 0.89, "effective_gflops": 2.0}, feasible=True),
@@ -220,3 +251,18 @@ def test_study_names_its_objectives_and_warns_nothing(tmp_path):
     study = optuna.load_study(study_name="named", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert study.metric_names == ["pearson", "static_gflops"]
     assert all(set(t.constraints) == {"metric_vs_dense"} for t in study.trials)
+
+
+def test_the_edges_cost_is_the_kept_fraction_with_every_edge_as_the_dense_cost():
+    from econ_ray.search.records import cost_key, dense_cost
+
+    assert cost_key("edges") == "attention_density"
+    recs = [
+        TrialRecord("a", 0, "complete", {}, {"metric": 0.8, "attention_density": 0.2, "dense_total_gflops": 3.0}),
+        TrialRecord("b", 1, "failed", {}, {}),
+    ]
+    assert dense_cost(recs, "attention_density") == 1.0
+    assert dense_cost(recs, "effective_gflops") == 3.0
+    assert dense_cost(recs[1:], "attention_density") is None
+    points = points_from(recs, "attention_density")
+    assert points[0].gflops == 0.2  # the failed trial is a point with no cost
