@@ -480,4 +480,83 @@ def write_posttrain(out_dir: str | Path, result: dict[str, Any]) -> dict[str, Pa
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "posttrain.png", dpi=150)
-    return {"json": out / "posttrain.json", "plot": out / "posttrain.png"}
+    paths = {"json": out / "posttrain.json", "plot": out / "posttrain.png"}
+    if result.get("trajectories"):
+        paths["trajectories"] = plot_trajectories(result, out / "posttrain_trajectories.png")
+    return paths
+
+
+def plot_trajectories(result: dict[str, Any], path: Path) -> Path:
+    """One column per eps: the multiplier; the drive rows' CE (each update's batch) against its ceiling,
+    and the certification rows' CE at each evaluation against tau; the expected open fraction of the
+    training batches and the certification rows' kept fraction at each evaluation."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    trajs = result["trajectories"]
+    gates = {f"{r['eps']:g}": r for r in result["rows"] if r["method"] == "gates"}
+    fig = Figure(figsize=(4.2 * len(trajs), 7.5))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(3, len(trajs), squeeze=False, sharex="col")
+    for col, (eps, t) in enumerate(trajs.items()):
+        steps = [s for s in t["steps"] if s.get("multiplier") is not None]
+        evals = [e for e in t["evaluations"] if e.get("certify_ce") is not None]
+        row = gates.get(eps, {})
+        ax = axes[0][col]
+        ax.plot([s["step"] for s in steps], [s["multiplier"] for s in steps], color="tab:red", lw=1)
+        ax.set_title(f"eps = {eps}", fontsize=10)
+        ax.set_ylabel("multiplier mu")
+        ax = axes[1][col]
+        drive = [s for s in steps if s.get("constraint_ce") is not None]
+        ax.plot(
+            [s["step"] for s in drive],
+            [s["constraint_ce"] for s in drive],
+            ".",
+            ms=2,
+            color="tab:gray",
+            label="drive batch CE",
+        )
+        if any(s.get("constraint_tau") is not None for s in drive):
+            ax.plot(
+                [s["step"] for s in drive],
+                [s["constraint_tau"] for s in drive],
+                ".",
+                ms=2,
+                color="tab:orange",
+                label="its paired ceiling",
+            )
+        elif row.get("tau_aim") is not None:
+            ax.axhline(row["tau_aim"], color="tab:orange", lw=1, label="aimed ceiling")
+        ax.plot(
+            [e["step"] for e in evals],
+            [e["certify_ce"] for e in evals],
+            "o-",
+            color="tab:blue",
+            label="certification CE",
+        )
+        if row.get("tau") is not None:
+            ax.axhline(row["tau"], color="tab:blue", ls="--", lw=1, label="tau")
+        ax.set_ylabel("cross-entropy")
+        ax.legend(fontsize=6)
+        ax = axes[2][col]
+        cost = [s for s in steps if s.get("cost") is not None]
+        ax.plot(
+            [s["step"] for s in cost],
+            [s["cost"] for s in cost],
+            color="tab:green",
+            lw=1,
+            label="expected open (training)",
+        )
+        ax.plot(
+            [e["step"] for e in evals],
+            [e["certify_density"] for e in evals],
+            "o-",
+            color="tab:purple",
+            label="kept (certification)",
+        )
+        ax.set_ylabel("fraction of edges")
+        ax.set_xlabel("post-training step")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path

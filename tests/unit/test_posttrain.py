@@ -124,6 +124,8 @@ def test_writes_json_and_plot(result, tmp_path):
     data = json.loads(paths["json"].read_text())
     assert data["rows"][0]["method"] == "dense"
     assert paths["plot"].stat().st_size > 5000
+    assert paths["trajectories"].stat().st_size > 5000  # multiplier, drive and certified CE, kept edges per eps
+    assert set(data["trajectories"]) == {"0.05", "0.5"}
 
 
 def test_freeze_weights_trains_only_gate_biases():
