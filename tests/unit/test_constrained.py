@@ -198,3 +198,31 @@ def test_a_resumed_run_reads_the_next_heldout_batches_and_keeps_its_facts():
     s = again.summary([], {"ce": 1.2})
     assert s["infeasible_reason"] == "only the starting model (step 0) met the ceiling on the certification rows"
     assert (s["tau_rel"], s["ce_certified"], s["snapshot_step"]) == (0.1, None, None)
+
+
+def test_a_paired_drive_keeps_the_dense_references_through_a_checkpoint(tmp_path):
+    """drive_reference 'paired': start() measures the dense CE of each drive batch once; a resumed run
+    takes them from the checkpoint, not from its (already post-trained) model."""
+
+    class _Paired(_Env):
+        def __init__(self, dense):
+            super().__init__()
+            self.dense = dense
+
+        def dense_heldout_ce(self, idx):
+            return self.dense(int(idx[0]))
+
+    obj = _objective(drive_reference="paired")
+    obj.start(_Paired(lambda first: 1.0 + first / 100))
+    tau_ratio = obj.tau_aim / 1.0  # tau_aim / CE_dense
+    assert obj.drive_tau(torch.full((128,), 7)) == pytest.approx((1.0 + 0.07) * tau_ratio)
+    state = obj.state_dict()
+    torch.save(state.tensors, tmp_path / "s.pt")
+    state.tensors = torch.load(tmp_path / "s.pt", weights_only=True)  # what a checkpoint's loader allows
+    again = _objective(drive_reference="paired")
+    again.start(_Paired(lambda first: 9.0))  # the resumed model's CE: must not become the reference
+    again.load_state_dict(state, step=5)
+    assert again.drive_tau(torch.full((128,), 7)) == pytest.approx((1.0 + 0.07) * tau_ratio)
+    rec = again.before_step(6)
+    assert rec["constraint_tau"] == pytest.approx((1.0 + 0.05) * tau_ratio)  # the sixth batch (index 5)
+    assert _objective().drive_tau(torch.zeros(3)) is None  # drive_reference 'tau': the aimed ceiling
