@@ -74,6 +74,9 @@ def test_trial_params_are_read_from_the_trained_run_config():
         "prune_method": None,
         "objective": "penalised",
         "attention": "gates",
+        "drive_reference": None,  # a constrained objective's only
+        "gate_lr": None,  # gates: the file's (None = training.lr)
+        "gate_bias_init": 3.0,
     }
     targeted = trial_config(
         parse_config({"objective": {"kind": "targeted", "target_gflops": 1.0}}), {"target_ratio": 0.4}
