@@ -1,19 +1,28 @@
 """Helpers of the fault-injection tests: start real ``econ-ray`` / ``mlflow server`` processes, wait for
-what they write, and kill them (and only them, with the Ray processes they started) by PID."""
+what they write, and kill them (and only them, with the Ray processes they started) by PID.
+
+No wait here has a fixed wall-clock timeout: the suite shares a busy machine, so a process is given up
+on only when it stops progressing (progress_guard.py: no output and no CPU in its process tree for a
+stall window, or a generous cap)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from progress_guard import communicate_guarded, kill_tree, popen_to_files, wait_for
+from progress_guard import descendants as descendants  # for the tests, with the helpers below
+from progress_guard import run_guarded as run_guarded
 
 ROOT = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).with_name("econ-ray"))
@@ -38,41 +47,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate, *, timeout: float, what: str, proc: subprocess.Popen | None = None, poll: float = 0.5):
-    """Poll ``predicate`` until it returns something truthy; fail if ``proc`` exits first or time runs out."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"process exited ({proc.returncode}) before {what}:\n{err[-3000:]}")
-        time.sleep(poll)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def descendants(pid: int) -> list[int]:
-    import psutil
-
-    try:
-        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def kill_tree(pid: int, sig: int = signal.SIGKILL) -> list[int]:
-    """Send ``sig`` to ``pid`` and every process it started (Ray's GCS, raylet and workers of its
-    local cluster); returns the PIDs signalled."""
-    pids = [pid, *descendants(pid)]
-    for p in pids:
-        try:
-            os.kill(p, sig)
-        except ProcessLookupError:
-            pass
-    return pids
-
-
 def last_json(text: str) -> dict:
     return json.loads(text.strip().splitlines()[-1])
 
@@ -83,28 +57,19 @@ class Spawner:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
         self.pids: set[int] = set()
+        self.folder = Path(tempfile.mkdtemp(prefix="econ-spawner-"))  # the processes' stdout and stderr
 
     def popen(self, args: list[str], env: dict, **kw) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            args,
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            **kw,
-        )
+        """Starts ``args`` in its own session, stdout and stderr to files (read them with
+        ``communicate_guarded``; a pipe nobody reads while the test waits could block the process)."""
+        proc = popen_to_files(args, self.folder, env=env, cwd=ROOT, start_new_session=True, **kw)
         self.procs.append(proc)
         return proc
 
-    def econ(self, args: list[str], env: dict, timeout: float = 1200) -> subprocess.CompletedProcess:
+    def econ(self, args: list[str], env: dict, stall: float = 1200) -> subprocess.CompletedProcess:
+        """``econ-ray args`` to its end, failed (and killed) if it makes no progress for ``stall`` s."""
         proc = self.popen([EXE, *args], env)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill(proc)
-            out, err = proc.communicate()
+        out, err = communicate_guarded(proc, stall=stall)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
     def kill(self, proc: subprocess.Popen, sig: int = signal.SIGKILL) -> list[int]:
@@ -122,6 +87,7 @@ class Spawner:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -159,5 +125,5 @@ def start_mlflow_server(spawner: Spawner, folder: Path, port: int) -> subprocess
         except OSError:
             return False
 
-    wait_for(healthy, timeout=180, what="mlflow server /health", proc=proc)
+    wait_for(healthy, stall=180, what="mlflow server /health", proc=proc)
     return proc

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_guarded
 
 pytestmark = pytest.mark.integration
 
@@ -17,8 +18,8 @@ EXE = str(Path(sys.executable).with_name("econ-ray"))
 FILE = str(ROOT / "search_spaces" / "posttrain_gpt2.yaml")
 
 
-def _run(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+def _run(*args: str, stall: int = 900) -> subprocess.CompletedProcess:
+    proc = run_guarded([EXE, *args], cwd=ROOT, stall=stall)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

@@ -6,12 +6,12 @@ import csv
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_guarded
 
 pytestmark = pytest.mark.integration
 
@@ -61,13 +61,11 @@ def search(tmp_path_factory, mlflow_template):
         "AWS_SECRET_ACCESS_KEY": SECRET,
     }
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(
+    proc = run_guarded(
         [EXE, "search", str(cfg), "--run-dir", str(tmp / "run"), "--json"],
-        capture_output=True,
-        text=True,
         env=env,
         cwd=tmp,
-        timeout=900,
+        stall=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc, env, tmp

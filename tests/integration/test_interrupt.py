@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import EXE, SMALL, last_json, wait_for
+from conftest import EXE, SMALL, communicate_guarded, last_json, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +24,9 @@ def test_sigterm_closes_runs_killed_and_resume_completes(tmp_path, spawner, mlfl
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_db(tmp_path / "mlflow.db")}
     args = ["search", "search_spaces/tiny_priced.yaml", "--trials", "2", "--concurrency", "1", "--json", *SMALL]
     driver = spawner.popen([EXE, *args, "--run-dir", str(run)], env)
-    wait_for(lambda: _training(run), timeout=900, what="a trial in its main phase", proc=driver, poll=0.2)
+    wait_for(lambda: _training(run), stall=900, what="a trial in its main phase", proc=driver, poll=0.2)
     driver.send_signal(signal.SIGTERM)  # the driver only, as `kill PID` would
-    _, err = driver.communicate(timeout=600)
+    _, err = communicate_guarded(driver, stall=600)
     assert driver.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert f"econ-ray search --resume {run}" in err
     assert "Traceback" not in err

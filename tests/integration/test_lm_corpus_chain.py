@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_guarded
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +20,7 @@ EXE = str(Path(sys.executable).with_name("econ-ray"))
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=1200, cwd=ROOT)
+    proc = run_guarded([EXE, *args], cwd=ROOT, stall=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -63,7 +64,7 @@ def test_induction_circuits_of_the_saved_models_or_a_plain_refusal(chain):
     counted = {}
     for name in ("dense", "gates_eps0.05"):
         args = ["circuit", str(out / "models" / name), "--task", "induction", "--pairs", "40", "--json"]
-        proc = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=600, cwd=ROOT)
+        proc = run_guarded([EXE, *args], cwd=ROOT, stall=600)
         if proc.returncode == 2:
             assert "has not learned the task" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
             continue

@@ -3,12 +3,12 @@ and the registry."""
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import optuna
 import pytest
+from conftest import run_guarded
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ SHORT = [
 
 def test_moasha_search_stops_trials_and_keeps_them_out(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    proc = subprocess.run(
+    proc = run_guarded(
         [
             EXE,
             "search",
@@ -52,11 +52,9 @@ def test_moasha_search_stops_trials_and_keeps_them_out(tmp_path):
             "--json",
             *SHORT,
         ],
-        capture_output=True,
-        text=True,
         env=env,
         cwd=ROOT,
-        timeout=1500,
+        stall=1500,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

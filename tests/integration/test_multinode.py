@@ -16,7 +16,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import EXE, Spawner, free_port, last_json, wait_for
+from conftest import EXE, Spawner, communicate_guarded, free_port, last_json, wait_for
+from progress_guard import own_children
 
 pytestmark = pytest.mark.integration
 
@@ -105,9 +106,10 @@ def scenario(tmp_path_factory, mlflow_template):
 
         victim_trial = wait_for(
             checkpointed_trial_on_a_worker_node,
-            timeout=1200,
+            stall=1200,
             what="a main-phase checkpoint",
             proc=driver,
+            also=own_children,  # the trials run on the cluster's nodes, processes of this one
             poll=0.2,
         )
         _, pid, said_node = _history(victim_trial)[-1]
@@ -120,7 +122,7 @@ def scenario(tmp_path_factory, mlflow_template):
             f"removed node {victim.node_id[:8]} under {victim_trial.name} (worker pid {pid}); added {added.node_id[:8]}"
         )
 
-        out, err = driver.communicate(timeout=2400)
+        out, err = communicate_guarded(driver, stall=2400, also=own_children)
         assert driver.returncode == 0, err[-3000:]
         workers = list_actors(filters=[("class_name", "=", "RayTrainWorker")], detail=True, limit=10_000)
         trial_actors = list_actors(filters=[("class_name", "=", "ImplicitFunc")], detail=True, limit=10_000)

@@ -44,7 +44,7 @@ def test_killed_search_resumes(tmp_path, spawner, mlflow_db):
         *SMALL,
     ]
     driver = spawner.popen([EXE, *args, "--run-dir", str(run)], env)
-    wait_for(lambda: len(_records(run)) >= 1, timeout=900, what="the first finished trial", proc=driver)
+    wait_for(lambda: len(_records(run)) >= 1, stall=900, what="the first finished trial", proc=driver)
     before = {r: json.loads((run / "trial_records" / f"{r}.json").read_text()) for r in _records(run)}
     killed = spawner.kill(driver)  # SIGKILL the driver and the local Ray cluster it started
     driver.wait()
@@ -65,7 +65,7 @@ def test_killed_search_resumes(tmp_path, spawner, mlflow_db):
                 return d
         return None
 
-    wait_for(training_now, timeout=900, what="a resumed trial in its main phase", proc=resumer, poll=0.2)
+    wait_for(training_now, stall=900, what="a resumed trial in its main phase", proc=resumer, poll=0.2)
     spawner.kill(resumer)
     resumer.wait()
     states_at_kill2 = _optuna_states(run)

@@ -11,13 +11,13 @@ import random
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_guarded, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,22 +39,19 @@ SHORT = [
 ]
 
 
-def _run(args, env, timeout=900):
-    proc = subprocess.run([EXE, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+def _run(args, env, stall=900):
+    proc = run_guarded([EXE, *args], env=env, cwd=ROOT, stall=stall)
     return proc
 
 
-def _wait_http(url: str, timeout: float) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except urllib.error.HTTPError:
-            return  # answering (401 without a token): the dashboard is up
-        except Exception:  # noqa: BLE001 - not up yet
-            time.sleep(1)
-    raise TimeoutError(url)
+def _http_up(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        return True
+    except urllib.error.HTTPError:
+        return True  # answering (401 without a token): the dashboard is up
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
 
 
 def _search_json(stdout: str) -> dict:
@@ -99,9 +96,11 @@ def search(tmp_path_factory, mlflow_template):
         start_new_session=True,
     )
     try:
-        _wait_http(f"http://127.0.0.1:{dport}/api/version", 120)
+        url = f"http://127.0.0.1:{dport}/api/version"
+        # no progress of the head (no CPU in its process tree) for 120 s, or its exit, fails the test
+        wait_for(lambda: _http_up(url), stall=120, what="the Ray dashboard", proc=head, poll=1)
         runtime_env = json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]}})
-        proc = subprocess.run(
+        proc = run_guarded(
             [
                 str(BIN / "ray"),
                 "job",
@@ -127,11 +126,10 @@ def search(tmp_path_factory, mlflow_template):
                 "--json",
                 *SHORT,
             ],
-            capture_output=True,
-            text=True,
             cwd=ROOT,
             env=env,
-            timeout=1200,
+            stall=1200,
+            also=[head.pid],  # the job runs on the head's cluster: its CPU is the job's progress
         )
         assert proc.returncode == 0 and "succeeded" in proc.stdout.lower(), (proc.stdout[-3000:], proc.stderr[-2000:])
         out = _search_json(proc.stdout)
@@ -275,7 +273,7 @@ def test_registry_best_honours_the_budget(search, capsys, monkeypatch):
     assert best["effective_gflops"] <= gflops[0] * 1.0001
     assert {"name", "version", "metric", "effective_gflops"} <= set(best)
     # the console script: nothing within the budget is exit 1
-    proc = _run(["registry", "best", name, "--max-gflops", str(gflops[0] / 10), "--json"], env, timeout=120)
+    proc = _run(["registry", "best", name, "--max-gflops", str(gflops[0] / 10), "--json"], env, stall=120)
     assert proc.returncode == 1 and "no version" in proc.stderr
 
 

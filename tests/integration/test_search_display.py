@@ -11,7 +11,8 @@ import select
 import subprocess
 
 import pytest
-from conftest import EXE, ROOT, SMALL, last_json
+from conftest import EXE, ROOT, SMALL, last_json, run_guarded
+from progress_guard import StallGuard
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +27,7 @@ def _env(tmp_path) -> dict[str, str]:
 
 def test_non_interactive_output_has_one_line_per_trial_and_no_ray_chatter(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [EXE, *ARGS, "--run-dir", str(run), "--json"],
-        env=_env(tmp_path),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    proc = run_guarded([EXE, *ARGS, "--run-dir", str(run), "--json"], env=_env(tmp_path), cwd=ROOT, stall=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     trial_lines = [ln for ln in lines if ln.startswith("trial ")]
@@ -61,6 +55,14 @@ def test_a_terminal_gets_a_live_panel_that_updates(tmp_path):
     )
     os.close(slave)
     chunks: list[bytes] = []
+    # no progress (nothing drawn, no CPU in its process tree) for 1800 s fails the test
+    guard = StallGuard(
+        proc.pid,
+        stall=1800,
+        what="econ-ray search on a terminal",
+        tail=lambda: b"".join(chunks).decode("utf-8", "replace")[-3000:],
+    )
+    received = 0
     # read until the process ends (the pty reports EOF/EIO once every writer has closed it)
     while True:
         ready, _, _ = select.select([master], [], [], 5.0)
@@ -72,8 +74,10 @@ def test_a_terminal_gets_a_live_panel_that_updates(tmp_path):
             if not data:
                 break
             chunks.append(data)
+            received += len(data)
         elif proc.poll() is not None:
             break
+        guard.check(output=received)
     proc.wait(timeout=60)
     os.close(master)
     text = b"".join(chunks).decode("utf-8", "replace")

@@ -7,13 +7,13 @@ search maximises Pearson."""
 import json
 import os
 import random
-import subprocess
 import sys
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
+from conftest import run_guarded
 
 pytestmark = pytest.mark.integration
 
@@ -67,13 +67,11 @@ def _search(tmp: Path, cfg: dict, mlflow_template: Path) -> tuple[dict, list[dic
     shutil.copyfile(mlflow_template, tmp / "mlflow.db")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(
+    proc = run_guarded(
         [EXE, "search", str(path), "--run-dir", str(tmp / "run"), "--json"],
-        capture_output=True,
-        text=True,
         env=env,
         cwd=tmp,
-        timeout=1200,
+        stall=1200,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

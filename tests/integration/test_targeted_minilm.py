@@ -5,11 +5,11 @@ own docstrings, built by scripts/make_pydoc_topics.py)."""
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_guarded
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def pydoc_csv(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pydoc") / "pydoc_topics.csv"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_pydoc_topics.py"), str(out)], check=True, timeout=300)
+    proc = run_guarded([sys.executable, str(ROOT / "scripts" / "make_pydoc_topics.py"), str(out)], cwd=None, stall=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
 
@@ -121,13 +122,11 @@ def test_a_minilm_search_on_latency_times_each_cut_and_ranks_by_it(pydoc_csv, tm
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     env.pop("RAY_ADDRESS", None)
     exe = str(Path(sys.executable).with_name("econ-ray"))
-    proc = subprocess.run(
+    proc = run_guarded(
         [exe, "search", str(path), "--run-dir", str(tmp_path / "run"), "--seed", "0", "--json"],
-        capture_output=True,
-        text=True,
         env=env,
         cwd=tmp_path,
-        timeout=1800,
+        stall=1800,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -142,12 +141,11 @@ def test_a_minilm_search_on_latency_times_each_cut_and_ranks_by_it(pydoc_csv, tm
     assert out["pareto"]
     for row in out["pareto"]:
         assert row["cost_key"] == "latency_ms" and row["method"] == "targeted"
-    best = subprocess.run(
+    best = run_guarded(
         [exe, "registry", "best", out["registered_model"], "--max-gflops", "1e9", "--json"],
-        capture_output=True,
-        text=True,
         env=env,
-        timeout=300,
+        cwd=None,
+        stall=300,
     )
     assert best.returncode == 0, best.stderr[-2000:]
     assert json.loads(best.stdout.strip().splitlines()[-1])["cost_key"] == "latency_ms"

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_guarded
 
 pytestmark = pytest.mark.integration
 
@@ -42,13 +42,11 @@ def targeted_search(tmp_path_factory, mlflow_template):
     shutil.copyfile(mlflow_template, tmp / "mlflow.db")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(
+    proc = run_guarded(
         [EXE, "search", str(path), "--run-dir", str(tmp / "run"), "--seed", "0", "--json"],
-        capture_output=True,
-        text=True,
         env=env,
         cwd=tmp,
-        timeout=1800,
+        stall=1800,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -86,12 +84,11 @@ def test_the_pareto_set_is_on_static_gflops_and_names_its_method(targeted_search
 def test_the_registry_budgets_by_static_gflops(targeted_search):
     out, _, env, _ = targeted_search
     budget = max(p["static_gflops"] for p in out["pareto"])
-    proc = subprocess.run(
+    proc = run_guarded(
         [EXE, "registry", "best", out["registered_model"], "--max-gflops", str(budget), "--json"],
-        capture_output=True,
-        text=True,
         env=env,
-        timeout=300,
+        cwd=None,
+        stall=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     best = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -8,7 +8,7 @@ import os
 import signal
 
 import pytest
-from conftest import EXE, SMALL, free_port, last_json, start_mlflow_server, wait_for
+from conftest import EXE, SMALL, communicate_guarded, free_port, last_json, start_mlflow_server, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +40,13 @@ def test_search_survives_a_tracking_outage_and_syncs(tmp_path, spawner, mlflow_d
     )
     wait_for(
         lambda: list((run / "trial_records").glob("*.json")) if (run / "trial_records").is_dir() else None,
-        timeout=900,
+        stall=900,
         what="the first finished trial",
         proc=driver,
     )
     spawner.kill(server, signal.SIGTERM)  # the tracking server goes away
     server.wait(timeout=60)
-    out, err = driver.communicate(timeout=1500)
+    out, err = communicate_guarded(driver, stall=1500)
     assert driver.returncode == 0, err[-3000:]
     res = last_json(out)
     assert res["n_trials"] == 3 and res["n_failed"] == 0  # trials kept training
@@ -56,7 +56,7 @@ def test_search_survives_a_tracking_outage_and_syncs(tmp_path, spawner, mlflow_d
     print(f"outbox: {res['pending_tracking_ops']} operations ({res['tracking_error']})")
 
     start_mlflow_server(spawner, tmp_path, port)  # the server is back, same store
-    proc = spawner.econ(["sync", str(run), "--json"], env, timeout=600)
+    proc = spawner.econ(["sync", str(run), "--json"], env, stall=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     synced = last_json(proc.stdout)
     assert synced["applied"] == res["pending_tracking_ops"] and synced["pending"] == 0
@@ -77,5 +77,5 @@ def test_search_survives_a_tracking_outage_and_syncs(tmp_path, spawner, mlflow_d
     versions = client.search_model_versions(f"name = '{res['registered_model']}'")
     assert sorted(v.tags["trial_id"] for v in versions) == sorted(p["trial_id"] for p in pareto)
     assert all(isinstance(p["version"], int) for p in pareto)
-    again = spawner.econ(["sync", str(run), "--json"], env, timeout=300)  # nothing twice
+    again = spawner.econ(["sync", str(run), "--json"], env, stall=300)  # nothing twice
     assert again.returncode == 0 and last_json(again.stdout)["applied"] == 0

@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import EXE, descendants, last_json, wait_for
+from conftest import EXE, communicate_guarded, descendants, last_json, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -56,14 +56,12 @@ def test_killed_worker_resumes_from_its_checkpoint(tmp_path, spawner, mlflow_db)
         pids = sorted(train.glob("trial_*/worker_pids/rank1.pid"))
         return (ckpts[-1], pids[0]) if len(ckpts) >= 2 and pids else None
 
-    ckpt, pid_file = wait_for(
-        main_checkpoint_and_pid, timeout=900, what="a main-phase checkpoint", proc=driver, poll=0.2
-    )
+    ckpt, pid_file = wait_for(main_checkpoint_and_pid, stall=900, what="a main-phase checkpoint", proc=driver, poll=0.2)
     pid = int(pid_file.read_text())
     assert pid in descendants(driver.pid), "the worker must belong to this test's Ray cluster"
     os.kill(pid, signal.SIGKILL)
     print(f"killed Ray Train worker rank 1 (pid {pid}) after {ckpt.name}")
-    out, err = driver.communicate(timeout=1200)
+    out, err = communicate_guarded(driver, stall=1200)
     assert driver.returncode == 0, err[-3000:]
     res = last_json(out)
     assert res["n_trials"] == 1 and res["n_failed"] == 0
