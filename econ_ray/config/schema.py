@@ -305,6 +305,13 @@ class TrainingConfig(_Strict):
 
     lr: float = Field(1e-3, gt=0.0, description="AdamW learning rate")
     gate_lr: float | None = Field(None, gt=0.0, description="learning rate of gate biases (default: lr)")
+    gate_key_bias: bool = Field(
+        False,
+        description="the key projections' biases learn with the gate biases, at gate_lr (gates mode, models "
+        "with a separate key projection: BERT family). q_i . b_k is a shift of query i's logits that softmax "
+        "ignores (its gradient is zero in dense training) but the gate sees: a learned per-query threshold, "
+        "free for the output",
+    )
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (also guards the FFN rescaling escape)")
     batch_size: int = Field(32, ge=1, description="examples per step")
     epochs: float = Field(1.0, gt=0.0, description="passes over the training set (ignored when max_steps is set)")
@@ -351,6 +358,11 @@ class RunConfig(_Strict):
             )
         if self.objective.kind == "constrained" and self.attention.mode != "gates":
             raise ValueError("objective 'constrained' closes gates: it needs attention.mode 'gates'")
+        if self.training.gate_key_bias and self.attention.mode != "gates":
+            raise ValueError(
+                f"training.gate_key_bias: the key biases learn with the gates, but attention.mode is "
+                f"'{self.attention.mode}'; expected mode 'gates' or gate_key_bias false"
+            )
         return self
 
 

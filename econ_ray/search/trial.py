@@ -199,6 +199,7 @@ def train_worker(config: dict[str, Any]) -> None:
             warmup_ratio=t.warmup_ratio,
             schedule=t.schedule,
             grad_clip=t.grad_clip,
+            gate_key_bias=t.gate_key_bias,
         )
 
     def on_step(rec: dict[str, Any]) -> None:

@@ -64,7 +64,13 @@ class DeepSpeedEngine:
         deepspeed = import_deepspeed()
         cuda = torch.cuda.is_available() and dist.gpus_per_worker > 0
         optimizer = torch.optim.AdamW(
-            param_groups(model, lr=training.lr, gate_lr=training.gate_lr, weight_decay=training.weight_decay)
+            param_groups(
+                model,
+                lr=training.lr,
+                gate_lr=training.gate_lr,
+                weight_decay=training.weight_decay,
+                gate_key_bias=training.gate_key_bias,
+            )
         )
         optimizer_steps = max(1, math.ceil(total_steps / dist.gradient_accumulation))
         scheduler = torch.optim.lr_scheduler.LambdaLR(

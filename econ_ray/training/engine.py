@@ -72,13 +72,37 @@ def lr_schedule(schedule: str, total_steps: int, warmup_ratio: float):
     raise ValueError(f"training.schedule: expected linear or cosine, got {schedule!r}")
 
 
-def param_groups(model: nn.Module, *, lr: float, gate_lr: float | None, weight_decay: float) -> list[dict]:
-    """AdamW groups: no decay on biases, LayerNorm and gate biases; gate biases at ``gate_lr``."""
+def key_biases(model: nn.Module) -> list[nn.Parameter]:
+    """The key-projection biases of the gated attention modules (those holding ``econ_gate_bias``) with a
+    separate key projection (``module.key``, BERT family); raises when a gated module has none (GPT-2's
+    ``c_attn`` holds query, key and value biases in one tensor)."""
+    found: list[nn.Parameter] = []
+    for name, module in model.named_modules():
+        if not hasattr(module, "econ_gate_bias"):
+            continue
+        key = getattr(module, "key", None)
+        if not isinstance(key, nn.Linear):
+            raise ValueError(
+                f"training.gate_key_bias: the gated attention {name or type(module).__name__} has no separate key "
+                "projection (module.key), so its key bias cannot learn apart from the query and value biases; "
+                "expected a BERT-family model, or gate_key_bias false"
+            )
+        if key.bias is not None and key.bias.requires_grad:
+            found.append(key.bias)
+    return found
+
+
+def param_groups(
+    model: nn.Module, *, lr: float, gate_lr: float | None, weight_decay: float, gate_key_bias: bool = False
+) -> list[dict]:
+    """AdamW groups: no decay on biases, LayerNorm and gate biases; gate biases (and, with
+    ``gate_key_bias``, the gated modules' key biases) at ``gate_lr``."""
+    with_gates = {id(p) for p in key_biases(model)} if gate_key_bias else set()
     decay, no_decay, gates = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if name.endswith("econ_gate_bias"):
+        if name.endswith("econ_gate_bias") or id(p) in with_gates:
             gates.append(p)
         elif p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") or ".ln_" in name:
             no_decay.append(p)
@@ -107,9 +131,12 @@ class TorchEngine:
         warmup_ratio: float,
         schedule: str = "linear",
         grad_clip: float | None = None,
+        gate_key_bias: bool = False,
     ) -> None:
         self.module = model
-        self.optimizer = torch.optim.AdamW(param_groups(model, lr=lr, gate_lr=gate_lr, weight_decay=weight_decay))
+        self.optimizer = torch.optim.AdamW(
+            param_groups(model, lr=lr, gate_lr=gate_lr, weight_decay=weight_decay, gate_key_bias=gate_key_bias)
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_schedule(schedule, total_steps, warmup_ratio)
         )

@@ -204,6 +204,7 @@ def _default_engine(cfg: RunConfig) -> EngineFactory:
             warmup_ratio=t.warmup_ratio,
             schedule=t.schedule,
             grad_clip=t.grad_clip,
+            gate_key_bias=t.gate_key_bias,
         )
 
     return make
