@@ -116,6 +116,21 @@ class SearchPlan:
         return rs.remaining_trials(self.n_trials, self.prior)
 
 
+def absolute_local_paths(cfg: SearchSpaceFile) -> SearchSpaceFile:
+    """``cfg`` with a relative local model folder (``model.name``) and data files (``data.source``,
+    ``data.validation``) made absolute: trials run in their own working directory, where a path relative
+    to the caller's would not be found (and be taken for a hub name)."""
+
+    def absolute(value: str | None) -> str | None:
+        if not value or Path(value).is_absolute() or not Path(value).exists():
+            return value
+        return str(Path(value).resolve())
+
+    model = cfg.model.model_copy(update={"name": absolute(cfg.model.name)})
+    data = cfg.data.model_copy(update={"source": absolute(cfg.data.source), "validation": absolute(cfg.data.validation)})
+    return cfg.model_copy(update={"model": model, "data": data})
+
+
 def plan(
     cfg: SearchSpaceFile,
     *,
@@ -129,6 +144,7 @@ def plan(
     resume: str | None = None,
 ) -> SearchPlan:
     """The effective settings: the CLI's, else a resumed folder's, else the file's. Writes nothing."""
+    cfg = absolute_local_paths(cfg)
     s = cfg.search
     if resume:
         root = Path(resume).resolve()

@@ -137,3 +137,19 @@ def test_plan_of_a_new_search_is_not_a_resume_and_writes_nothing(tmp_path):
     assert not p.resumed and p.state == {} and p.prior == [] and p.remaining == 3
     assert (p.cfg.search.trials, p.cfg.search.sampler, p.file.search.trials) == (3, "random", 5)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_search_hands_its_trials_absolute_local_paths(tmp_path, monkeypatch):
+    """Trials run in their own working directory: a relative model folder or data file must reach them
+    absolute (a relative folder was taken for a hub name there); names that are not local paths stay."""
+    from econ_ray.search.driver import plan
+
+    (tmp_path / "dense").mkdir()
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\na\t0\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_config({"model": {"name": "dense"}, "data": {"source": "train.tsv"}}, "f.yaml")
+    p = plan(cfg, config_path="f.yaml", run_dir=str(tmp_path / "run"))
+    assert p.cfg.model.name == str(tmp_path / "dense") and p.cfg.data.source == str(tmp_path / "train.tsv")
+    hub = parse_config({"model": {"name": "minilm"}, "data": {"source": "builtin:majority"}}, "f.yaml")
+    p = plan(hub, config_path="f.yaml", run_dir=str(tmp_path / "run"))
+    assert (p.cfg.model.name, p.cfg.data.source) == ("minilm", "builtin:majority")
