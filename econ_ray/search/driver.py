@@ -127,7 +127,9 @@ def absolute_local_paths(cfg: SearchSpaceFile) -> SearchSpaceFile:
         return str(Path(value).resolve())
 
     model = cfg.model.model_copy(update={"name": absolute(cfg.model.name)})
-    data = cfg.data.model_copy(update={"source": absolute(cfg.data.source), "validation": absolute(cfg.data.validation)})
+    data = cfg.data.model_copy(
+        update={"source": absolute(cfg.data.source), "validation": absolute(cfg.data.validation)}
+    )
     return cfg.model_copy(update={"model": model, "data": data})
 
 
