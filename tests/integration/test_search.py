@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_guarded, wait_for
+from conftest import free_port, run_guarded, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +88,12 @@ def search(tmp_path_factory, mlflow_template):
             f"--port={port}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dport}",
+            # the agents' own ports, free ones: their defaults (52365 ...) may be held by another Ray on
+            # the machine, whose agent would then leave this head with none ("No available agent")
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
             "--num-cpus=2",
         ],
         stdout=subprocess.DEVNULL,
@@ -100,37 +106,45 @@ def search(tmp_path_factory, mlflow_template):
         # no progress of the head (no CPU in its process tree) for 120 s, or its exit, fails the test
         wait_for(lambda: _http_up(url), stall=120, what="the Ray dashboard", proc=head, poll=1)
         runtime_env = json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]}})
-        proc = run_guarded(
-            [
-                str(BIN / "ray"),
-                "job",
-                "submit",
-                "--address",
-                f"http://127.0.0.1:{dport}",
-                "--working-dir",
-                ".",
-                "--runtime-env-json",
-                runtime_env,
-                "--",
-                "econ-ray",
-                "search",
-                "search_spaces/tiny_priced.yaml",
-                "--trials",
-                "4",
-                "--concurrency",
-                "2",
-                "--seed",
-                "0",
-                "--run-dir",
-                str(tmp / "run"),
-                "--json",
-                *SHORT,
-            ],
-            cwd=ROOT,
-            env=env,
-            stall=1200,
-            also=[head.pid],  # the job runs on the head's cluster: its CPU is the job's progress
-        )
+        submit = [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            f"http://127.0.0.1:{dport}",
+            "--working-dir",
+            ".",
+            "--runtime-env-json",
+            runtime_env,
+            "--",
+            "econ-ray",
+            "search",
+            "search_spaces/tiny_priced.yaml",
+            "--trials",
+            "4",
+            "--concurrency",
+            "2",
+            "--seed",
+            "0",
+            "--run-dir",
+            str(tmp / "run"),
+            "--json",
+            *SHORT,
+        ]
+
+        def submitted():
+            # the dashboard answers before the head's job agent is up (on a busy machine, seconds later):
+            # a submission refused with "No available agent" created no job, so it is made again
+            done = run_guarded(
+                submit,
+                cwd=ROOT,
+                env=env,
+                stall=1200,
+                also=[head.pid],  # the job runs on the head's cluster: its CPU is the job's progress
+            )
+            return None if done.returncode != 0 and "No available agent" in done.stdout + done.stderr else done
+
+        proc = wait_for(submitted, stall=120, what="the Ray job agent", proc=head, poll=2)
         assert proc.returncode == 0 and "succeeded" in proc.stdout.lower(), (proc.stdout[-3000:], proc.stderr[-2000:])
         out = _search_json(proc.stdout)
         yield out, env, tmp, proc
