@@ -264,6 +264,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     from econ_ray.search.driver import run_search
     from econ_ray.search.interrupt import SearchInterrupted
+    from econ_ray.search.records import cost_key
     from econ_ray.search.results import SearchError
     from econ_ray.tracking import TrackingError
 
@@ -296,8 +297,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     console = Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 160))
-    metric_name = out.pareto[0]["metric_name"] if out.pareto else "metric"
-    cost = str(out.pareto[0].get("cost_key") or "static_gflops") if out.pareto else "static_gflops"
+    metric_name = out.pareto[0]["metric_name"] if out.pareto else (out.dense or {}).get("metric_name", "metric")
+    cost = str(out.pareto[0].get("cost_key") or cost_key(cfg.search.cost)) if out.pareto else cost_key(cfg.search.cost)
     table = Table(
         title=f"Pareto set: {metric_name} vs {cost.replace('_gflops', ' GFLOPs')} ({out.n_trials} trials, "
         f"{out.n_failed} failed, {out.n_infeasible} infeasible, hypervolume {out.hypervolume:.4g})"

@@ -139,7 +139,10 @@ def plot_pareto(
 
     if extra is not None:
         extra(ax)
-    ax.set_xlabel(f"{cost_label} per sequence (batch 1, L = {seq_len})")
+    if "fraction" in cost_label:  # a share of the dense model's work, not a per-sequence amount
+        ax.set_xlabel(f"{cost_label} (L = {seq_len})")
+    else:
+        ax.set_xlabel(f"{cost_label} per sequence (batch 1, L = {seq_len})")
     ax.set_ylabel(metric_name)
     if title:
         ax.set_title(title)

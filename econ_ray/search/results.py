@@ -196,7 +196,9 @@ def summarise(
         seq_len=seq_len,
         dense=dense_pt,
         maximize_metric=maximize,
-        cost_label=cost.replace("_gflops", " GFLOPs"),
+        cost_label="kept fraction of attention edges"
+        if cost == "attention_density"
+        else cost.replace("_gflops", " GFLOPs"),
     )
     plot_hypervolume_history(history, run_dir / "hypervolume.png")
     return rows, hv, ref, history

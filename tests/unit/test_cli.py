@@ -196,3 +196,33 @@ def test_tables_never_cut_a_column_name(capsys, monkeypatch):
     for c in cols:
         assert out.count(c) == 2, c
     assert "…" not in out
+
+
+def test_an_empty_pareto_set_is_titled_with_the_searchs_own_cost(tmp_path, monkeypatch, capsys):
+    """All trials infeasible: the table's title still names the search's metric and cost (search.cost
+    edges: the kept fraction of attention edges), not a default of static GFLOPs."""
+    import econ_ray.search.driver as driver
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "attention: {mode: gates}\nobjective: {kind: constrained, tau_rel: 0.01}\n"
+        "search: {cost: edges, space: {tau_rel: {low: 0.005, high: 0.1, log: true}}}\n"
+    )
+    out = driver.SearchOutcome(
+        run_dir=str(tmp_path),
+        n_trials=2,
+        n_failed=0,
+        hypervolume=0.0,
+        registered_model=None,
+        mlflow_parent_run_id=None,
+        pareto=[],
+        failures=[],
+        reference_point=(0.5, 1.05),
+        plot=str(tmp_path / "pareto.png"),
+        n_infeasible=2,
+        dense={"metric_name": "accuracy", "metric": 0.8, "dense_total_gflops": 1.0},
+    )
+    monkeypatch.setattr(driver, "run_search", lambda *a, **k: out)
+    assert main(["search", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "Pareto set: accuracy vs attention_density (2 trials, 0 failed, 2 infeasible" in text
