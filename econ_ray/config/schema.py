@@ -307,7 +307,7 @@ class TrainingConfig(_Strict):
     gate_lr: float | None = Field(None, gt=0.0, description="learning rate of gate biases (default: lr)")
     gate_key_bias: bool = Field(
         False,
-        description="the key projections' biases learn with the gate biases, at gate_lr (gates mode, models "
+        description="the key projections' biases learn with the gate biases, at gate_lr (models "
         "with a separate key projection: BERT family). q_i . b_k is a shift of query i's logits that softmax "
         "ignores (its gradient is zero in dense training) but the gate sees: a learned per-query threshold, "
         "free for the output",
@@ -358,11 +358,6 @@ class RunConfig(_Strict):
             )
         if self.objective.kind == "constrained" and self.attention.mode != "gates":
             raise ValueError("objective 'constrained' closes gates: it needs attention.mode 'gates'")
-        if self.training.gate_key_bias and self.attention.mode != "gates":
-            raise ValueError(
-                f"training.gate_key_bias: the key biases learn with the gates, but attention.mode is "
-                f"'{self.attention.mode}'; expected mode 'gates' or gate_key_bias false"
-            )
         return self
 
 

@@ -96,8 +96,13 @@ def param_groups(
     model: nn.Module, *, lr: float, gate_lr: float | None, weight_decay: float, gate_key_bias: bool = False
 ) -> list[dict]:
     """AdamW groups: no decay on biases, LayerNorm and gate biases; gate biases (and, with
-    ``gate_key_bias``, the gated modules' key biases) at ``gate_lr``."""
-    with_gates = {id(p) for p in key_biases(model)} if gate_key_bias else set()
+    ``gate_key_bias`` while the model's attention mode is gates, the gated modules' key biases) at
+    ``gate_lr``."""
+    # only while the gates are on: in a dense phase softmax leaves b_k a zero gradient up to rounding, which
+    # Adam would turn into steps of a sizeable fraction of gate_lr, shifting the gates before they open
+    rt = getattr(model, "econ_runtime", None)
+    gates_on = getattr(rt, "mode", None) == "gates"
+    with_gates = {id(p) for p in key_biases(model)} if gate_key_bias and gates_on else set()
     decay, no_decay, gates = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
