@@ -46,6 +46,7 @@ def plot_pareto(
     title: str | None = None,
     extra: Callable[[Any], None] | None = None,
     cost_label: str = "effective GFLOPs",
+    per_sequence: bool = True,
 ) -> Path:
     """Scatter every trial (coloured by method when the trials used more than one), draw the Pareto set as a staircase, mark the dense model; save a PNG.
 
@@ -139,10 +140,8 @@ def plot_pareto(
 
     if extra is not None:
         extra(ax)
-    if "fraction" in cost_label:  # a share of the dense model's work, not a per-sequence amount
-        ax.set_xlabel(f"{cost_label} (L = {seq_len})")
-    else:
-        ax.set_xlabel(f"{cost_label} per sequence (batch 1, L = {seq_len})")
+    per = " per sequence (batch 1," if per_sequence else " ("  # a fraction of the dense work is per nothing
+    ax.set_xlabel(f"{cost_label}{per} L = {seq_len})")
     ax.set_ylabel(metric_name)
     if title:
         ax.set_title(title)

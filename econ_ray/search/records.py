@@ -53,6 +53,11 @@ def cost_key(cost: str) -> str:
         raise ValueError(f"search.cost: expected one of {sorted(COST_KEYS)}, got {cost!r}") from None
 
 
+def cost_label(key: str) -> str:
+    """How a report cost key reads in a table title or on a plot's axis."""
+    return "kept fraction of attention edges" if key == "attention_density" else key.replace("_gflops", " GFLOPs")
+
+
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # set by Ray Train's TuneReportCallback
 # Tune's own bookkeeping that it adds to every report (ray.tune.result.AUTO_RESULT_KEYS and kin):
 # not econ-ray's measurements, so never an MLflow metric.

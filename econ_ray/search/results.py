@@ -25,7 +25,7 @@ from econ_ray.search.pareto import (
     reference_point,
 )
 from econ_ray.search.preflight import RunFacts
-from econ_ray.search.records import TrialRecord, dense_cost, dense_of, finite, points_from
+from econ_ray.search.records import TrialRecord, cost_label, dense_cost, dense_of, finite, points_from
 from econ_ray.search.space import trial_config, trial_params
 
 PARETO_FIELDS = (
@@ -196,9 +196,8 @@ def summarise(
         seq_len=seq_len,
         dense=dense_pt,
         maximize_metric=maximize,
-        cost_label="kept fraction of attention edges"
-        if cost == "attention_density"
-        else cost.replace("_gflops", " GFLOPs"),
+        cost_label=cost_label(cost),
+        per_sequence=cost != "attention_density",
     )
     plot_hypervolume_history(history, run_dir / "hypervolume.png")
     return rows, hv, ref, history
