@@ -227,6 +227,16 @@ class ObjectiveConfig(_Strict):
         "CE_dense, so the multiplier reads the increase the gates caused, not which rows the batch drew "
         "(the dense model's CE of each drive batch is measured once, before the first step)",
     )
+    constrain: Literal["ce", "kl"] = Field(
+        "ce",
+        description="the constrained quantity (constrained): 'ce' the task loss, ceiling tau = (1 + eps) * "
+        "CE_dense; 'kl' the student's KL(dense teacher || student) in nats per example (per predicted token for "
+        "an LM), ceiling eps * CE_dense (tau: the ceiling in nats), so the ceiling sees a student drifting from "
+        "its teacher even where its CE falls (a less confident student of an overconfident teacher: lower CE, "
+        "lower accuracy; docs/results.md section 5c). 'kl' constrains the distillation loss itself: it needs "
+        "distill.weight 1 and distill.temperature 1, and drive_reference 'tau' (the dense model's KL is 0 on "
+        "every batch); not for regression",
+    )
     multiplier: MultiplierConfig = Field(
         default_factory=MultiplierConfig, description="nuPI controller of the Lagrange multiplier (constrained)"
     )
@@ -286,6 +296,18 @@ class ObjectiveConfig(_Strict):
             raise ValueError("give tau or tau_rel, not both")
         if self.kind == "constrained" and self.tau is None and self.tau_rel is None:
             raise ValueError("objective 'constrained' needs tau or tau_rel")
+        if self.constrain == "kl":
+            d = self.distill
+            if d.weight != 1.0 or d.temperature != 1.0:
+                raise ValueError(
+                    "constrain 'kl' constrains the distillation loss itself: set objective.distill.weight 1.0 and "
+                    f"objective.distill.temperature 1.0 (got weight {d.weight}, temperature {d.temperature})"
+                )
+            if self.drive_reference != "tau":
+                raise ValueError(
+                    "constrain 'kl' needs drive_reference 'tau': the dense model's KL to itself is 0 on every "
+                    "batch, so there is nothing to pair"
+                )
         if self.target_ratio is not None and self.target_gflops is not None:
             raise ValueError("give target_ratio or target_gflops, not both")
         if self.kind in ("targeted", "prune") and self.target_ratio is None and self.target_gflops is None:

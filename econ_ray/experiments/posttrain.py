@@ -87,6 +87,9 @@ ROW_KEYS = (
     "feasible",
     "snapshot_step",
     "ce_certified",
+    "constrain",
+    "kl_teacher",
+    "kl_certified",
     "infeasible_reason",
     "multiplier",
     "steps",
@@ -96,7 +99,17 @@ ROW_KEYS = (
 
 # what each post-training step records in ``trajectories`` (the evaluations keep their whole records:
 # validation CE, metric and density, and the certification rows' CE and density)
-TRAJECTORY_KEYS = ("step", "multiplier", "constraint_ce", "constraint_tau", "cost", "task_loss", "loss", "lr")
+TRAJECTORY_KEYS = (
+    "step",
+    "multiplier",
+    "constraint_ce",
+    "constraint_kl",
+    "constraint_tau",
+    "cost",
+    "task_loss",
+    "loss",
+    "lr",
+)
 
 
 def _recorder(into: list[dict[str, Any]]) -> Any:
@@ -325,6 +338,9 @@ def run_posttrain(
                 feasible=s["feasible"],
                 snapshot_step=s["snapshot_step"],
                 ce_certified=s["ce_certified"],
+                constrain=s["constrain"],
+                kl_teacher=s.get("kl_teacher"),
+                kl_certified=s["kl_certified"],
                 infeasible_reason=s["infeasible_reason"],
                 multiplier=s["multiplier"],
                 steps=s["steps"],
@@ -507,14 +523,17 @@ def plot_trajectories(result: dict[str, Any], path: Path) -> Path:
         ax.set_title(f"eps = {eps}", fontsize=10)
         ax.set_ylabel("multiplier mu")
         ax = axes[1][col]
-        drive = [s for s in steps if s.get("constraint_ce") is not None]
+        # the constrained quantity: CE, or the KL to the teacher (constrain 'kl')
+        q = "kl" if row.get("constrain") == "kl" else "ce"
+        name = "KL to teacher" if q == "kl" else "CE"
+        drive = [s for s in steps if s.get(f"constraint_{q}") is not None]
         ax.plot(
             [s["step"] for s in drive],
-            [s["constraint_ce"] for s in drive],
+            [s[f"constraint_{q}"] for s in drive],
             ".",
             ms=2,
             color="tab:gray",
-            label="drive batch CE",
+            label=f"drive batch {name}",
         )
         if any(s.get("constraint_tau") is not None for s in drive):
             ax.plot(
@@ -529,14 +548,14 @@ def plot_trajectories(result: dict[str, Any], path: Path) -> Path:
             ax.axhline(row["tau_aim"], color="tab:orange", lw=1, label="aimed ceiling")
         ax.plot(
             [e["step"] for e in evals],
-            [e["certify_ce"] for e in evals],
+            [e.get(f"certify_{q}") for e in evals],
             "o-",
             color="tab:blue",
-            label="certification CE",
+            label=f"certification {name}",
         )
         if row.get("tau") is not None:
             ax.axhline(row["tau"], color="tab:blue", ls="--", lw=1, label="tau")
-        ax.set_ylabel("cross-entropy")
+        ax.set_ylabel("KL(teacher || student), nats" if q == "kl" else "cross-entropy")
         ax.legend(fontsize=6)
         ax = axes[2][col]
         cost = [s for s in steps if s.get("cost") is not None]

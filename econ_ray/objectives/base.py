@@ -65,6 +65,10 @@ class ObjectiveEnv:
     # CE of the given drive rows with every edge open (dense attention), no autograd state: called before
     # the first main step it is the dense model's (a paired reference); None where the loop has none.
     dense_heldout_ce: Callable[[torch.Tensor], float] | None = None
+    # Mean KL(distillation teacher || model) of the given drive rows under deterministic gates, no autograd
+    # state (``objective.constrain: kl``); None where the run has no teacher. With a teacher,
+    # evaluate_certify's metrics also have ``kl_teacher``.
+    heldout_kl: Callable[[torch.Tensor], float] | None = None
     # The installed attention runtime (its structural masks), the task, the FLOPs' sequence length
     # and the number of main-phase steps (a schedule's horizon).
     runtime: EconRuntime | None = None

@@ -1,5 +1,9 @@
 """Constrained objective (seed 003; METHOD section 3): minimise expected open edges s.t. CE <= tau.
 
+With ``objective.constrain: kl`` the constrained quantity is the student's KL(teacher || student) to the
+dense reference model instead of its CE, under the ceiling eps * CE_dense nats (``relative_kl``): the
+same multiplier, drive, certification and validation, each reading KL where they read CE.
+
 Solved as a Lagrangian  L = C_attn + mu * (CE / tau - 1)  with the multiplier mu >= 0 held by a
 cooper-optim ``DenseMultiplier`` and moved by cooper's nuPI controller (a damped PI controller: a
 plain dual-ascent multiplier oscillated over orders of magnitude in the reference runs).
@@ -31,6 +35,14 @@ def relative_tau(ce_dense: float, eps: float) -> float:
     if ce_dense <= 0 or eps < 0:
         raise ValueError(f"need CE_dense > 0 and eps >= 0, got {ce_dense}, {eps}")
     return (1.0 + eps) * ce_dense
+
+
+def relative_kl(ce_dense: float, eps: float) -> float:
+    """The KL ceiling of ``constrain: kl``: eps * CE_dense nats (the same eps as a CE ceiling's allowed
+    increase, now a divergence from the teacher); CE_dense must be a trained dense model's held-out CE."""
+    if ce_dense <= 0 or eps <= 0:
+        raise ValueError(f"a relative KL ceiling needs CE_dense > 0 and eps > 0, got {ce_dense}, {eps}")
+    return eps * ce_dense
 
 
 def aimed_ce(tau: float, ce_dense: float, aim: float) -> float:
@@ -142,6 +154,13 @@ class ConstrainedObjective:
         self.start_feasible: bool | None = None
         # drive_reference 'paired': the dense model's CE of each drive batch, by its first row
         self._drive_reference: dict[int, float] | None = None
+        # constrain 'kl': the kept snapshot's certified KL to the teacher
+        self.snapshot_kl: float | None = None
+
+    @property
+    def kl(self) -> bool:
+        """Whether the constrained quantity is the KL to the teacher (else the CE)."""
+        return self.cfg.constrain == "kl"
 
     @property
     def env(self) -> ObjectiveEnv:
@@ -164,14 +183,19 @@ class ConstrainedObjective:
 
     def start(self, env: ObjectiveEnv) -> None:
         o = self.cfg
+        if self.kl and env.heldout_kl is None:
+            raise ValueError("objective.constrain 'kl' needs a distillation teacher (objective.distill.weight 1)")
+        if self.kl and env.task is not None and env.task.kind == "regression":
+            raise ValueError("objective.constrain 'kl' needs a distribution: this task is a regression")
         if o.tau is not None:
             tau = o.tau
         elif o.tau_rel is not None:
-            tau = relative_tau(env.ce_dense, o.tau_rel)
+            tau = relative_kl(env.ce_dense, o.tau_rel) if self.kl else relative_tau(env.ce_dense, o.tau_rel)
         else:  # the schema refuses this combination
             raise ValueError("objective 'constrained' needs tau or tau_rel")
         self._env, self.tau = env, tau
-        self.tau_aim = aimed_ce(tau, env.ce_dense, o.aim)
+        # the dense model's value of the constrained quantity: its CE, or its KL to itself (0)
+        self.tau_aim = aimed_ce(tau, 0.0 if self.kl else env.ce_dense, o.aim)
         m = o.multiplier
         # the multiplier steers to tau_aim; certification and feasibility (below) use tau
         self._controller = LagrangeController(self.tau_aim, lr=m.lr, kp=m.kp, ki=m.ki, init=m.init)
@@ -206,13 +230,17 @@ class ConstrainedObjective:
         assert self.tau is not None
         ev = self.env.evaluate_certify()
         ce, density = float(ev["ce"]), float(ev["attention_density"])
-        meets = ce <= self.tau
+        kl = float(ev["kl_teacher"]) if self.kl else None
+        meets = (kl if kl is not None else ce) <= self.tau
         if step == 0:
             self.start_feasible = meets
         elif meets and (self.best_feasible is None or density <= self.best_feasible[0]):
             self.best_feasible = (density, copy.deepcopy(self.env.model.state_dict()))
-            self.snapshot_step, self.snapshot_ce = step, ce
-        return {"step": step, "certify_ce": ce, "certify_density": density, "meets_ceiling": meets}
+            self.snapshot_step, self.snapshot_ce, self.snapshot_kl = step, ce, kl
+        rec: Record = {"step": step, "certify_ce": ce, "certify_density": density, "meets_ceiling": meets}
+        if kl is not None:
+            rec["certify_kl"] = kl
+        return rec
 
     def initial_records(self) -> list[Record]:
         return [self._certify(0)]  # recorded, never kept: the starting model is not a result
@@ -222,6 +250,13 @@ class ConstrainedObjective:
         if constraint_step(step, self.cfg.constraint_every):
             # drive mu with the CE of deterministic gates on held-out drive rows, measured before the update
             batch = next(self.heldout)
+            if self.kl:
+                assert self.env.heldout_kl is not None
+                kl = self.env.heldout_kl(batch)
+                self.controller.update(kl)
+                rec["constraint_kl"] = kl
+                rec["multiplier"] = self.controller.value
+                return rec
             ce_det = self.env.heldout_ce(batch)
             tau = self.drive_tau(batch)
             self.controller.update(ce_det, tau)
@@ -249,6 +284,7 @@ class ConstrainedObjective:
             "snapshot_ce": self.snapshot_ce,
             "start_feasible": self.start_feasible,
             "drive_reference": self._drive_reference,
+            "snapshot_kl": self.snapshot_kl,
         }
         return ObjectiveState(tensors={"controller": self.controller.state_dict(), **meta}, snapshot=self.best_feasible)
 
@@ -259,6 +295,7 @@ class ConstrainedObjective:
             self.snapshot_step = state.tensors.get("snapshot_step")
             self.snapshot_ce = state.tensors.get("snapshot_ce")
             self.start_feasible = state.tensors.get("start_feasible")
+            self.snapshot_kl = state.tensors.get("snapshot_kl")
         # the same held-out batches as an uninterrupted run
         skip = constraint_updates(step, self.cfg.constraint_every)
         self._heldout = self.env.heldout_batches(self.cfg.constraint_batch_size, skip)
@@ -276,13 +313,17 @@ class ConstrainedObjective:
     def tau_validation(self) -> float | None:
         """The ceiling validation CE must meet: (1 + eps) x the dense model's validation CE for a relative
         ceiling (the same rows on both sides: a few hundred certification rows and a few hundred
-        validation rows differ in CE by more than a 1 % ceiling), tau itself for an absolute one."""
+        validation rows differ in CE by more than a 1 % ceiling), tau itself for an absolute one. With
+        ``constrain: kl``, eps x the dense validation CE nats of KL to the teacher."""
         if self.cfg.tau_rel is not None and self._env is not None and self._env.ce_dense_validation is not None:
+            if self.kl:
+                return relative_kl(self._env.ce_dense_validation, self.cfg.tau_rel)
             return relative_tau(self._env.ce_dense_validation, self.cfg.tau_rel)
         return self.tau
 
     def infeasible_reason(self, validation_ce: float) -> str | None:
-        """Why the run is not feasible (None when it is): no certified snapshot, or validation CE above
+        """Why the run is not feasible (None when it is): no certified snapshot, or the validation value of
+        the constrained quantity (``validation_ce``: CE, or KL to the teacher with ``constrain: kl``) above
         :attr:`tau_validation`."""
         assert self.tau is not None
         if self.best_feasible is None:
@@ -292,13 +333,17 @@ class ConstrainedObjective:
         tau_val = self.tau_validation
         assert tau_val is not None
         if not validation_ce <= tau_val:
+            if self.kl:
+                which = "eps x the dense validation CE" if tau_val != self.tau else "tau"
+                return f"validation KL to the teacher {validation_ce:.4f} is above {which} {tau_val:.4f}"
             which = "(1 + eps) x the dense validation CE" if tau_val != self.tau else "tau"
             return f"validation CE {validation_ce:.4f} is above {which} {tau_val:.4f}"
         return None
 
     def summary(self, per_step: Sequence[float], final: Mapping[str, Any]) -> Record:
-        reason = self.infeasible_reason(float(final["ce"]))
+        reason = self.infeasible_reason(float(final["kl_teacher"] if self.kl else final["ce"]))
         return {
+            "constrain": self.cfg.constrain,
             "tau": self.tau,
             "tau_rel": self.cfg.tau_rel,
             "tau_aim": self.tau_aim,
@@ -308,6 +353,7 @@ class ConstrainedObjective:
             "certified": self.best_feasible is not None,
             "snapshot_step": self.snapshot_step,
             "ce_certified": self.snapshot_ce,
+            "kl_certified": self.snapshot_kl,
             "infeasible_reason": reason,
         }
 

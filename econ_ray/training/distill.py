@@ -44,13 +44,13 @@ def make_teacher(model: nn.Module) -> nn.Module:
     return teacher.eval()
 
 
-def logit_loss(
+def kl_terms(
     student: torch.Tensor, teacher: torch.Tensor, *, kind: str, temperature: float, token_mask: torch.Tensor | None
 ) -> torch.Tensor:
-    """The logit term: T^2 * KL(teacher || student) of softened distributions (classification, per
-    example; lm, per real token, shifted as the LM loss is), or the squared error (regression)."""
+    """KL(teacher || student) of the temperature-softened distributions, one value per example
+    (classification) or per real predicted token (lm, shifted as the LM loss is)."""
     if kind == "regression":
-        return ((student.float() - teacher.float()) ** 2).mean()
+        raise ValueError("a regression head has no distribution to take a KL divergence of")
     t = temperature
     if kind == "lm":
         s, q = student[:, :-1].float(), teacher[:, :-1].float()
@@ -60,8 +60,33 @@ def logit_loss(
         s, q = student.float(), teacher.float()
     log_p_s = torch.log_softmax(s / t, dim=-1)
     log_p_t = torch.log_softmax(q / t, dim=-1)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=-1)
-    return kl.mean() * t * t if kl.numel() else s.sum() * 0.0
+    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=-1)
+
+
+def logit_loss(
+    student: torch.Tensor, teacher: torch.Tensor, *, kind: str, temperature: float, token_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """The logit term: T^2 * KL(teacher || student) of softened distributions (classification, per
+    example; lm, per real token, shifted as the LM loss is), or the squared error (regression)."""
+    if kind == "regression":
+        return ((student.float() - teacher.float()) ** 2).mean()
+    kl = kl_terms(student, teacher, kind=kind, temperature=temperature, token_mask=token_mask)
+    t = temperature
+    return kl.mean() * t * t if kl.numel() else student.float().sum() * 0.0
+
+
+@torch.no_grad()
+def teacher_kl_sum(
+    student: nn.Module, teacher: nn.Module, batch: dict[str, torch.Tensor], kind: str
+) -> tuple[float, int]:
+    """(sum of KL(teacher || student) at temperature 1, number of terms) over one batch, the student in
+    whatever mode and gate state it is in (the caller sets eval mode): the constrained quantity of
+    ``objective.constrain: kl``."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    t_logits = teacher(**inputs).logits
+    s_logits = student(**inputs).logits
+    kl = kl_terms(s_logits, t_logits, kind=kind, temperature=1.0, token_mask=batch.get("attention_mask"))
+    return float(kl.sum()), int(kl.numel())
 
 
 def hidden_loss(

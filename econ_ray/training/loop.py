@@ -47,7 +47,7 @@ from econ_ray.modeling import build_model, build_tokenizer
 from econ_ray.objectives import CostKind, Objective, ObjectiveEnv, ObjectiveState, make_objective
 from econ_ray.objectives.constrained import constraint_step, constraint_updates
 from econ_ray.training.checkpoint import RunState, TrainState, rng_state, set_rng_state
-from econ_ray.training.distill import Distiller, make_teacher
+from econ_ray.training.distill import Distiller, make_teacher, teacher_kl_sum
 from econ_ray.training.engine import Engine, TorchEngine
 from econ_ray.training.evaluate import evaluate, task_loss_and_outputs
 
@@ -260,6 +260,25 @@ def _deterministic_ce(model: nn.Module, rt: EconRuntime, batch: dict[str, torch.
             model.train()
 
 
+def _deterministic_kl(
+    model: nn.Module, rt: EconRuntime, teacher: nn.Module, batches: Iterator[dict[str, torch.Tensor]], kind: str
+) -> float:
+    """Mean KL(teacher || student) of ``batches`` (per example, or per predicted token for an LM) with
+    the student under deterministic gates, no autograd state and no cost terms, then back to the
+    training mode it was in."""
+    was_training = model.training
+    total, count = 0.0, 0
+    with rt.override(need_costs=False):
+        model.eval()
+        try:
+            for batch in batches:
+                s, n = teacher_kl_sum(model, teacher, batch, kind)
+                total, count = total + s, count + n
+        finally:
+            model.train(was_training)
+    return total / max(count, 1)
+
+
 def _dense_ce(model: nn.Module, rt: EconRuntime, batch: dict[str, torch.Tensor]) -> float:
     """CE of ``batch`` with every edge open (dense attention), as :func:`_deterministic_ce`."""
     with rt.override(mode="dense"):
@@ -286,9 +305,24 @@ class _Run:
     def to_dev(self, idx: torch.Tensor, split: EncodedSplit) -> dict[str, torch.Tensor]:
         return {k: v.to(self.p.device) for k, v in split.batch(idx).items()}
 
+    @property
+    def kl_constrained(self) -> bool:
+        """Whether the objective constrains the KL to the teacher (``objective.constrain: kl``)."""
+        return self.cfg.objective.constrain == "kl" and self.distiller is not None
+
+    def teacher_kl(self, split: EncodedSplit, idx: torch.Tensor | None = None) -> float:
+        """Mean KL(teacher || model) of ``split`` (of its rows ``idx``), the model's gates deterministic."""
+        assert self.distiller is not None
+        p, bs = self.p, self.eval_bs
+        rows = torch.arange(len(split)) if idx is None else idx
+        batches = (self.to_dev(rows[i : i + bs], split) for i in range(0, len(rows), bs))
+        return _deterministic_kl(p.model, p.runtime, self.distiller.teacher, batches, p.task.kind)
+
     def evaluate(self, split: EncodedSplit, *, distribution: bool = False) -> Record:
+        """Every metric of ``split`` in eval mode; with ``objective.constrain: kl`` in the main phase, also
+        ``kl_teacher``, the mean KL(teacher || model)."""
         p = self.p
-        return evaluate(
+        ev = evaluate(
             p.model,
             p.runtime,
             split,
@@ -297,6 +331,9 @@ class _Run:
             seq_len=self.cfg.data.max_length,
             distribution=distribution,
         )
+        if self.kl_constrained:
+            ev["kl_teacher"] = self.teacher_kl(split)
+        return ev
 
     def checkpoint(self, engine: Engine, objective: ObjectiveState) -> None:
         assert self.hooks.on_checkpoint is not None
@@ -392,6 +429,7 @@ def _objective_env(run: _Run, steps: int) -> ObjectiveEnv:
         heldout_ce=lambda idx: _deterministic_ce(p.model, p.runtime, run.to_dev(idx, drive)),
         heldout_batches=lambda size, skip: fast_forward(_cycle(len(drive), size), skip),
         dense_heldout_ce=lambda idx: _dense_ce(p.model, p.runtime, run.to_dev(idx, drive)),
+        heldout_kl=(lambda idx: run.teacher_kl(drive, idx)) if run.distiller is not None else None,
         runtime=p.runtime,
         task=p.task,
         seq_len=run.cfg.data.max_length,
@@ -471,6 +509,7 @@ def _main_phase(run: _Run, resume: TrainState | None) -> bool:
                     k: ev[k]
                     for k in ("metric", "ce", "attention_density", "ffn_density", "static_gflops", "effective_gflops")
                 },
+                **({"kl_teacher": ev["kl_teacher"]} if "kl_teacher" in ev else {}),
             }
             erec.update(obj.on_eval(step))
             rs.history.append(erec)
