@@ -76,10 +76,12 @@ def cmd_posttrain(args: argparse.Namespace) -> int:
         title=f"sparse-attention post-training on {result['task']} (L = {result['seq_len']}, "
         f"CE_dense = {result['ce_dense']:.4g}, {result['mean_valid_keys_per_query']:.3g} valid keys/query)"
     )
-    for c in COLUMNS:
+    # a KL ceiling (objective.constrain kl): tau is in nats of KL, shown beside the measured KL
+    columns = COLUMNS + (["kl_teacher"] if any(r.get("kl_teacher") is not None for r in result["rows"]) else [])
+    for c in columns:
         table.add_column(c, justify="left" if c in ("method", "match") else "right")
     for r in result["rows"]:
-        table.add_row(*[fmt(r.get(c)) for c in COLUMNS])
+        table.add_row(*[fmt(r.get(c)) for c in columns])
     console = Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 160))
     console.print(table)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -91,9 +93,11 @@ def cmd_posttrain(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "posttrain",
-        help="post-train attention gates of a trained model under CE <= (1+eps) CE_dense, vs top-k",
+        help="post-train attention gates of a trained model under CE <= (1+eps) CE_dense (or KL <= eps CE_dense), "
+        "vs top-k",
         description="Sparse-attention post-training (seed 003): train (or load) the dense model (a causal LM or an encoder), then for "
-        "each eps close attention gates under CE <= (1+eps) * CE_dense; compare with top-k and a threshold "
+        "each eps close attention gates under CE <= (1+eps) * CE_dense (with objective.constrain kl: the KL to the "
+        "dense teacher <= eps * CE_dense nats); compare with top-k and a threshold "
         "budget at the same mean kept edges per query, and with the dense model trained as many more steps. "
         "Writes posttrain.json and posttrain.png.",
     )

@@ -149,7 +149,9 @@ def test_posttrain_with_the_kl_ceiling_keeps_the_kl_in_rows_and_trajectories(cap
     ):
         args += ["--set", s]
     assert main([*args, "--out", str(tmp_path)]) == 0
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert "kl_teacher" in "\n".join(printed[:-1])  # the table shows the measured KL beside tau
+    out = json.loads(printed[-1])
     row = next(r for r in out["rows"] if r["method"] == "gates")
     assert row["constrain"] == "kl" and row["kl_teacher"] is not None
     assert row["tau"] == pytest.approx(0.1 * out["ce_dense_heldout"], rel=1e-6)
