@@ -45,7 +45,6 @@ def fmt(v: Any) -> str:
 
 def print_rows(title: str, rows: list[dict[str, Any]], cols: list[str]) -> None:
     """A rich table of ``rows`` restricted to ``cols`` on stdout."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
@@ -53,9 +52,24 @@ def print_rows(title: str, rows: list[dict[str, Any]], cols: list[str]) -> None:
         table.add_column(c, no_wrap=True)
     for r in rows:
         table.add_row(*[fmt(r.get(c)) for c in cols])
-    # never narrower than the table's own width: a squeezed column cuts its header (a name and its unit)
+    print_table(table)
+
+
+def wide_console(table: Any) -> Any:
+    """A stdout console never narrower than ``table``'s own width: a squeezed column cuts its header (a
+    name and its unit)."""
+    from rich.console import Console
+
     natural = Console(width=10_000).measure(table).maximum
-    Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, natural)).print(table)
+    return Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, natural))
+
+
+def print_table(table: Any, *lines: str) -> None:
+    """A rich table (then ``lines``) on stdout at its full width (:func:`wide_console`)."""
+    console = wide_console(table)
+    console.print(table)
+    for line in lines:
+        console.print(line)
 
 
 def print_fields(title: str, row: dict[str, Any], keys: list[str]) -> None:

@@ -15,6 +15,8 @@ from typing import Any, NoReturn, TypeVar, get_args
 from econ_ray.cli.common import (
     EXIT_BAD_INPUT,  # noqa: F401 (EXIT_BAD_INPUT re-exported)
     print_fields,
+    print_table,
+    wide_console,
 )
 from econ_ray.cli.common import dump as _dump
 from econ_ray.cli.common import fail as _fail
@@ -293,10 +295,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return exc.exit_code
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 160))
     metric_name = out.pareto[0]["metric_name"] if out.pareto else (out.dense or {}).get("metric_name", "metric")
     cost = str(out.pareto[0].get("cost_key") or cost_key(cfg.search.cost)) if out.pareto else cost_key(cfg.search.cost)
     table = Table(
@@ -308,6 +308,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right" if col not in ("trial_id", "method", "objective") else "left")
     for row in out.pareto:
         table.add_row(*[f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c)) for c in columns])
+    console = wide_console(table)
     console.print(table)
     if out.dense:
         from econ_ray.search.driver import dense_line
@@ -481,7 +482,6 @@ def cmd_topk(args: argparse.Namespace) -> int:
     rows = sweep(model, rt, split, task, seq_len=seq_len, ks=ks, budgets=budgets)
     out_dir = args.out or "runs/topk"
     paths = write_sweep(out_dir, rows)
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"top-k / budget sweep (L = {seq_len}, no retraining)")
@@ -490,9 +490,7 @@ def cmd_topk(args: argparse.Namespace) -> int:
         table.add_column(c, justify="right")
     for r in rows:
         table.add_row(*[f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in cols])
-    console = Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 120))
-    console.print(table)
-    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    print_table(table, "wrote " + ", ".join(str(p) for p in paths.values()))
     if args.json:
         print(
             json.dumps(

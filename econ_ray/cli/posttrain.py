@@ -4,9 +4,8 @@ with a classification or regression head) over eps, against top-k."""
 from __future__ import annotations
 
 import argparse
-import sys
 
-from econ_ray.cli.common import dump, fail, fmt
+from econ_ray.cli.common import dump, fail, fmt, print_table
 
 COLUMNS = [
     "method",
@@ -69,7 +68,6 @@ def cmd_posttrain(args: argparse.Namespace) -> int:
     except (DataError, ModelError, ValueError, FileNotFoundError) as exc:
         return fail(f"{args.target}: {exc}")
     paths = write_posttrain(out_dir, result)
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(
@@ -82,9 +80,7 @@ def cmd_posttrain(args: argparse.Namespace) -> int:
         table.add_column(c, justify="left" if c in ("method", "match") else "right")
     for r in result["rows"]:
         table.add_row(*[fmt(r.get(c)) for c in columns])
-    console = Console(file=sys.stdout, soft_wrap=True, width=max(Console().width, 160))
-    console.print(table)
-    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    print_table(table, "wrote " + ", ".join(str(p) for p in paths.values()))
     if args.json:
         print(dump({**result, "files": {k: str(v) for k, v in paths.items()}}))
     return 0
