@@ -32,6 +32,7 @@ import math
 import random
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -248,34 +249,35 @@ def _record_costs(rt: EconRuntime, costs: frozenset[CostKind]) -> None:
     rt.need_costs = bool(costs)
 
 
-def _deterministic_ce(model: nn.Module, rt: EconRuntime, batch: dict[str, torch.Tensor]) -> float:
-    """CE of ``batch`` under deterministic gates, no autograd state and no cost terms (nothing reads
-    them: the primal forward records its own), then back to training mode."""
-    with rt.override(need_costs=False):
+@contextmanager
+def _measuring(model: nn.Module, rt: EconRuntime) -> Iterator[None]:
+    """Deterministic gates (eval mode), no autograd state and no cost terms (nothing reads them: the
+    primal forward records its own), then back to the training mode the model was in."""
+    was_training = model.training
+    with rt.override(need_costs=False), torch.no_grad():
         model.eval()
         try:
-            with torch.no_grad():
-                return float(_forward_loss(model, batch))
+            yield
         finally:
-            model.train()
+            model.train(was_training)
+
+
+def _deterministic_ce(model: nn.Module, rt: EconRuntime, batch: dict[str, torch.Tensor]) -> float:
+    """CE of ``batch`` under deterministic gates (:func:`_measuring`)."""
+    with _measuring(model, rt):
+        return float(_forward_loss(model, batch))
 
 
 def _deterministic_kl(
     model: nn.Module, rt: EconRuntime, teacher: nn.Module, batches: Iterator[dict[str, torch.Tensor]], kind: str
 ) -> float:
     """Mean KL(teacher || student) of ``batches`` (per example, or per predicted token for an LM) with
-    the student under deterministic gates, no autograd state and no cost terms, then back to the
-    training mode it was in."""
-    was_training = model.training
+    the student under deterministic gates (:func:`_measuring`)."""
     total, count = 0.0, 0
-    with rt.override(need_costs=False):
-        model.eval()
-        try:
-            for batch in batches:
-                s, n = teacher_kl_sum(model, teacher, batch, kind)
-                total, count = total + s, count + n
-        finally:
-            model.train(was_training)
+    with _measuring(model, rt):
+        for batch in batches:
+            s, n = teacher_kl_sum(model, teacher, batch, kind)
+            total, count = total + s, count + n
     return total / max(count, 1)
 
 
